@@ -1,0 +1,601 @@
+//! The engine: creating tasks, running their steps on workers, and operating on them.
+
+pub mod backoff;
+mod request;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast};
+
+pub use request::{IdentityStrategy, TaskRequest};
+pub use worker::{Worker, WorkerOptions};
+
+use crate::config::TaskerConfig;
+use crate::error::{Error, Result};
+use crate::handler::StepHandler;
+use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
+use crate::state::TaskState;
+use crate::store::{
+    self, EventRecord, NewTask, PreparedStep, PreparedTask, StepInfo, Store, TaskRow,
+    TransitionInfo, dispatch,
+};
+use crate::template::TaskTemplate;
+
+/// The engine: a store, the registered workflows, and the operations on tasks.
+///
+/// Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Tasker {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) registry: Registry,
+    pub(crate) config: TaskerConfig,
+    pub(crate) identity: IdentityStrategy,
+    /// Database ids of each registered template.
+    ids: HashMap<TemplateKey, store::TemplateIds>,
+    /// Templates by `named_task_id`, for workers resolving a claimed step.
+    pub(crate) by_named_task: HashMap<i64, Arc<RegisteredTemplate>>,
+    pub(crate) wake: Arc<Notify>,
+    events: broadcast::Sender<EventRecord>,
+    listener_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.listener_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Tasker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasker")
+            .field("store", &self.inner.store)
+            .field("registry", &self.inner.registry)
+            .finish()
+    }
+}
+
+/// Builds a [`Tasker`]: configuration, templates and handlers.
+#[must_use = "call `.build().await` to start the engine"]
+pub struct TaskerBuilder {
+    config: TaskerConfig,
+    registry: Registry,
+    identity: IdentityStrategy,
+    error: Option<Error>,
+}
+
+impl TaskerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: TaskerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the database URL (a SQLite path, or `postgres://…`).
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.config.database_url = url.into();
+        self
+    }
+
+    /// Sets how duplicate requests are recognised.
+    pub fn identity_strategy(mut self, identity: IdentityStrategy) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// Changes the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut TaskerConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Registers a task template.
+    pub fn template(mut self, template: TaskTemplate) -> Self {
+        if self.error.is_none() {
+            if let Err(e) = self.registry.register_template(template) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Loads every YAML template in `dir`, with the configured environment's overrides.
+    pub fn templates_dir(mut self, dir: impl AsRef<std::path::Path>) -> Self {
+        if self.error.is_none() {
+            let env = self.config.environment.clone();
+            if let Err(e) = self.registry.load_templates_dir(dir, env.as_deref()) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Registers a step handler under the name templates use in `handler`.
+    pub fn handler(mut self, name: impl Into<String>, handler: impl StepHandler) -> Self {
+        if self.error.is_none() {
+            if let Err(e) = self.registry.register_handler(name, handler) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    /// Uses a registry built elsewhere (its templates and handlers are added to this one's).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        for (key, template) in registry.templates {
+            if self
+                .registry
+                .templates
+                .insert(key.clone(), template)
+                .is_some()
+                && self.error.is_none()
+            {
+                self.error = Some(Error::DuplicateTemplate(key.to_string()));
+            }
+        }
+        for (name, handler) in registry.handlers {
+            if self
+                .registry
+                .handlers
+                .insert(name.clone(), handler)
+                .is_some()
+                && self.error.is_none()
+            {
+                self.error = Some(Error::DuplicateHandler(name));
+            }
+        }
+        self
+    }
+
+    /// Connects, migrates (unless disabled), checks the registry and records the templates.
+    pub async fn build(self) -> Result<Tasker> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        self.registry.validate()?;
+        let config = self.config;
+        let url = config.database_url.clone();
+        let (pool_size, timeout) = (config.pool_size, config.connection_timeout);
+        let migrate = config.migrate_on_start;
+        let store = tokio::task::spawn_blocking(move || -> Result<Store> {
+            let store = Store::connect(&url, pool_size, timeout)?;
+            if migrate {
+                store.migrate()?;
+            }
+            Ok(store)
+        })
+        .await
+        .map_err(|e| Error::Join(e.to_string()))??;
+
+        let registry = self.registry;
+        let mut keys: Vec<TemplateKey> = registry.templates.keys().cloned().collect();
+        keys.sort();
+        let templates: Vec<TaskTemplate> = keys
+            .iter()
+            .filter_map(|k| registry.templates.get(k).map(|r| r.template.clone()))
+            .collect();
+        let synced = store
+            .run(move |store| {
+                let refs: Vec<&TaskTemplate> = templates.iter().collect();
+                dispatch!(store, sync_templates(&refs))
+            })
+            .await?;
+        let mut ids = HashMap::new();
+        let mut by_named_task = HashMap::new();
+        for (key, template_ids) in keys.into_iter().zip(synced) {
+            if let Some(registered) = registry.templates.get(&key) {
+                by_named_task.insert(template_ids.named_task_id, Arc::clone(registered));
+            }
+            ids.insert(key, template_ids);
+        }
+
+        let wake = Arc::new(Notify::new());
+        let listener_stop = Arc::new(AtomicBool::new(false));
+        #[cfg(feature = "postgres")]
+        if store.backend() == store::Backend::Postgres {
+            store::spawn_listener(
+                store.url().to_owned(),
+                Arc::clone(&wake),
+                Arc::clone(&listener_stop),
+            );
+        }
+        let (events, _) = broadcast::channel(4096);
+        Ok(Tasker {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                config,
+                identity: self.identity,
+                ids,
+                by_named_task,
+                wake,
+                events,
+                listener_stop,
+            }),
+        })
+    }
+}
+
+impl Tasker {
+    /// Starts building an engine with the default configuration.
+    pub fn builder() -> TaskerBuilder {
+        TaskerBuilder {
+            config: TaskerConfig::default(),
+            registry: Registry::new(),
+            identity: IdentityStrategy::default(),
+            error: None,
+        }
+    }
+
+    /// The store, for low-level access.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The registered templates and handlers.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TaskerConfig {
+        &self.inner.config
+    }
+
+    /// Receives every transition as it is committed by this process (lagging receivers miss
+    /// the oldest events).
+    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+        self.inner.events.subscribe()
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    pub(crate) fn publish(&self, events: Vec<EventRecord>) {
+        publish(&self.inner, events);
+    }
+
+    /// Checks a request against its template and builds the rows to insert.
+    fn prepare(&self, request: &TaskRequest) -> Result<PreparedTask> {
+        let registered = self
+            .inner
+            .registry
+            .find(&request.namespace, &request.name, &request.version)
+            .ok_or_else(|| Error::UnknownTemplate {
+                namespace: request.namespace.clone(),
+                name: request.name.clone(),
+                version: request.version.clone(),
+            })?;
+        let template = &registered.template;
+        let ids = self
+            .inner
+            .ids
+            .get(&TemplateKey::of(template))
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!("template `{}` is not stored", template.full_name()))
+            })?;
+        let context = serde_json::to_string(&request.context)?;
+        if context.len() > self.inner.config.max_context_bytes {
+            return Err(Error::InvalidRequest(format!(
+                "context is {} bytes, over the limit of {} (`max_context_bytes`)",
+                context.len(),
+                self.inner.config.max_context_bytes
+            )));
+        }
+        if let Some(validator) = &registered.validator {
+            let errors: Vec<String> = validator
+                .iter_errors(&request.context)
+                .map(|e| {
+                    let path = e.instance_path().to_string();
+                    let at = if path.is_empty() {
+                        "/".to_owned()
+                    } else {
+                        path
+                    };
+                    format!("at `{at}`: {e}")
+                })
+                .collect();
+            if !errors.is_empty() {
+                return Err(Error::InvalidContext {
+                    template: template.full_name(),
+                    errors,
+                });
+            }
+        }
+        for name in &request.bypass_steps {
+            match template.find_step(name) {
+                None => {
+                    return Err(Error::InvalidRequest(format!(
+                        "bypass_steps names `{name}`, which is not a step of `{}`",
+                        template.full_name()
+                    )));
+                }
+                Some(step) if !step.skippable => {
+                    return Err(Error::InvalidRequest(format!(
+                        "step `{name}` of `{}` is not skippable and cannot be bypassed",
+                        template.full_name()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        for (label, value) in [
+            ("initiator", &request.initiator),
+            ("source_system", &request.source_system),
+            ("reason", &request.reason),
+        ] {
+            if value.chars().count() > 128 {
+                return Err(Error::InvalidRequest(format!(
+                    "`{label}` is longer than 128 characters"
+                )));
+            }
+        }
+        if request
+            .idempotency_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 255)
+        {
+            return Err(Error::InvalidRequest(
+                "`idempotency_key` must be 1 to 255 bytes".to_owned(),
+            ));
+        }
+
+        let index: HashMap<&str, usize> = template
+            .step_templates
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let bypassed = |name: &str| request.bypass_steps.iter().any(|b| b == name);
+        let mut edges = Vec::new();
+        let mut steps = Vec::with_capacity(template.step_templates.len());
+        for (child, step) in template.step_templates.iter().enumerate() {
+            let mut remaining = 0;
+            for parent in step.dependencies() {
+                if let Some(&p) = index.get(parent) {
+                    edges.push((p, child));
+                    if !bypassed(parent) {
+                        remaining += 1;
+                    }
+                }
+            }
+            steps.push(PreparedStep {
+                named_step_id: ids.step_ids.get(&step.name).copied().unwrap_or_default(),
+                name: step.name.clone(),
+                retryable: step.default_retryable,
+                retry_limit: step.default_retry_limit as i32,
+                skippable: step.skippable,
+                bypassed: bypassed(&step.name),
+                remaining_parents: remaining,
+            });
+        }
+        let requested_at = request.requested_at.unwrap_or_else(Utc::now);
+        let identity_hash = match (self.inner.identity, &request.idempotency_key) {
+            (IdentityStrategy::Hash, None) => request::identity_hash(request, requested_at),
+            _ => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        Ok(PreparedTask {
+            named_task_id: ids.named_task_id,
+            concurrent: template.concurrent,
+            requested_at: requested_at.naive_utc(),
+            initiator: request.initiator.clone(),
+            source_system: request.source_system.clone(),
+            reason: request.reason.clone(),
+            bypass_steps: serde_json::to_string(&request.bypass_steps)?,
+            tags: serde_json::to_string(&request.tags)?,
+            context,
+            identity_hash,
+            idempotency_key: request.idempotency_key.clone(),
+            priority: request.priority,
+            steps,
+            edges,
+        })
+    }
+
+    /// Creates a task: validates the context against the template's schema, then writes the task,
+    /// its steps, edges and initial transitions in one transaction. Nothing is written when any
+    /// check fails.
+    pub async fn create_task(&self, request: TaskRequest) -> Result<NewTask> {
+        let prepared = self.prepare(&request)?;
+        let (created, events) = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, create_task(&prepared)))
+            .await?;
+        self.publish(events);
+        self.inner.wake.notify_one();
+        Ok(created)
+    }
+
+    /// Creates a task on the caller's connection, inside the caller's open transaction when there
+    /// is one: the task exists only if that transaction commits (transactional enqueue).
+    ///
+    /// Workers in this process find it by polling (within `max_poll_interval`); on PostgreSQL
+    /// the `NOTIFY` sent at commit wakes every worker at once.
+    pub fn create_task_in<C: TaskerConnection>(
+        &self,
+        conn: &mut C,
+        request: TaskRequest,
+    ) -> Result<NewTask> {
+        let prepared = self.prepare(&request)?;
+        let (created, _events) = conn.create_prepared(&prepared)?;
+        Ok(created)
+    }
+
+    /// The task with id `task_id`.
+    pub async fn task(&self, task_id: i64) -> Result<TaskRow> {
+        self.inner
+            .store
+            .run(move |store| dispatch!(store, load_task(task_id)))
+            .await
+    }
+
+    /// The steps of a task, in creation order.
+    pub async fn steps(&self, task_id: i64) -> Result<Vec<StepInfo>> {
+        let rows = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, load_steps(task_id)))
+            .await?;
+        Ok(rows.into_iter().map(StepInfo::from).collect())
+    }
+
+    /// The recorded transitions of a step, oldest first.
+    pub async fn step_transitions(&self, step_id: i64) -> Result<Vec<TransitionInfo>> {
+        let rows = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, load_transitions(step_id, true)))
+            .await?;
+        Ok(rows.into_iter().map(TransitionInfo::from).collect())
+    }
+
+    /// The recorded transitions of a task, oldest first.
+    pub async fn task_transitions(&self, task_id: i64) -> Result<Vec<TransitionInfo>> {
+        let rows = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, load_transitions(task_id, false)))
+            .await?;
+        Ok(rows.into_iter().map(TransitionInfo::from).collect())
+    }
+
+    /// Cancels a task and its unfinished steps; workers claim nothing more from it.
+    pub async fn cancel_task(&self, task_id: i64) -> Result<()> {
+        let events = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, cancel_task(task_id)))
+            .await?;
+        self.publish(events);
+        Ok(())
+    }
+
+    /// Retries a task in `error`: it goes back to `pending` and its failed steps get a fresh
+    /// retry budget.
+    pub async fn retry_task(&self, task_id: i64) -> Result<()> {
+        let events = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, retry_task(task_id)))
+            .await?;
+        self.publish(events);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Marks a pending or failed step as resolved by an operator, with an optional result its
+    /// children will see; its children may then run and the task may complete.
+    pub async fn resolve_step(&self, step_id: i64, results: Option<Value>) -> Result<()> {
+        let results = results.map(|r| r.to_string());
+        let events = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, resolve_step(step_id, results.as_deref())))
+            .await?;
+        self.publish(events);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Waits until the task is `complete`, `error`, `cancelled` or `resolved_manually`, and
+    /// returns it; gives up after `timeout`.
+    pub async fn wait_for_task(&self, task_id: i64, timeout: Duration) -> Result<TaskRow> {
+        let mut events = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let task = self.task(task_id).await?;
+            if matches!(
+                task.state,
+                TaskState::Complete
+                    | TaskState::Error
+                    | TaskState::Cancelled
+                    | TaskState::ResolvedManually
+            ) {
+                return Ok(task);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(task);
+            }
+            // Wake on this task's events; re-read at least every 100 ms for other processes.
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(wait, async {
+                loop {
+                    match events.recv().await {
+                        Ok(e) if e.task_id == task_id && e.step_id.is_none() => return,
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Starts a worker in this process with the configured concurrency.
+    pub fn start_worker(&self) -> Worker {
+        Worker::start(self.clone(), WorkerOptions::from_config(&self.inner.config))
+    }
+
+    /// Starts a worker with explicit options.
+    pub fn start_worker_with(&self, options: WorkerOptions) -> Worker {
+        Worker::start(self.clone(), options)
+    }
+
+    /// Applies the embedded migrations now; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize> {
+        self.inner.store.run(|store| store.migrate()).await
+    }
+}
+
+pub(crate) fn publish(inner: &Inner, events: Vec<EventRecord>) {
+    for event in events {
+        tracing::debug!(
+            event = event.name,
+            task_id = event.task_id,
+            step = event.step_name.as_deref(),
+            "transition"
+        );
+        // No receiver is not an error: nobody subscribed.
+        let _ = inner.events.send(event);
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A diesel connection tasks can be created on inside the caller's own transaction:
+/// `SqliteConnection`, or `PgConnection` with the `postgres` feature.
+pub trait TaskerConnection: sealed::Sealed {
+    #[doc(hidden)]
+    fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)>;
+}
+
+impl sealed::Sealed for diesel::sqlite::SqliteConnection {}
+impl TaskerConnection for diesel::sqlite::SqliteConnection {
+    fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)> {
+        store::sqlite_ops::create_task(self, task)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for diesel::pg::PgConnection {}
+#[cfg(feature = "postgres")]
+impl TaskerConnection for diesel::pg::PgConnection {
+    fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)> {
+        store::pg_ops::create_task(self, task)
+    }
+}

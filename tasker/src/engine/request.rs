@@ -1,0 +1,206 @@
+//! What a caller asks for when creating a task.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::template::{DEFAULT_NAMESPACE, DEFAULT_VERSION};
+
+/// A request to run a workflow over a context, with the seed's fields and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    /// Task (template) name.
+    pub name: String,
+    /// Template namespace (default `default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Template version (default `0.1.0`).
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// The JSON context, validated against the template's schema.
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    /// Who asked (default `unknown`).
+    #[serde(default = "unknown")]
+    pub initiator: String,
+    /// Which system asked (default `unknown`).
+    #[serde(default = "unknown")]
+    pub source_system: String,
+    /// Why (default `unknown`).
+    #[serde(default = "unknown")]
+    pub reason: String,
+    /// Free tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Skippable steps to resolve at creation without running them.
+    #[serde(default)]
+    pub bypass_steps: Vec<String>,
+    /// When the request was made (default: now).
+    #[serde(default)]
+    pub requested_at: Option<DateTime<Utc>>,
+    /// Claim priority: higher runs first (default 0).
+    #[serde(default)]
+    pub priority: i32,
+    /// Caller-provided idempotency key: a second request with the same key returns the first task.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+fn default_namespace() -> String {
+    DEFAULT_NAMESPACE.to_owned()
+}
+fn default_version() -> String {
+    DEFAULT_VERSION.to_owned()
+}
+fn unknown() -> String {
+    "unknown".to_owned()
+}
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl TaskRequest {
+    /// A request for task `name` in the default namespace and version, with an empty context.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            namespace: default_namespace(),
+            version: default_version(),
+            context: empty_object(),
+            initiator: unknown(),
+            source_system: unknown(),
+            reason: unknown(),
+            tags: Vec::new(),
+            bypass_steps: Vec::new(),
+            requested_at: None,
+            priority: 0,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sets the namespace.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Sets the version.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Sets the context.
+    pub fn context(mut self, context: Value) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Sets who asked.
+    pub fn initiator(mut self, initiator: impl Into<String>) -> Self {
+        self.initiator = initiator.into();
+        self
+    }
+
+    /// Sets which system asked.
+    pub fn source_system(mut self, source_system: impl Into<String>) -> Self {
+        self.source_system = source_system.into();
+        self
+    }
+
+    /// Sets why.
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+
+    /// Adds a tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Bypasses a skippable step.
+    pub fn bypass_step(mut self, step: impl Into<String>) -> Self {
+        self.bypass_steps.push(step.into());
+        self
+    }
+
+    /// Sets the claim priority.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets when the request was made.
+    pub fn requested_at(mut self, at: DateTime<Utc>) -> Self {
+        self.requested_at = Some(at);
+        self
+    }
+}
+
+/// How a task's `identity_hash` is made, which decides what counts as a duplicate request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdentityStrategy {
+    /// Every request is a new task (the seed's default).
+    #[default]
+    Unique,
+    /// Identical requests within the same minute are one task (the seed's `:hash`); the second
+    /// gets [`Error::DuplicateRequest`](crate::Error::DuplicateRequest).
+    Hash,
+}
+
+/// The seed's identity hash: SHA-256 (hex) of the JSON of these keys, in this order.
+pub(crate) fn identity_hash(request: &TaskRequest, requested_at: DateTime<Utc>) -> String {
+    #[derive(Serialize)]
+    struct Identity<'a> {
+        name: &'a str,
+        initiator: &'a str,
+        source_system: &'a str,
+        context: &'a Value,
+        reason: &'a str,
+        bypass_steps: &'a [String],
+        requested_at: String,
+    }
+    let identity = Identity {
+        name: &request.name,
+        initiator: &request.initiator,
+        source_system: &request.source_system,
+        context: &request.context,
+        reason: &request.reason,
+        bypass_steps: &request.bypass_steps,
+        requested_at: requested_at.format("%Y-%m-%d %H:%M").to_string(),
+    };
+    let json = serde_json::to_string(&identity).unwrap_or_default();
+    Sha256::digest(json.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_requests_in_one_minute_share_a_hash() {
+        let request = TaskRequest::new("order").context(serde_json::json!({"order_id": 1}));
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap_or_default();
+        let a = identity_hash(&request, at("2026-11-29T10:00:05Z"));
+        let b = identity_hash(&request, at("2026-11-29T10:00:55Z"));
+        let c = identity_hash(&request, at("2026-11-29T10:01:00Z"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 64);
+        let other = identity_hash(&request.clone().reason("other"), at("2026-11-29T10:00:05Z"));
+        assert_ne!(a, other);
+    }
+}

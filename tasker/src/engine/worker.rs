@@ -1,0 +1,513 @@
+//! A worker: claims ready steps across all tasks, runs them concurrently under a deadline while
+//! heartbeating their leases, records their outcomes in batches, and recovers expired leases.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::TaskerConfig;
+use crate::engine::Tasker;
+use crate::error::Result;
+use crate::handler::{StepContext, StepError};
+use crate::store::{ClaimedStep, CompletionOutcome, Failure, Outcome, dispatch};
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Steps run at the same time.
+    pub concurrency: usize,
+    /// Most steps claimed per statement.
+    pub claim_batch: usize,
+    /// Identity recorded as `lease_owner`; unique per process incarnation by default.
+    pub id: String,
+}
+
+impl WorkerOptions {
+    /// Options from the engine configuration, with a fresh worker id.
+    pub fn from_config(config: &TaskerConfig) -> Self {
+        Self {
+            concurrency: config.concurrency.max(1),
+            claim_batch: config.claim_batch.max(1),
+            id: new_worker_id(),
+        }
+    }
+}
+
+/// `host:pid:random`, so a restarted process never reuses a dead one's leases.
+fn new_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+/// A running worker; stop it with [`Worker::shutdown`].
+#[derive(Debug)]
+pub struct Worker {
+    id: String,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// Steps this worker is running, by id, for heartbeats and release at shutdown.
+type InFlight = Arc<Mutex<HashSet<i64>>>;
+
+impl Worker {
+    pub(crate) fn start(tasker: Tasker, options: WorkerOptions) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let id = options.id.clone();
+        let handle = tokio::spawn(run(tasker, options, stopped));
+        Self { id, stop, handle }
+    }
+
+    /// This worker's `lease_owner` identity.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Stops claiming, lets running steps finish within the configured grace period, releases
+    /// the rest for other workers, and returns when everything is recorded.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.handle.await {
+            tracing::error!(%error, "worker task failed");
+        }
+    }
+}
+
+async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receiver<bool>) {
+    let inner = Arc::clone(tasker.inner());
+    let config = inner.config.clone();
+    let owner: Arc<str> = options.id.clone().into();
+    let named_task_ids: Arc<Vec<i64>> = Arc::new({
+        let mut ids: Vec<i64> = inner.by_named_task.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    });
+    let slots = Arc::new(Semaphore::new(options.concurrency));
+    let in_flight: InFlight = Arc::default();
+    let (outcomes, outcome_rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();
+    let completer = tokio::spawn(complete_loop(
+        tasker.clone(),
+        outcome_rx,
+        Arc::clone(&in_flight),
+    ));
+    let (bg_stop, bg_stopped) = watch::channel(false);
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        tasker.clone(),
+        Arc::clone(&owner),
+        Arc::clone(&in_flight),
+        bg_stopped.clone(),
+    ));
+    let sweeper = tokio::spawn(sweep_loop(tasker.clone(), bg_stopped));
+    let mut running = JoinSet::new();
+    let min_poll = Duration::from_millis(10);
+    let mut idle = min_poll;
+    let mut db_retry = Duration::from_millis(50);
+
+    loop {
+        while running.try_join_next().is_some() {}
+        if *stopped.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = stopped.changed() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < options.claim_batch {
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let (limit, lease) = (permits.len(), config.lease.as_secs_f64());
+        let (who, ids) = (Arc::clone(&owner), Arc::clone(&named_task_ids));
+        let claimed = inner
+            .store
+            .run(move |store| dispatch!(store, claim(&who, limit, lease, &ids)))
+            .await;
+        let claimed = match claimed {
+            Ok((claimed, events)) => {
+                db_retry = Duration::from_millis(50);
+                tasker.publish(events);
+                claimed
+            }
+            Err(error) => {
+                tracing::warn!(%error, "claim failed; retrying");
+                drop(permits);
+                tokio::select! {
+                    _ = tokio::time::sleep(db_retry) => {},
+                    _ = stopped.changed() => break,
+                }
+                db_retry = (db_retry * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(permits);
+            tokio::select! {
+                _ = inner.wake.notified() => idle = min_poll,
+                _ = tokio::time::sleep(idle) => idle = (idle * 2).min(config.max_poll_interval),
+                _ = stopped.changed() => break,
+            }
+            continue;
+        }
+        idle = min_poll;
+        if let Ok(mut set) = in_flight.lock() {
+            set.extend(claimed.iter().map(|s| s.step_id));
+        }
+        for (step, permit) in claimed.into_iter().zip(permits) {
+            let (tasker, owner, outcomes) = (tasker.clone(), Arc::clone(&owner), outcomes.clone());
+            running.spawn(async move {
+                let outcome = run_step(&tasker, &owner, step).await;
+                // The completer owns the permit until the outcome is committed, so the worker
+                // never holds more steps than its concurrency.
+                let _ = outcomes.send((outcome, permit));
+            });
+        }
+    }
+
+    // Graceful shutdown: no more claims; running steps get the grace period.
+    let graceful = tokio::time::timeout(config.shutdown_grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if graceful.is_err() {
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+    }
+    drop(outcomes);
+    if let Err(error) = completer.await {
+        tracing::error!(%error, "completer failed");
+    }
+    // Whatever is still in flight was aborted: hand it back at once rather than waiting for
+    // its lease to expire.
+    let abandoned: Vec<i64> = in_flight
+        .lock()
+        .map(|s| s.iter().copied().collect())
+        .unwrap_or_default();
+    if !abandoned.is_empty() {
+        let who = Arc::clone(&owner);
+        match inner
+            .store
+            .run(move |store| dispatch!(store, release(&who, &abandoned)))
+            .await
+        {
+            Ok(events) => tasker.publish(events),
+            Err(error) => {
+                tracing::warn!(%error, "releasing steps at shutdown failed; their leases will expire")
+            }
+        }
+    }
+    let _ = bg_stop.send(true);
+    let _ = heartbeat.await;
+    let _ = sweeper.await;
+}
+
+/// Runs one attempt of a claimed step and turns its result into an outcome to record.
+async fn run_step(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
+    let inner = tasker.inner();
+    let config = &inner.config;
+    let span = tracing::info_span!("step", task_id = step.task_id, step = %step.name, attempt = step.attempt);
+    let _guard = span.enter();
+    let mut outcome = Outcome {
+        step_id: step.step_id,
+        task_id: step.task_id,
+        name: step.name.clone(),
+        attempt: step.attempt,
+        owner: owner.to_owned(),
+        concurrent: step.concurrent,
+        result: Ok(String::new()),
+    };
+    let template = inner.by_named_task.get(&step.named_task_id);
+    let step_template = template.and_then(|t| t.template.find_step(&step.name));
+    let handler = step_template.and_then(|s| inner.registry.handlers.get(&s.handler));
+    let (Some(step_template), Some(handler)) = (step_template, handler) else {
+        let error =
+            StepError::permanent(format!("no handler is registered for step `{}`", step.name));
+        outcome.result = Err(failure(&step, &error, config, "no_handler"));
+        return outcome;
+    };
+    let context = serde_json::from_str(&step.context).unwrap_or(serde_json::Value::Null);
+    let parents: HashMap<String, serde_json::Value> = step
+        .parents
+        .iter()
+        .map(|(name, results)| {
+            let value = results
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok())
+                .unwrap_or(serde_json::Value::Null);
+            (name.clone(), value)
+        })
+        .collect();
+    let cx = StepContext::new(
+        step.task_id,
+        step.step_id,
+        step.name.clone(),
+        step.attempt.max(1) as u32,
+        context,
+        parents,
+        step_template
+            .handler_config
+            .clone()
+            .unwrap_or(serde_json::Value::Null),
+    );
+    let timeout = step_template
+        .timeout_seconds
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(config.default_step_timeout);
+    let handler = Arc::clone(handler);
+    // The handler runs as its own task so a panic is caught as a failed attempt.
+    let attempt = tokio::spawn(async move { handler.handle_dyn(&cx).await });
+    let abort = attempt.abort_handle();
+    let result = match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(StepError::retryable(format!(
+            "step handler panicked: {join}"
+        ))),
+        Err(_) => {
+            abort.abort();
+            let error = StepError::retryable(format!("step timed out after {timeout:?}"));
+            outcome.result = Err(failure(&step, &error, config, "timeout"));
+            return outcome;
+        }
+    };
+    outcome.result = match result {
+        Ok(value) => match serde_json::to_string(&value) {
+            Ok(json) if json.len() <= config.max_result_bytes => Ok(json),
+            Ok(json) => Err(failure(
+                &step,
+                &StepError::permanent(format!(
+                    "result is {} bytes, over the limit of {} (`max_result_bytes`)",
+                    json.len(),
+                    config.max_result_bytes
+                )),
+                config,
+                "result_too_large",
+            )),
+            Err(e) => Err(failure(
+                &step,
+                &StepError::permanent(e),
+                config,
+                "invalid_result",
+            )),
+        },
+        Err(error) => {
+            tracing::info!(error = %error, "step attempt failed");
+            Err(failure(&step, &error, config, "step_error"))
+        }
+    };
+    outcome
+}
+
+/// The recorded failure of an attempt: retried after a backoff when the error is retryable, the
+/// step is retryable and attempts remain; failed for good otherwise.
+fn failure(
+    step: &ClaimedStep,
+    error: &StepError,
+    config: &TaskerConfig,
+    reason: &'static str,
+) -> Failure {
+    retry_decision(
+        step.attempt,
+        step.retryable,
+        step.retry_limit,
+        error,
+        config,
+        reason,
+    )
+}
+
+pub(crate) fn retry_decision(
+    attempt: i32,
+    retryable: bool,
+    retry_limit: i32,
+    error: &StepError,
+    config: &TaskerConfig,
+    reason: &'static str,
+) -> Failure {
+    let retry_after = match error {
+        StepError::Retryable { retry_after, .. } => *retry_after,
+        StepError::Permanent { .. } => None,
+    };
+    let can_retry = error.is_retryable() && retryable && attempt < retry_limit;
+    Failure {
+        error_json: error.to_json().to_string(),
+        retry_in: can_retry.then(|| config.backoff.delay(attempt.max(1) as u32, retry_after)),
+        reason,
+        message: error.message().to_owned(),
+    }
+}
+
+/// Records outcomes in batches: whatever finished while the previous batch was being written
+/// goes into the next transaction.
+async fn complete_loop(
+    tasker: Tasker,
+    mut rx: mpsc::UnboundedReceiver<(Outcome, OwnedSemaphorePermit)>,
+    in_flight: InFlight,
+) {
+    const MAX_BATCH: usize = 128;
+    let inner = Arc::clone(tasker.inner());
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (outcomes, permits): (Vec<Outcome>, Vec<OwnedSemaphorePermit>) =
+            batch.into_iter().unzip();
+        let shared = Arc::new(outcomes);
+        let mut delay = Duration::from_millis(50);
+        // A database error must not lose an outcome: retry until it is written (fencing makes a
+        // late write harmless if the lease expired meanwhile).
+        for attempt in 1.. {
+            let outcomes = Arc::clone(&shared);
+            match inner
+                .store
+                .run(move |store| dispatch!(store, complete(&outcomes)))
+                .await
+            {
+                Ok((results, events)) => {
+                    for (outcome, result) in shared.iter().zip(results) {
+                        if result == CompletionOutcome::Stale {
+                            tracing::warn!(
+                                step_id = outcome.step_id,
+                                attempt = outcome.attempt,
+                                "stale completion rejected: a newer attempt owns the step"
+                            );
+                        }
+                    }
+                    tasker.publish(events);
+                    break;
+                }
+                Err(error) if attempt < 20 => {
+                    tracing::warn!(%error, attempt, "recording step outcomes failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "giving up recording step outcomes; their leases will expire and they will run again");
+                    break;
+                }
+            }
+        }
+        if let Ok(mut set) = in_flight.lock() {
+            for outcome in shared.iter() {
+                set.remove(&outcome.step_id);
+            }
+        }
+        drop(permits);
+        inner.wake.notify_one();
+    }
+}
+
+/// Extends the leases of running steps every `heartbeat`.
+async fn heartbeat_loop(
+    tasker: Tasker,
+    owner: Arc<str>,
+    in_flight: InFlight,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let inner = Arc::clone(tasker.inner());
+    let lease = inner.config.lease.as_secs_f64();
+    let mut ticks = tokio::time::interval(inner.config.heartbeat.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {},
+            _ = stopped.changed() => return,
+        }
+        if in_flight.lock().map(|s| s.is_empty()).unwrap_or(true) {
+            continue;
+        }
+        let who = Arc::clone(&owner);
+        if let Err(error) = inner
+            .store
+            .run(move |store| dispatch!(store, heartbeat(&who, lease)))
+            .await
+        {
+            tracing::warn!(%error, "lease heartbeat failed");
+        }
+    }
+}
+
+/// Fails steps whose lease expired (their worker died or stalled) under their retry policy.
+async fn sweep_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
+    let inner = Arc::clone(tasker.inner());
+    let mut ticks =
+        tokio::time::interval(inner.config.sweep_interval.max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {},
+            _ = stopped.changed() => return,
+        }
+        if let Err(error) = sweep_expired(&tasker).await {
+            tracing::warn!(%error, "lease sweep failed");
+        }
+    }
+}
+
+/// One sweep: repeats until no expired lease is left, so a backlog never hides work.
+pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
+    const BATCH: usize = 100;
+    let inner = Arc::clone(tasker.inner());
+    let mut recovered = 0;
+    loop {
+        let expired = inner
+            .store
+            .run(move |store| dispatch!(store, expired_leases(BATCH)))
+            .await?;
+        if expired.is_empty() {
+            return Ok(recovered);
+        }
+        let full = expired.len() == BATCH;
+        let error = StepError::retryable(
+            "lease expired: the worker running this attempt stopped heartbeating",
+        );
+        let outcomes: Vec<Outcome> = expired
+            .into_iter()
+            .map(|row| Outcome {
+                step_id: row.step_id,
+                task_id: row.task_id,
+                name: row.name,
+                attempt: row.attempts,
+                result: Err(retry_decision(
+                    row.attempts,
+                    row.retryable,
+                    row.retry_limit,
+                    &error,
+                    &inner.config,
+                    "lease_expired",
+                )),
+                owner: row.owner,
+                concurrent: row.concurrent,
+            })
+            .collect();
+        let (results, events) = inner
+            .store
+            .run(move |store| dispatch!(store, complete(&outcomes)))
+            .await?;
+        recovered += results
+            .iter()
+            .filter(|r| **r == CompletionOutcome::Recorded)
+            .count();
+        tasker.publish(events);
+        inner.wake.notify_one();
+        if !full {
+            return Ok(recovered);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The registry of task templates and step handlers a worker can run.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::handler::{DynStepHandler, StepHandler};
+use crate::template::{self, TaskTemplate};
+
+/// `(namespace, name, version)` of a task template.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Task name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+}
+
+impl TemplateKey {
+    /// The key of `template`.
+    pub fn of(template: &TaskTemplate) -> Self {
+        Self {
+            namespace: template.namespace_name.clone(),
+            name: template.name.clone(),
+            version: template.version.clone(),
+        }
+    }
+}
+
+impl fmt::Display for TemplateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.namespace, self.name, self.version)
+    }
+}
+
+/// A template with what the engine derives from it once.
+pub(crate) struct RegisteredTemplate {
+    pub(crate) template: TaskTemplate,
+    pub(crate) validator: Option<jsonschema::Validator>,
+}
+
+/// Task templates and step handlers, registered at start-up.
+#[derive(Default)]
+pub struct Registry {
+    pub(crate) templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
+    pub(crate) handlers: HashMap<String, Arc<dyn DynStepHandler>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut templates: Vec<String> = self.templates.keys().map(ToString::to_string).collect();
+        templates.sort();
+        let mut handlers: Vec<&String> = self.handlers.keys().collect();
+        handlers.sort();
+        f.debug_struct("Registry")
+            .field("templates", &templates)
+            .field("handlers", &handlers)
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a template after checking its structure; a second template with the same
+    /// `namespace/name@version` is an error.
+    pub fn register_template(&mut self, template: TaskTemplate) -> Result<&mut Self> {
+        template.validate()?;
+        let key = TemplateKey::of(&template);
+        if self.templates.contains_key(&key) {
+            return Err(Error::DuplicateTemplate(key.to_string()));
+        }
+        let validator = match &template.schema {
+            Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+                template::TemplateError::new(
+                    template.full_name(),
+                    vec![template::Problem {
+                        step: None,
+                        key: Some("schema".to_owned()),
+                        message: format!("invalid JSON Schema: {e}"),
+                    }],
+                )
+            })?),
+            None => None,
+        };
+        self.templates.insert(
+            key,
+            Arc::new(RegisteredTemplate {
+                template,
+                validator,
+            }),
+        );
+        Ok(self)
+    }
+
+    /// Loads and registers every `*.yaml`/`*.yml` template in `dir`, applying the overrides of
+    /// `environment`.
+    pub fn load_templates_dir(
+        &mut self,
+        dir: impl AsRef<Path>,
+        environment: Option<&str>,
+    ) -> Result<&mut Self> {
+        for template in template::load_templates_dir(dir.as_ref(), environment)? {
+            self.register_template(template)?;
+        }
+        Ok(self)
+    }
+
+    /// Registers a step handler under `name`, the name templates use in `handler`.
+    pub fn register_handler(
+        &mut self,
+        name: impl Into<String>,
+        handler: impl StepHandler,
+    ) -> Result<&mut Self> {
+        self.register_dyn_handler(name, Arc::new(handler))
+    }
+
+    /// Registers an already shared step handler under `name`.
+    pub fn register_dyn_handler(
+        &mut self,
+        name: impl Into<String>,
+        handler: Arc<dyn DynStepHandler>,
+    ) -> Result<&mut Self> {
+        let name = name.into();
+        if self.handlers.contains_key(&name) {
+            return Err(Error::DuplicateHandler(name));
+        }
+        self.handlers.insert(name, handler);
+        Ok(self)
+    }
+
+    /// Checks that every step of every template names a registered handler.
+    pub fn validate(&self) -> Result<()> {
+        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut keys: Vec<&TemplateKey> = self.templates.keys().collect();
+        keys.sort();
+        for key in keys {
+            if let Some(registered) = self.templates.get(key) {
+                registered.template.validate_handlers(&names)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The template registered under `namespace/name@version`.
+    pub fn template(&self, namespace: &str, name: &str, version: &str) -> Option<&TaskTemplate> {
+        self.find(namespace, name, version).map(|r| &r.template)
+    }
+
+    /// Every registered template, sorted by key.
+    pub fn templates(&self) -> Vec<&TaskTemplate> {
+        let mut all: Vec<&TaskTemplate> = self.templates.values().map(|r| &r.template).collect();
+        all.sort_by(|a, b| TemplateKey::of(a).cmp(&TemplateKey::of(b)));
+        all
+    }
+
+    pub(crate) fn find(
+        &self,
+        namespace: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<&Arc<RegisteredTemplate>> {
+        self.templates.get(&TemplateKey {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            version: version.to_owned(),
+        })
+    }
+}

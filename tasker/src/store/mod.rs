@@ -1,0 +1,757 @@
+//! Persistence: the diesel schema, the embedded migrations, and every query the engine runs,
+//! compiled once per backend.
+//!
+//! One code base serves SQLite and PostgreSQL: `ops.rs` is written against a concrete
+//! connection type `Conn` and included once per backend, and the few places where the two differ
+//! (the claim's row locking, the database clock, `NOTIFY`, `BEGIN IMMEDIATE`) live in the
+//! [`Dialect`] implementation of each connection.
+
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool as R2d2Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::state::{StepState, TaskState};
+
+pub(crate) mod sqlite_ops {
+    //! Operations on SQLite.
+    pub(crate) type Conn = diesel::sqlite::SqliteConnection;
+    include!("ops.rs");
+}
+
+#[cfg(feature = "postgres")]
+pub(crate) mod pg_ops {
+    //! Operations on PostgreSQL.
+    pub(crate) type Conn = diesel::pg::PgConnection;
+    include!("ops.rs");
+}
+
+#[cfg(feature = "postgres")]
+mod listener;
+#[cfg(feature = "postgres")]
+pub(crate) use listener::spawn_listener;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+#[cfg(feature = "postgres")]
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+/// The channel PostgreSQL `NOTIFY`s when steps become ready.
+pub(crate) const READY_CHANNEL: &str = "tasker_ready";
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// What differs between the backends.
+pub(crate) trait Dialect: Connection + Sized {
+    /// The database clock as a UTC timestamp expression.
+    const NOW: &'static str;
+    /// The database clock plus `seconds`.
+    fn now_plus(seconds: f64) -> String;
+    /// Runs `f` in a write transaction (a savepoint inside a caller's transaction).
+    fn write<T>(c: &mut Self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T>;
+    /// The statement selecting (and on PostgreSQL locking) ready steps.
+    fn claim_candidates_sql(named_task_ids: &str, limit: usize) -> String;
+    /// Tells other processes that steps became ready (PostgreSQL `NOTIFY`, sent at commit).
+    fn notify_ready(c: &mut Self) -> Result<()>;
+}
+
+fn in_transaction<C>(c: &mut C) -> bool
+where
+    C: Connection<TransactionManager = AnsiTransactionManager>,
+{
+    matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(c).transaction_depth(),
+        Ok(Some(_))
+    )
+}
+
+fn claim_candidates(named_task_ids: &str, limit: usize, now: &str, locking: &str) -> String {
+    format!(
+        "SELECT s.workflow_step_id, s.task_id, s.state, t.concurrent, \
+                (t.running_step_id IS NULL) AS task_free \
+         FROM tasker_workflow_steps s JOIN tasker_tasks t ON t.task_id = s.task_id \
+         WHERE s.state IN ('pending', 'error') AND s.remaining_parents = 0 \
+           AND s.ready_at IS NOT NULL AND s.ready_at <= {now} \
+           AND t.named_task_id IN ({named_task_ids}) \
+         ORDER BY s.priority DESC, s.ready_at, s.workflow_step_id \
+         LIMIT {limit} {locking}"
+    )
+}
+
+impl Dialect for SqliteConnection {
+    const NOW: &'static str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+
+    fn now_plus(seconds: f64) -> String {
+        format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '{seconds:+.6} seconds')")
+    }
+
+    fn write<T>(c: &mut Self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        // BEGIN IMMEDIATE takes the write lock up front; a deferred transaction that later
+        // writes fails with SQLITE_BUSY instead of waiting (see reference/deps.md).
+        if in_transaction(c) {
+            c.transaction(f)
+        } else {
+            c.immediate_transaction(f)
+        }
+    }
+
+    fn claim_candidates_sql(named_task_ids: &str, limit: usize) -> String {
+        claim_candidates(named_task_ids, limit, Self::NOW, "")
+    }
+
+    fn notify_ready(_: &mut Self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Dialect for diesel::pg::PgConnection {
+    const NOW: &'static str = "(now() AT TIME ZONE 'UTC')";
+
+    fn now_plus(seconds: f64) -> String {
+        format!("((now() AT TIME ZONE 'UTC') + interval '{seconds:.6} seconds')")
+    }
+
+    fn write<T>(c: &mut Self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        c.transaction(f)
+    }
+
+    fn claim_candidates_sql(named_task_ids: &str, limit: usize) -> String {
+        claim_candidates(
+            named_task_ids,
+            limit,
+            Self::NOW,
+            "FOR UPDATE OF s SKIP LOCKED",
+        )
+    }
+
+    fn notify_ready(c: &mut Self) -> Result<()> {
+        c.batch_execute(&format!("NOTIFY {READY_CHANNEL}"))?;
+        Ok(())
+    }
+}
+
+/// A transition row to write: entity id, from, to, JSON metadata.
+#[derive(Debug, Clone)]
+pub(crate) struct TransitionRow {
+    pub(crate) id: i64,
+    pub(crate) from: Option<&'static str>,
+    pub(crate) to: &'static str,
+    pub(crate) metadata: String,
+}
+
+impl TransitionRow {
+    pub(crate) fn new(id: i64, from: Option<&str>, to: &str, metadata: &str) -> Self {
+        Self {
+            id,
+            from: from.map(static_state),
+            to: static_state(to),
+            metadata: metadata.to_owned(),
+        }
+    }
+}
+
+fn static_state(s: &str) -> &'static str {
+    s.parse::<StepState>()
+        .map(StepState::as_str)
+        .unwrap_or("pending")
+}
+
+/// A transition that happened, to publish once its transaction committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// The event name, e.g. `step.completed`.
+    pub name: &'static str,
+    /// The task.
+    pub task_id: i64,
+    /// The step, for step events.
+    pub step_id: Option<i64>,
+    /// The step's name, for step events.
+    pub step_name: Option<String>,
+    /// The state left (`None` for an initial transition).
+    pub from: Option<&'static str>,
+    /// The state entered.
+    pub to: &'static str,
+    /// The transition's metadata.
+    pub metadata: Value,
+}
+
+impl EventRecord {
+    pub(crate) fn task(
+        task_id: i64,
+        from: Option<TaskState>,
+        to: TaskState,
+        metadata: Value,
+    ) -> Self {
+        Self {
+            name: TaskState::event(from, to),
+            task_id,
+            step_id: None,
+            step_name: None,
+            from: from.map(TaskState::as_str),
+            to: to.as_str(),
+            metadata,
+        }
+    }
+
+    pub(crate) fn step(
+        task_id: i64,
+        step_id: i64,
+        name: &str,
+        from: Option<StepState>,
+        to: StepState,
+        metadata: Value,
+    ) -> Self {
+        Self {
+            name: StepState::event(from, to),
+            task_id,
+            step_id: Some(step_id),
+            step_name: Some(name.to_owned()),
+            from: from.map(StepState::as_str),
+            to: to.as_str(),
+            metadata,
+        }
+    }
+}
+
+/// Database ids of a synced template.
+#[derive(Debug, Clone)]
+pub(crate) struct TemplateIds {
+    pub(crate) named_task_id: i64,
+    pub(crate) step_ids: HashMap<String, i64>,
+}
+
+/// A task ready to insert, built and checked by the engine.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct PreparedTask {
+    pub(crate) named_task_id: i64,
+    pub(crate) concurrent: bool,
+    pub(crate) requested_at: chrono::NaiveDateTime,
+    pub(crate) initiator: String,
+    pub(crate) source_system: String,
+    pub(crate) reason: String,
+    pub(crate) bypass_steps: String,
+    pub(crate) tags: String,
+    pub(crate) context: String,
+    pub(crate) identity_hash: String,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) priority: i32,
+    pub(crate) steps: Vec<PreparedStep>,
+    /// (parent index, child index) into `steps`.
+    pub(crate) edges: Vec<(usize, usize)>,
+}
+
+/// A step ready to insert.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedStep {
+    pub(crate) named_step_id: i64,
+    pub(crate) name: String,
+    pub(crate) retryable: bool,
+    pub(crate) retry_limit: i32,
+    pub(crate) skippable: bool,
+    pub(crate) bypassed: bool,
+    pub(crate) remaining_parents: i32,
+}
+
+/// The result of creating a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewTask {
+    /// The task's id.
+    pub id: i64,
+    /// `true` when an earlier task with the same idempotency key was returned instead.
+    pub existing: bool,
+}
+
+/// A step claimed by a worker, with what its handler needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedStep {
+    /// The step.
+    pub step_id: i64,
+    /// Its task.
+    pub task_id: i64,
+    /// The task's named task (template) id.
+    pub named_task_id: i64,
+    /// The step's name.
+    pub name: String,
+    /// This attempt's number (the fencing token, with the owner).
+    pub attempt: i32,
+    /// Whether a failure may be retried.
+    pub retryable: bool,
+    /// Maximum attempts.
+    pub retry_limit: i32,
+    /// Whether the task runs its steps concurrently.
+    pub concurrent: bool,
+    /// The task context, as JSON text.
+    pub context: String,
+    /// Parent step names and their results as JSON text.
+    pub parents: Vec<(String, Option<String>)>,
+}
+
+/// A failed attempt, as the store records it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The error as JSON, stored in `results`.
+    pub error_json: String,
+    /// When to retry; `None` when the step failed for good.
+    pub retry_in: Option<Duration>,
+    /// Why, for the transition's metadata (`step_error`, `lease_expired`, `timeout`, …).
+    pub reason: &'static str,
+    /// The error message.
+    pub message: String,
+}
+
+impl Failure {
+    fn metadata(&self, attempt: i32) -> Value {
+        serde_json::json!({
+            "attempt": attempt,
+            "reason": self.reason,
+            "error": self.message,
+            "retry_in_seconds": self.retry_in.map(|d| d.as_secs_f64()),
+        })
+    }
+}
+
+/// The outcome of one attempt, to record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The step.
+    pub step_id: i64,
+    /// Its task.
+    pub task_id: i64,
+    /// Its name.
+    pub name: String,
+    /// The attempt that produced this outcome.
+    pub attempt: i32,
+    /// The worker that ran it.
+    pub owner: String,
+    /// Whether its task runs steps concurrently.
+    pub concurrent: bool,
+    /// The JSON result (as text), or the failure.
+    pub result: std::result::Result<String, Failure>,
+}
+
+/// Whether an outcome was recorded or rejected by fencing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionOutcome {
+    /// Recorded.
+    Recorded,
+    /// Rejected: the attempt no longer owns the step.
+    Stale,
+}
+
+/// An in-progress step as the lease sweeper sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct StepRow {
+    pub(crate) step_id: i64,
+    pub(crate) task_id: i64,
+    pub(crate) name: String,
+    pub(crate) attempts: i32,
+    pub(crate) owner: String,
+    pub(crate) retryable: bool,
+    pub(crate) retry_limit: i32,
+    pub(crate) concurrent: bool,
+}
+
+/// Step counts of one task, for finalization.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TaskCounts {
+    pub(crate) task_id: i64,
+    pub(crate) total: i64,
+    pub(crate) done: i64,
+    pub(crate) running: i64,
+    pub(crate) runnable: i64,
+    pub(crate) failed: i64,
+}
+
+/// The seed's execution status, reduced to what finalization acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskStatus {
+    Runnable,
+    Processing,
+    BlockedByFailures,
+    AllComplete,
+    Waiting,
+}
+
+impl TaskCounts {
+    pub(crate) fn status(&self) -> TaskStatus {
+        if self.runnable > 0 {
+            TaskStatus::Runnable
+        } else if self.running > 0 {
+            TaskStatus::Processing
+        } else if self.failed > 0 {
+            TaskStatus::BlockedByFailures
+        } else if self.total > 0 && self.done == self.total {
+            TaskStatus::AllComplete
+        } else {
+            TaskStatus::Waiting
+        }
+    }
+}
+
+type TaskTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    i32,
+    Option<String>,
+    chrono::NaiveDateTime,
+    chrono::NaiveDateTime,
+    chrono::NaiveDateTime,
+);
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    /// Id.
+    pub task_id: i64,
+    /// Template namespace.
+    pub namespace: String,
+    /// Template name.
+    pub name: String,
+    /// Template version.
+    pub version: String,
+    /// Current state.
+    pub state: TaskState,
+    /// The JSON context.
+    pub context: Value,
+    /// Who asked for the task.
+    pub initiator: Option<String>,
+    /// The system that asked.
+    pub source_system: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Steps bypassed at creation.
+    pub bypass_steps: Vec<String>,
+    /// Claim priority (higher first).
+    pub priority: i32,
+    /// Caller-provided idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When it was requested (UTC).
+    pub requested_at: chrono::NaiveDateTime,
+    /// When it was created (UTC, database clock).
+    pub created_at: chrono::NaiveDateTime,
+    /// When it last changed (UTC, database clock).
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+impl TaskRow {
+    fn from_tuple(t: TaskTuple) -> Self {
+        Self {
+            task_id: t.0,
+            namespace: t.1,
+            name: t.2,
+            version: t.3,
+            state: t.4.parse().unwrap_or(TaskState::Pending),
+            context: serde_json::from_str(&t.5).unwrap_or(Value::Null),
+            initiator: t.6,
+            source_system: t.7,
+            reason: t.8,
+            tags: serde_json::from_str(&t.9).unwrap_or_default(),
+            bypass_steps: serde_json::from_str(&t.10).unwrap_or_default(),
+            priority: t.11,
+            idempotency_key: t.12,
+            requested_at: t.13,
+            created_at: t.14,
+            updated_at: t.15,
+        }
+    }
+}
+
+pub(crate) type StepTuple = (
+    i64,
+    i64,
+    String,
+    String,
+    i32,
+    i32,
+    bool,
+    bool,
+    Option<String>,
+    i32,
+    Option<chrono::NaiveDateTime>,
+    Option<String>,
+    Option<chrono::NaiveDateTime>,
+    Option<chrono::NaiveDateTime>,
+);
+
+/// A workflow step as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepInfo {
+    /// Id.
+    pub step_id: i64,
+    /// Its task.
+    pub task_id: i64,
+    /// Name.
+    pub name: String,
+    /// Current state.
+    pub state: StepState,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// Maximum attempts.
+    pub retry_limit: i32,
+    /// Whether failures are retried.
+    pub retryable: bool,
+    /// Whether it may be bypassed.
+    pub skippable: bool,
+    /// The result (or error) JSON.
+    pub results: Option<Value>,
+    /// Parents not yet complete.
+    pub remaining_parents: i32,
+    /// Earliest time it may run (UTC); `None` when it cannot run.
+    pub ready_at: Option<chrono::NaiveDateTime>,
+    /// Worker holding its lease.
+    pub lease_owner: Option<String>,
+    /// When the last attempt started.
+    pub last_attempted_at: Option<chrono::NaiveDateTime>,
+    /// When it finished.
+    pub processed_at: Option<chrono::NaiveDateTime>,
+}
+
+impl From<StepTuple> for StepInfo {
+    fn from(t: StepTuple) -> Self {
+        Self {
+            step_id: t.0,
+            task_id: t.1,
+            name: t.2,
+            state: t.3.parse().unwrap_or(StepState::Pending),
+            attempts: t.4,
+            retry_limit: t.5,
+            retryable: t.6,
+            skippable: t.7,
+            results: t.8.and_then(|r| serde_json::from_str(&r).ok()),
+            remaining_parents: t.9,
+            ready_at: t.10,
+            lease_owner: t.11,
+            last_attempted_at: t.12,
+            processed_at: t.13,
+        }
+    }
+}
+
+pub(crate) type TransitionTuple = (
+    Option<String>,
+    String,
+    String,
+    i32,
+    bool,
+    chrono::NaiveDateTime,
+);
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransitionInfo {
+    /// State left (`None` for the initial transition).
+    pub from_state: Option<String>,
+    /// State entered.
+    pub to_state: String,
+    /// Metadata.
+    pub metadata: Value,
+    /// Order within the entity (0, 10, 20, …).
+    pub sort_key: i32,
+    /// Whether this is the entity's current state.
+    pub most_recent: bool,
+    /// When (UTC, database clock).
+    pub created_at: chrono::NaiveDateTime,
+}
+
+impl From<TransitionTuple> for TransitionInfo {
+    fn from(t: TransitionTuple) -> Self {
+        Self {
+            from_state: t.0,
+            to_state: t.1,
+            metadata: serde_json::from_str(&t.2).unwrap_or(Value::Null),
+            sort_key: t.3,
+            most_recent: t.4,
+            created_at: t.5,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(
+        &self,
+        conn: &mut SqliteConnection,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints, which keeps
+        // every committed transaction across a process crash (not across power loss).
+        conn.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+pub(crate) enum Pool {
+    Sqlite(R2d2Pool<ConnectionManager<SqliteConnection>>),
+    #[cfg(feature = "postgres")]
+    Postgres(R2d2Pool<ConnectionManager<diesel::pg::PgConnection>>),
+}
+
+/// A connection pool to the tasker tables, on either backend.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Arc<Pool>,
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish()
+    }
+}
+
+/// Runs `$func(conn, args…)` from the ops module of the store's backend.
+macro_rules! dispatch {
+    ($store:expr, $func:ident ( $($arg:expr),* $(,)? )) => {
+        match &*$store.pool {
+            $crate::store::Pool::Sqlite(p) => {
+                let mut conn = p.get()?;
+                $crate::store::sqlite_ops::$func(&mut *conn, $($arg),*)
+            }
+            #[cfg(feature = "postgres")]
+            $crate::store::Pool::Postgres(p) => {
+                let mut conn = p.get()?;
+                $crate::store::pg_ops::$func(&mut *conn, $($arg),*)
+            }
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Store {
+    /// Connects to `url`: `postgres://…`/`postgresql://…` for PostgreSQL, anything else (a path,
+    /// optionally `sqlite://`-prefixed) for a SQLite file, created if missing.
+    pub fn connect(url: &str, pool_size: u32, connection_timeout: Duration) -> Result<Self> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let manager = ConnectionManager::<diesel::pg::PgConnection>::new(url);
+                Pool::Postgres(
+                    R2d2Pool::builder()
+                        .max_size(pool_size.max(2))
+                        .min_idle(Some(1))
+                        .connection_timeout(connection_timeout)
+                        .build(manager)?,
+                )
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                return Err(Error::PostgresDisabled);
+            }
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            if path.is_empty() || path.contains("://") {
+                return Err(Error::UnsupportedUrl(url.to_owned()));
+            }
+            // Every connection to `:memory:` is its own database, so it gets exactly one.
+            let size = if path == ":memory:" {
+                1
+            } else {
+                pool_size.max(2)
+            };
+            let manager = ConnectionManager::<SqliteConnection>::new(path);
+            Pool::Sqlite(
+                R2d2Pool::builder()
+                    .max_size(size)
+                    .min_idle(Some(1))
+                    .connection_timeout(connection_timeout)
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(manager)?,
+            )
+        };
+        Ok(Self {
+            pool: Arc::new(pool),
+            url: url.into(),
+        })
+    }
+
+    /// Which backend this store talks to.
+    pub fn backend(&self) -> Backend {
+        match &*self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Applies the embedded migrations that have not run yet; returns how many ran. Safe to call
+    /// from several processes at once: they serialise on a lock.
+    pub fn migrate(&self) -> Result<usize> {
+        let migration_error =
+            |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+        match &*self.pool {
+            Pool::Sqlite(p) => {
+                let mut conn = p.get()?;
+                conn.immediate_transaction(|c| {
+                    c.run_pending_migrations(SQLITE_MIGRATIONS)
+                        .map(|v| v.len())
+                        .map_err(migration_error)
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => {
+                let mut conn = p.get()?;
+                conn.transaction(|c| {
+                    // Two processes starting on an empty database would both see the migrations
+                    // pending; the transaction-scoped advisory lock makes the second wait.
+                    c.batch_execute("SELECT pg_advisory_xact_lock(7302147583)")?;
+                    c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                        .map(|v| v.len())
+                        .map_err(migration_error)
+                })
+            }
+        }
+    }
+
+    /// Runs blocking database work on tokio's blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Join(e.to_string()))?
+    }
+}

@@ -1,0 +1,323 @@
+//! Reading task templates from YAML: parsing, environment overrides, then validation.
+//!
+//! serde_norway bounds what a document can cost: nesting deeper than 128 levels fails with
+//! `recursion limit exceeded`, and alias expansion ("billion laughs") with
+//! `repetition limit exceeded`. [`MAX_TEMPLATE_BYTES`] bounds the rest.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value as JsonValue;
+use serde_norway::Value as YamlValue;
+
+use super::{Problem, TaskTemplate, TemplateError};
+
+/// Largest template document accepted, in bytes (1 MiB).
+pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+
+/// Parses, merges the environment `env` into, and validates one YAML template.
+///
+/// `source` names the document in errors (usually its path). With `env`, the block
+/// `environments.<env>` is deep-merged into the base before the template is built:
+/// `step_templates` entries are matched by `name` (unmatched ones are ignored), mappings merge
+/// recursively, scalars and sequences replace. Every environment block must be well formed,
+/// selected or not. The returned template keeps `environments` as written.
+pub fn parse_template(
+    yaml: &str,
+    source: &str,
+    env: Option<&str>,
+) -> Result<TaskTemplate, TemplateError> {
+    let fail = |problem: Problem| TemplateError::new(source, vec![problem]);
+    if yaml.len() > MAX_TEMPLATE_BYTES {
+        return Err(fail(Problem::new(format!(
+            "template is {} bytes, over the maximum of {MAX_TEMPLATE_BYTES}",
+            yaml.len()
+        ))));
+    }
+    if yaml.trim().is_empty() {
+        return Err(fail(Problem::new("template is empty")));
+    }
+
+    let base: TaskTemplate =
+        serde_norway::from_str(yaml).map_err(|e| fail(yaml_problem(&e, yaml, "")))?;
+    if !base.environments.is_empty() {
+        serde_norway::from_str::<EnvironmentsShape>(yaml)
+            .map_err(|e| fail(yaml_problem(&e, yaml, "")))?;
+    }
+    let template = match env {
+        Some(env) if base.environments.contains_key(env) => {
+            apply_environment(yaml, env).map_err(fail)?
+        }
+        _ => base,
+    };
+    template
+        .validate()
+        .map_err(|e| TemplateError::new(source, e.problems))?;
+    Ok(template)
+}
+
+/// Reads and parses the template at `path` (see [`parse_template`]).
+pub fn load_template_file(path: &Path, env: Option<&str>) -> Result<TaskTemplate, TemplateError> {
+    let source = path.display().to_string();
+    let fail = |message: String| TemplateError::new(&source, vec![Problem::new(message)]);
+    let bytes = read_bounded(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    if bytes.len() > MAX_TEMPLATE_BYTES {
+        return Err(fail(format!(
+            "file is over the maximum template size of {MAX_TEMPLATE_BYTES} bytes"
+        )));
+    }
+    let yaml = String::from_utf8(bytes).map_err(|e| fail(format!("file is not UTF-8: {e}")))?;
+    parse_template(&yaml, &source, env)
+}
+
+/// Loads every `*.yaml` and `*.yml` file directly in `dir`, in file-name order.
+///
+/// All files are tried; the error carries every file's problems, each message prefixed with
+/// its file, and also reports templates that share a `namespace/name@version`.
+pub fn load_templates_dir(
+    dir: &Path,
+    env: Option<&str>,
+) -> Result<Vec<TaskTemplate>, TemplateError> {
+    let source = dir.display().to_string();
+    let unreadable = |e: std::io::Error| {
+        TemplateError::new(
+            &source,
+            vec![Problem::new(format!("cannot read directory: {e}"))],
+        )
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        let is_yaml = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if is_yaml && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+
+    let mut templates = Vec::with_capacity(files.len());
+    let mut problems = Vec::new();
+    let mut defined_in: HashMap<String, String> = HashMap::new();
+    for path in &files {
+        match load_template_file(path, env) {
+            Ok(template) => {
+                let file = path.display().to_string();
+                if let Some(first) = defined_in.get(&template.full_name()) {
+                    problems.push(
+                        Problem::new(format!(
+                            "{file}: template `{}` is also defined in {first}",
+                            template.full_name()
+                        ))
+                        .at_key("name"),
+                    );
+                } else {
+                    defined_in.insert(template.full_name(), file);
+                }
+                templates.push(template);
+            }
+            Err(error) => problems.extend(error.problems.into_iter().map(|p| Problem {
+                message: format!("{}: {}", error.source, p.message),
+                ..p
+            })),
+        }
+    }
+    if problems.is_empty() {
+        Ok(templates)
+    } else {
+        Err(TemplateError::new(source, problems))
+    }
+}
+
+/// Reads at most one byte more than [`MAX_TEMPLATE_BYTES`], so a huge file is refused cheaply.
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = fs::File::open(path)?;
+    let limit = u64::try_from(MAX_TEMPLATE_BYTES).map_or(u64::MAX, |n| n.saturating_add(1));
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The base document with `environments.<env>` merged in, as a typed template.
+fn apply_environment(yaml: &str, env: &str) -> Result<TaskTemplate, Problem> {
+    let context = format!("environment `{env}`: ");
+    let mut root: YamlValue =
+        serde_norway::from_str(yaml).map_err(|e| yaml_problem(&e, yaml, ""))?;
+    let overrides: Vec<YamlValue> = root
+        .get("environments")
+        .and_then(|envs| envs.get(env))
+        .and_then(|block| block.get("step_templates"))
+        .and_then(YamlValue::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(steps) = root
+        .get_mut("step_templates")
+        .and_then(YamlValue::as_sequence_mut)
+    {
+        for entry in &overrides {
+            let Some(name) = entry.get("name").and_then(YamlValue::as_str) else {
+                continue;
+            };
+            for step in steps
+                .iter_mut()
+                .filter(|s| s.get("name").and_then(YamlValue::as_str) == Some(name))
+            {
+                merge_step(step, entry);
+            }
+        }
+    }
+    serde_norway::from_value(root).map_err(|e| yaml_problem(&e, yaml, &context))
+}
+
+/// Deep-merges one environment entry into a base step.
+fn merge_step(step: &mut YamlValue, entry: &YamlValue) {
+    // `handler_class` is an alias of `handler`: an override of either replaces both, or the
+    // merged step would name its handler twice.
+    let overrides_handler = entry.get("handler").is_some() || entry.get("handler_class").is_some();
+    if let (true, Some(step)) = (overrides_handler, step.as_mapping_mut()) {
+        step.remove("handler");
+        step.remove("handler_class");
+    }
+    deep_merge(step, entry);
+}
+
+/// Mappings merge key by key; anything else in `overlay` replaces what is in `base`.
+fn deep_merge(base: &mut YamlValue, overlay: &YamlValue) {
+    match (base, overlay) {
+        (YamlValue::Mapping(base), YamlValue::Mapping(overlay)) => {
+            for (key, value) in overlay {
+                match base.get_mut(key) {
+                    Some(slot) => deep_merge(slot, value),
+                    None => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (base, overlay) => *base = overlay.clone(),
+    }
+}
+
+/// The shape every `environments` block must have; read only to reject malformed blocks.
+#[derive(Deserialize)]
+struct EnvironmentsShape {
+    #[serde(default)]
+    #[allow(dead_code, reason = "deserialised only to check its shape")]
+    environments: BTreeMap<String, Option<EnvironmentBlock>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "deserialised only to check its shape")]
+struct EnvironmentBlock {
+    #[serde(default)]
+    step_templates: Vec<StepOverride>,
+}
+
+/// A step override: a name, then any [`super::StepTemplate`] keys, all optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "deserialised only to check its shape")]
+struct StepOverride {
+    name: String,
+    description: Option<String>,
+    #[serde(alias = "handler_class")]
+    handler: Option<String>,
+    dependent_system: Option<String>,
+    default_retryable: Option<bool>,
+    default_retry_limit: Option<u32>,
+    skippable: Option<bool>,
+    depends_on_step: Option<String>,
+    depends_on_steps: Option<Vec<String>>,
+    handler_config: Option<JsonValue>,
+    custom_events: Option<Vec<super::CustomEventTemplate>>,
+    timeout_seconds: Option<f64>,
+}
+
+/// Turns a serde_norway error into a problem naming the step and key at fault.
+///
+/// serde_norway prints `path: message at line L column C`; the path (e.g.
+/// `step_templates[1].handler_config`) locates the step, whose name is looked up in `yaml`.
+fn yaml_problem(error: &serde_norway::Error, yaml: &str, context: &str) -> Problem {
+    let text = error.to_string();
+    let (path, message) = split_path(&text);
+    let segments = path.map(parse_path).unwrap_or_default();
+
+    let field = ["unknown field `", "missing field `", "duplicate field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field.to_owned());
+    let key = field.or_else(|| {
+        segments.iter().rev().find_map(|s| match s {
+            Segment::Key(k) => Some(k.clone()),
+            Segment::Index(_) => None,
+        })
+    });
+
+    let mut problem = Problem::new(format!("{context}{text}"));
+    problem.key = key;
+    problem.step = step_name_at(&segments, yaml);
+    problem
+}
+
+/// Splits `path: message` when the text starts with a serde_norway path.
+fn split_path(text: &str) -> (Option<&str>, &str) {
+    match text.split_once(": ") {
+        Some((path, message))
+            if !path.is_empty()
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c)) =>
+        {
+            (Some(path), message)
+        }
+        _ => (None, text),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn parse_path(path: &str) -> Vec<Segment> {
+    let mut segments = Vec::new();
+    for part in path.split('.') {
+        let (key, indices) = part
+            .split_once('[')
+            .map_or((part, ""), |(k, rest)| (k, rest));
+        if !key.is_empty() {
+            segments.push(Segment::Key(key.to_owned()));
+        }
+        for index in indices.split('[') {
+            if let Ok(i) = index.trim_end_matches(']').parse() {
+                segments.push(Segment::Index(i));
+            }
+        }
+    }
+    segments
+}
+
+/// The name of the innermost `step_templates[i]` on `segments`, read from the document.
+fn step_name_at(segments: &[Segment], yaml: &str) -> Option<String> {
+    let end = segments.windows(2).rposition(|w| {
+        matches!(&w[0], Segment::Key(k) if k == "step_templates")
+            && matches!(w[1], Segment::Index(_))
+    })? + 2;
+    let root: YamlValue = serde_norway::from_str(yaml).ok()?;
+    let mut node = &root;
+    for segment in &segments[..end] {
+        node = match segment {
+            Segment::Key(k) => node.get(k.as_str())?,
+            Segment::Index(i) => node.get(*i)?,
+        };
+    }
+    node.get("name")?.as_str().map(str::to_owned)
+}

@@ -1,0 +1,700 @@
+//! Structural checks of a [`TaskTemplate`]: identifiers, the step graph, limits and schemas.
+//!
+//! Every check runs and every problem is kept, so one load shows all that is wrong.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+
+use super::{StepTemplate, TaskTemplate};
+
+/// Longest namespace name, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+/// Longest task name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest version string, in bytes.
+pub const MAX_VERSION_LEN: usize = 16;
+/// Longest step name, in bytes.
+pub const MAX_STEP_NAME_LEN: usize = 128;
+/// Most steps one template may declare.
+pub const MAX_STEPS_PER_TEMPLATE: usize = 1000;
+/// Most steps on one dependency chain (the graph's longest path, counted in steps).
+pub const MAX_GRAPH_DEPTH: usize = 100;
+/// Highest `default_retry_limit` a step may ask for.
+pub const MAX_RETRY_LIMIT: u32 = 1000;
+/// Prefixes of the engine's own events, which custom events may not use.
+pub const RESERVED_EVENT_PREFIXES: &[&str] =
+    &["task.", "step.", "workflow.", "observability.", "test."];
+
+// Enough to explain a broken graph without letting a hostile one produce megabytes of paths.
+const MAX_CYCLES_REPORTED: usize = 16;
+// Edit distance is quadratic; a template with thousands of typos gets suggestions for the first few.
+const MAX_SUGGESTIONS: usize = 64;
+
+/// One thing wrong with a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The step at fault, if the problem is in one.
+    pub step: Option<String>,
+    /// The YAML key at fault, e.g. `depends_on_step`.
+    pub key: Option<String>,
+    /// What is wrong, and what to do about it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with the template as a whole.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            step: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    /// Names the step at fault.
+    pub fn in_step(mut self, step: impl Into<String>) -> Self {
+        self.step = Some(step.into());
+        self
+    }
+
+    /// Names the YAML key at fault.
+    pub fn at_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.step, &self.key) {
+            (Some(step), Some(key)) => write!(f, "step `{step}`, key `{key}`: ")?,
+            (Some(step), None) => write!(f, "step `{step}`: ")?,
+            (None, Some(key)) => write!(f, "key `{key}`: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Everything wrong with one template (or one directory of templates).
+///
+/// `Display` prints one line per problem, prefixed by where the template came from.
+// `Error` is implemented by hand: thiserror would take the `source` field for the error's cause.
+#[derive(Debug, Clone)]
+pub struct TemplateError {
+    /// Where the template came from: a file path, or the template's `namespace/name@version`.
+    pub source: String,
+    /// Every problem found, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl TemplateError {
+    /// An error from `source` with the given problems.
+    pub fn new(source: impl Into<String>, problems: Vec<Problem>) -> Self {
+        Self {
+            source: source.into(),
+            problems,
+        }
+    }
+
+    /// Every problem found.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [] => write!(f, "{}: invalid template", self.source),
+            [only] => write!(f, "{}: {only}", self.source),
+            all => {
+                write!(f, "{}: {} problems", self.source, all.len())?;
+                for problem in all {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for TemplateError {}
+
+impl TaskTemplate {
+    /// Checks the template's structure, reporting every problem found.
+    ///
+    /// Covers identifiers, the version, the step graph (unknown, self and cyclic dependencies,
+    /// depth), `named_steps`, retry limits, timeouts, custom event names and the JSON Schema.
+    pub fn validate(&self) -> Result<(), TemplateError> {
+        let mut check = Checker::default();
+        check.identity(self);
+        check.steps(self);
+        check.graph(self);
+        check.named_steps(self);
+        check.schema(self);
+        check.finish(self.full_name())
+    }
+
+    /// Checks that every step's `handler` is one of `registered`.
+    pub fn validate_handlers(&self, registered: &[&str]) -> Result<(), TemplateError> {
+        let mut check = Checker::default();
+        for step in &self.step_templates {
+            if registered.contains(&step.handler.as_str()) {
+                continue;
+            }
+            let mut message = format!("no step handler named `{}` is registered", step.handler);
+            if let Some(close) = check.suggest(&step.handler, registered.iter().copied()) {
+                message.push_str(&format!(" (did you mean `{close}`?)"));
+            }
+            check.push(Problem::new(message).in_step(&step.name).at_key("handler"));
+        }
+        check.finish(self.full_name())
+    }
+
+    /// Indices into `step_templates` in dependency order (parents first).
+    ///
+    /// Kahn's algorithm; among ready steps the earliest declared goes first, so the order is
+    /// deterministic. Steps on a cycle (which [`TaskTemplate::validate`] rejects) are left out.
+    pub fn topological_order(&self) -> Vec<usize> {
+        let parents = self.parent_indices();
+        let mut children = vec![Vec::new(); parents.len()];
+        let mut waiting: Vec<usize> = parents.iter().map(Vec::len).collect();
+        for (child, ps) in parents.iter().enumerate() {
+            for &parent in ps {
+                children[parent].push(child);
+            }
+        }
+        let mut ready: BinaryHeap<Reverse<usize>> = waiting
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n == 0)
+            .map(|(i, _)| Reverse(i))
+            .collect();
+        let mut order = Vec::with_capacity(parents.len());
+        while let Some(Reverse(step)) = ready.pop() {
+            order.push(step);
+            for &child in &children[step] {
+                waiting[child] -= 1;
+                if waiting[child] == 0 {
+                    ready.push(Reverse(child));
+                }
+            }
+        }
+        order
+    }
+
+    /// For each step, the indices of its known parents (first declaration of each name).
+    ///
+    /// Unknown names and self dependencies are dropped; they are reported by `validate`.
+    fn parent_indices(&self) -> Vec<Vec<usize>> {
+        let index = self.first_index_by_name();
+        self.step_templates
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                let mut seen = HashSet::new();
+                unique_dependencies(step)
+                    .filter_map(|dep| index.get(dep).copied())
+                    .filter(|&p| p != i && seen.insert(p))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn first_index_by_name(&self) -> HashMap<&str, usize> {
+        let mut index = HashMap::with_capacity(self.step_templates.len());
+        for (i, step) in self.step_templates.iter().enumerate() {
+            index.entry(step.name.as_str()).or_insert(i);
+        }
+        index
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+    suggestions_made: usize,
+}
+
+impl Checker {
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    fn finish(self, source: String) -> Result<(), TemplateError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(TemplateError::new(source, self.problems))
+        }
+    }
+
+    fn identity(&mut self, template: &TaskTemplate) {
+        if let Some(message) =
+            identifier_problem("namespace", &template.namespace_name, MAX_NAMESPACE_LEN)
+        {
+            self.push(Problem::new(message).at_key("namespace_name"));
+        }
+        if let Some(message) = identifier_problem("task name", &template.name, MAX_NAME_LEN) {
+            self.push(Problem::new(message).at_key("name"));
+        }
+        let version = &template.version;
+        if version.len() > MAX_VERSION_LEN {
+            self.push(
+                Problem::new(format!(
+                    "version `{}` is {} bytes long, over the maximum of {MAX_VERSION_LEN}",
+                    shorten(version),
+                    version.len()
+                ))
+                .at_key("version"),
+            );
+        } else if let Err(why) = check_semver(version) {
+            self.push(
+                Problem::new(format!(
+                    "version `{version}` is not a semantic version `MAJOR.MINOR.PATCH` \
+                     (optionally `-pre` and `+build`): {why}"
+                ))
+                .at_key("version"),
+            );
+        }
+    }
+
+    fn steps(&mut self, template: &TaskTemplate) {
+        let steps = &template.step_templates;
+        if steps.is_empty() {
+            self.push(Problem::new("template has no steps").at_key("step_templates"));
+        } else if steps.len() > MAX_STEPS_PER_TEMPLATE {
+            self.push(
+                Problem::new(format!(
+                    "template has {} steps, over the maximum of {MAX_STEPS_PER_TEMPLATE}",
+                    steps.len()
+                ))
+                .at_key("step_templates"),
+            );
+        }
+
+        let mut first_seen: HashMap<&str, usize> = HashMap::new();
+        for (i, step) in steps.iter().enumerate() {
+            if step.name.is_empty() {
+                self.push(
+                    Problem::new(format!("step_templates[{i}] has an empty name")).at_key("name"),
+                );
+            } else if let Some(message) =
+                identifier_problem("step name", &step.name, MAX_STEP_NAME_LEN)
+            {
+                self.push(Problem::new(message).in_step(&step.name).at_key("name"));
+            } else if let Some(&first) = first_seen.get(step.name.as_str()) {
+                self.push(
+                    Problem::new(format!(
+                        "duplicate step `{}` (step_templates[{i}]; first declared at step_templates[{first}])",
+                        step.name
+                    ))
+                    .in_step(&step.name)
+                    .at_key("name"),
+                );
+            }
+            first_seen.entry(step.name.as_str()).or_insert(i);
+            self.step_settings(step);
+        }
+    }
+
+    fn step_settings(&mut self, step: &StepTemplate) {
+        if step.default_retry_limit > MAX_RETRY_LIMIT {
+            self.push(
+                Problem::new(format!(
+                    "retry limit {} is over the maximum of {MAX_RETRY_LIMIT}",
+                    step.default_retry_limit
+                ))
+                .in_step(&step.name)
+                .at_key("default_retry_limit"),
+            );
+        }
+        if let Some(seconds) = step.timeout_seconds {
+            let message = if !seconds.is_finite() || seconds <= 0.0 {
+                Some(format!(
+                    "timeout must be a finite number of seconds greater than 0, got {seconds}"
+                ))
+            } else if Duration::try_from_secs_f64(seconds).is_err() {
+                Some(format!("timeout of {seconds} seconds is too large"))
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                self.push(
+                    Problem::new(message)
+                        .in_step(&step.name)
+                        .at_key("timeout_seconds"),
+                );
+            }
+        }
+        for event in &step.custom_events {
+            let name = &event.name;
+            let message = if !name.contains('.') || name.split('.').any(str::is_empty) {
+                Some(format!(
+                    "custom event `{name}` must be a dotted name like `order.fulfilled`"
+                ))
+            } else {
+                RESERVED_EVENT_PREFIXES
+                    .iter()
+                    .find(|prefix| name.starts_with(*prefix))
+                    .map(|prefix| {
+                        format!("custom event `{name}` uses the reserved prefix `{prefix}`")
+                    })
+            };
+            if let Some(message) = message {
+                self.push(
+                    Problem::new(message)
+                        .in_step(&step.name)
+                        .at_key("custom_events"),
+                );
+            }
+        }
+    }
+
+    fn graph(&mut self, template: &TaskTemplate) {
+        let steps = &template.step_templates;
+        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        let known: HashSet<&str> = names.iter().copied().collect();
+        for step in steps {
+            let listed = listed_dependencies(step);
+            if listed > MAX_STEPS_PER_TEMPLATE {
+                self.push(
+                    Problem::new(format!(
+                        "step lists {listed} dependencies, more than a template may have steps \
+                         ({MAX_STEPS_PER_TEMPLATE})"
+                    ))
+                    .in_step(&step.name)
+                    .at_key("depends_on_steps"),
+                );
+                continue;
+            }
+            for dep in unique_dependencies(step) {
+                let key = dependency_key(step, dep);
+                if dep == step.name {
+                    self.push(
+                        Problem::new(format!("step `{dep}` depends on itself"))
+                            .in_step(&step.name)
+                            .at_key(key),
+                    );
+                } else if !known.contains(dep) {
+                    let mut message = format!("unknown dependency `{dep}`");
+                    if let Some(close) = self.suggest(dep, names.iter().copied()) {
+                        message.push_str(&format!(" (did you mean `{close}`?)"));
+                    }
+                    self.push(Problem::new(message).in_step(&step.name).at_key(key));
+                }
+            }
+        }
+
+        let parents = template.parent_indices();
+        let cycles = find_cycles(&parents);
+        for cycle in &cycles {
+            // `cycle` starts at its earliest-declared step and follows dependencies (each step
+            // depends on the next); print it in run order, from the same step.
+            let start = cycle[0];
+            let run_order: Vec<&str> = std::iter::once(start)
+                .chain(cycle[1..].iter().rev().copied())
+                .map(|i| names[i])
+                .collect();
+            let step = &steps[start];
+            let start_depends_on = names[cycle.get(1).copied().unwrap_or(start)];
+            self.push(
+                Problem::new(format!(
+                    "dependency cycle `{} -> {}` (each step must run before the next)",
+                    run_order.join(" -> "),
+                    names[start]
+                ))
+                .in_step(&step.name)
+                .at_key(dependency_key(step, start_depends_on)),
+            );
+        }
+        if !cycles.is_empty() {
+            return;
+        }
+
+        let order = template.topological_order();
+        let mut depth = vec![0usize; steps.len()];
+        let mut deepest: Option<(usize, usize)> = None;
+        for &i in &order {
+            depth[i] = 1 + parents[i].iter().map(|&p| depth[p]).max().unwrap_or(0);
+            if deepest.is_none_or(|(d, _)| depth[i] > d) {
+                deepest = Some((depth[i], i));
+            }
+        }
+        if let Some((d, i)) = deepest
+            && d > MAX_GRAPH_DEPTH
+        {
+            self.push(
+                Problem::new(format!(
+                    "dependency chain ending at step `{}` is {d} steps long, \
+                     over the maximum of {MAX_GRAPH_DEPTH}",
+                    names[i]
+                ))
+                .at_key("step_templates"),
+            );
+        }
+    }
+
+    fn named_steps(&mut self, template: &TaskTemplate) {
+        let Some(named) = &template.named_steps else {
+            return;
+        };
+        let named: HashSet<&str> = named.iter().map(String::as_str).collect();
+        for step in &template.step_templates {
+            if !named.contains(step.name.as_str()) {
+                self.push(
+                    Problem::new(format!(
+                        "step `{}` is not listed in `named_steps`",
+                        step.name
+                    ))
+                    .in_step(&step.name)
+                    .at_key("named_steps"),
+                );
+            }
+            // Already refused by `graph`; listing each name again would only add noise.
+            if listed_dependencies(step) > MAX_STEPS_PER_TEMPLATE {
+                continue;
+            }
+            for dep in unique_dependencies(step) {
+                if !named.contains(dep) {
+                    self.push(
+                        Problem::new(format!("dependency `{dep}` is not listed in `named_steps`"))
+                            .in_step(&step.name)
+                            .at_key("named_steps"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn schema(&mut self, template: &TaskTemplate) {
+        let Some(schema) = &template.schema else {
+            return;
+        };
+        if let Err(error) = jsonschema::validator_for(schema) {
+            let at = error.instance_path().as_str();
+            let message = if at.is_empty() {
+                format!("invalid JSON Schema: {error}")
+            } else {
+                format!("invalid JSON Schema at `{at}`: {error}")
+            };
+            self.push(Problem::new(message).at_key("schema"));
+        }
+    }
+
+    /// The candidate closest to `wrong` by edit distance, if it is close enough to be a typo.
+    fn suggest<'c>(
+        &mut self,
+        wrong: &str,
+        candidates: impl Iterator<Item = &'c str>,
+    ) -> Option<&'c str> {
+        if self.suggestions_made >= MAX_SUGGESTIONS || wrong.len() > MAX_STEP_NAME_LEN {
+            return None;
+        }
+        self.suggestions_made += 1;
+        let wrong_len = wrong.chars().count();
+        let limit = 2.max(wrong_len / 3);
+        let mut best: Option<(usize, &str)> = None;
+        for candidate in candidates {
+            if candidate.len() > MAX_STEP_NAME_LEN
+                || candidate.chars().count().abs_diff(wrong_len) > limit
+            {
+                continue;
+            }
+            let distance = edit_distance(wrong, candidate);
+            if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+                best = Some((distance, candidate));
+            }
+        }
+        best.map(|(_, name)| name)
+    }
+}
+
+/// `step.dependencies()` without its quadratic de-duplication: a hostile template may list
+/// hundreds of thousands of names.
+fn unique_dependencies(step: &StepTemplate) -> impl Iterator<Item = &str> {
+    let mut seen = HashSet::new();
+    step.depends_on_step
+        .iter()
+        .chain(&step.depends_on_steps)
+        .map(String::as_str)
+        .filter(move |dep| seen.insert(*dep))
+}
+
+/// How many dependency names `step` lists, duplicates included.
+fn listed_dependencies(step: &StepTemplate) -> usize {
+    step.depends_on_steps.len() + usize::from(step.depends_on_step.is_some())
+}
+
+/// The key of `step` that names `dep`.
+fn dependency_key(step: &StepTemplate, dep: &str) -> &'static str {
+    if step.depends_on_step.as_deref() == Some(dep) {
+        "depends_on_step"
+    } else {
+        "depends_on_steps"
+    }
+}
+
+/// Why `value` is not a valid identifier, if it is not.
+fn identifier_problem(what: &str, value: &str, max: usize) -> Option<String> {
+    if value.is_empty() {
+        return Some(format!("{what} is empty"));
+    }
+    if value.len() > max {
+        return Some(format!(
+            "{what} `{}` is {} bytes long, over the maximum of {max}",
+            shorten(value),
+            value.len()
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Some(format!(
+            "{what} `{value}` contains {bad:?}; use ASCII letters, digits, `_`, `-` and `.`"
+        ));
+    }
+    None
+}
+
+/// The first 32 characters of `value`, for messages about over-long values.
+fn shorten(value: &str) -> String {
+    match value.char_indices().nth(32) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_owned(),
+    }
+}
+
+/// Checks `MAJOR.MINOR.PATCH[-PRE][+BUILD]` as semver 2.0.0 defines it.
+fn check_semver(version: &str) -> Result<(), &'static str> {
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() != 3 {
+        return Err("expected three numbers separated by dots");
+    }
+    for part in parts {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("MAJOR, MINOR and PATCH must be numbers");
+        }
+        if part.len() > 1 && part.starts_with('0') {
+            return Err("numbers must not have leading zeros");
+        }
+    }
+    if let Some(pre) = pre {
+        for ident in pre.split('.') {
+            check_semver_identifier(ident)?;
+            if ident.bytes().all(|b| b.is_ascii_digit())
+                && ident.len() > 1
+                && ident.starts_with('0')
+            {
+                return Err("numeric pre-release identifiers must not have leading zeros");
+            }
+        }
+    }
+    if let Some(build) = build {
+        for ident in build.split('.') {
+            check_semver_identifier(ident)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_semver_identifier(ident: &str) -> Result<(), &'static str> {
+    if ident.is_empty() {
+        return Err("pre-release and build identifiers must not be empty");
+    }
+    if !ident
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err("pre-release and build identifiers use only ASCII letters, digits and `-`");
+    }
+    Ok(())
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// Distinct cycles of the graph where `parents[i]` lists the steps `i` depends on.
+///
+/// Each cycle is a list of step indices in which each step depends on the next and the last
+/// depends on the first. Found by an iterative depth-first search (no recursion, so a deep
+/// graph cannot overflow the stack); at most `MAX_CYCLES_REPORTED` are returned.
+fn find_cycles(parents: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        /// On the search stack, at this position.
+        OnStack(usize),
+        Done,
+    }
+    let mut mark = vec![Mark::New; parents.len()];
+    let mut cycles = Vec::new();
+    for root in 0..parents.len() {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // (node, next parent to visit)
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = Mark::OnStack(0);
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let Some(&parent) = parents[node].get(*next) else {
+                mark[node] = Mark::Done;
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match mark[parent] {
+                Mark::New => {
+                    mark[parent] = Mark::OnStack(stack.len());
+                    stack.push((parent, 0));
+                }
+                // Each back edge closes a different cycle, so no two found are the same.
+                Mark::OnStack(at) if cycles.len() < MAX_CYCLES_REPORTED => {
+                    let cycle: Vec<usize> = stack[at..].iter().map(|&(n, _)| n).collect();
+                    cycles.push(rotate_to_min(&cycle));
+                }
+                Mark::OnStack(_) | Mark::Done => {}
+            }
+        }
+    }
+    cycles
+}
+
+/// `cycle` rotated so that its smallest index comes first.
+fn rotate_to_min(cycle: &[usize]) -> Vec<usize> {
+    let start = cycle
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, &n)| n)
+        .map_or(0, |(i, _)| i);
+    cycle[start..]
+        .iter()
+        .chain(&cycle[..start])
+        .copied()
+        .collect()
+}
