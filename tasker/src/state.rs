@@ -188,3 +188,102 @@ impl StepState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed's tables (reference §1.3), written out independently of `check`.
+    const TASK_ALLOWED: &[(TaskState, TaskState)] = &[
+        (TaskState::Pending, TaskState::InProgress),
+        (TaskState::Pending, TaskState::Cancelled),
+        (TaskState::Pending, TaskState::Error),
+        (TaskState::InProgress, TaskState::Complete),
+        (TaskState::InProgress, TaskState::Error),
+        (TaskState::InProgress, TaskState::Cancelled),
+        (TaskState::InProgress, TaskState::Pending),
+        (TaskState::Error, TaskState::Pending),
+        (TaskState::Error, TaskState::ResolvedManually),
+        (TaskState::Complete, TaskState::Cancelled),
+        (TaskState::ResolvedManually, TaskState::Cancelled),
+    ];
+    const STEP_ALLOWED: &[(StepState, StepState)] = &[
+        (StepState::Pending, StepState::InProgress),
+        (StepState::Pending, StepState::Error),
+        (StepState::Pending, StepState::Cancelled),
+        (StepState::Pending, StepState::ResolvedManually),
+        (StepState::InProgress, StepState::Complete),
+        (StepState::InProgress, StepState::Error),
+        (StepState::InProgress, StepState::Cancelled),
+        (StepState::Error, StepState::Pending),
+        (StepState::Error, StepState::ResolvedManually),
+    ];
+
+    #[test]
+    fn every_task_transition_is_allowed_or_refused_as_the_seed_says() {
+        for from in TaskState::ALL {
+            for to in TaskState::ALL {
+                let expected = if from == to {
+                    Transition::Same
+                } else if TASK_ALLOWED.contains(&(from, to)) {
+                    Transition::Allowed
+                } else {
+                    Transition::Refused
+                };
+                assert_eq!(from.check(to), expected, "task {from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_step_transition_is_allowed_or_refused_as_the_seed_says() {
+        for from in StepState::ALL {
+            for to in StepState::ALL {
+                let expected = if from == to {
+                    Transition::Same
+                } else if STEP_ALLOWED.contains(&(from, to)) {
+                    Transition::Allowed
+                } else {
+                    Transition::Refused
+                };
+                assert_eq!(from.check(to), expected, "step {from} -> {to}");
+            }
+        }
+        for state in [
+            StepState::Complete,
+            StepState::Cancelled,
+            StepState::ResolvedManually,
+        ] {
+            assert!(
+                StepState::ALL
+                    .iter()
+                    .all(|&to| state.check(to) != Transition::Allowed),
+                "{state} is terminal"
+            );
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_events_follow_the_catalog() {
+        for state in StepState::ALL {
+            assert_eq!(state.as_str().parse::<StepState>(), Ok(state));
+        }
+        assert!("running".parse::<TaskState>().is_err());
+        assert_eq!(
+            StepState::event(Some(StepState::Error), StepState::Pending),
+            "step.retry_requested"
+        );
+        assert_eq!(
+            StepState::event(Some(StepState::Pending), StepState::InProgress),
+            "step.execution_requested"
+        );
+        assert_eq!(
+            TaskState::event(Some(TaskState::Error), TaskState::Pending),
+            "task.retry_requested"
+        );
+        assert_eq!(
+            TaskState::event(None, TaskState::Pending),
+            "task.initialize_requested"
+        );
+    }
+}

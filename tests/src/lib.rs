@@ -1,1 +1,252 @@
-//! Test support.
+//! Test support: a throwaway database per test on SQLite or PostgreSQL, and checks shared by the
+//! conformance suite.
+//!
+//! PostgreSQL tests run when `TASKER_TEST_POSTGRES_URL` names a server (e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each test gets its own schema, dropped
+//! afterwards. Without the variable they are skipped with a notice, unless
+//! `TASKER_TEST_REQUIRE_POSTGRES=1`, which makes a missing server a failure (CI sets both).
+
+use std::io::Write;
+use std::sync::Once;
+use std::time::Duration;
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use tasker::{BackoffConfig, StepState, TaskState, Tasker, TaskerBuilder};
+
+/// The backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh schema on the PostgreSQL server named by `TASKER_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// A database that exists for one test and is removed after it.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// The URL the engine connects to.
+    pub url: String,
+    /// The backend.
+    pub kind: Kind,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A SQLite file in a fresh temporary directory.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = dir.path().join("tasker.db").display().to_string();
+        Self {
+            url,
+            kind: Kind::Sqlite,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// A fresh schema on the test PostgreSQL server, or `None` (with a notice) when none is set.
+    pub fn postgres(test: &str) -> Option<Self> {
+        let Ok(server) = std::env::var("TASKER_TEST_POSTGRES_URL") else {
+            if std::env::var("TASKER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("TASKER_TEST_REQUIRE_POSTGRES=1 but TASKER_TEST_POSTGRES_URL is not set");
+            }
+            static NOTICE: Once = Once::new();
+            NOTICE.call_once(|| {
+                // Written to the real stderr so the notice shows even though tests capture output.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "notice: PostgreSQL tests skipped: set TASKER_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB to run them"
+                );
+            });
+            let _ = test;
+            return None;
+        };
+        let schema = format!("tasker_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = diesel::pg::PgConnection::establish(&server)
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {server}: {e}"));
+        admin
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .expect("create test schema");
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+        Some(Self {
+            url,
+            kind: Kind::Postgres,
+            _dir: None,
+            pg: Some((server, schema)),
+        })
+    }
+
+    /// An engine builder on this database with settings that keep tests quick: short leases,
+    /// frequent sweeps, fixed 50 ms backoff.
+    pub fn builder(&self) -> TaskerBuilder {
+        let url = self.url.clone();
+        Tasker::builder().configure(move |c| {
+            c.database_url = url;
+            c.pool_size = 6;
+            c.lease = Duration::from_secs(5);
+            c.heartbeat = Duration::from_millis(500);
+            c.sweep_interval = Duration::from_millis(100);
+            c.max_poll_interval = Duration::from_millis(100);
+            c.shutdown_grace = Duration::from_secs(5);
+            c.backoff = BackoffConfig::fixed(Duration::from_millis(50));
+            c.environment = None;
+        })
+    }
+
+    /// Runs `f` on a plain diesel connection to this database.
+    pub fn with_sqlite<T>(&self, f: impl FnOnce(&mut diesel::sqlite::SqliteConnection) -> T) -> T {
+        let mut conn =
+            diesel::sqlite::SqliteConnection::establish(&self.url).expect("sqlite connection");
+        conn.batch_execute("PRAGMA busy_timeout = 10000")
+            .expect("busy timeout");
+        f(&mut conn)
+    }
+
+    /// Runs `f` on a plain diesel connection to this database.
+    pub fn with_postgres<T>(&self, f: impl FnOnce(&mut diesel::pg::PgConnection) -> T) -> T {
+        let mut conn = diesel::pg::PgConnection::establish(&self.url).expect("postgres connection");
+        f(&mut conn)
+    }
+
+    /// Counts the rows of a table.
+    pub fn count(&self, table: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let query = format!("SELECT COUNT(*) AS n FROM {table}");
+        let load = |q: &str| diesel::sql_query(q.to_owned());
+        match self.kind {
+            Kind::Sqlite => self.with_sqlite(|c| {
+                diesel::RunQueryDsl::get_result::<Count>(load(&query), c)
+                    .expect("count")
+                    .n
+            }),
+            Kind::Postgres => self.with_postgres(|c| {
+                diesel::RunQueryDsl::get_result::<Count>(load(&query), c)
+                    .expect("count")
+                    .n
+            }),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server, schema)) = &self.pg
+            && let Ok(mut admin) = diesel::pg::PgConnection::establish(server)
+        {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn(TestDatabase)`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestDatabase::sqlite()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = $crate::TestDatabase::postgres(stringify!($name)) {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Checks the recorded history of a task and each of its steps: sort keys 0, 10, 20…, exactly
+/// one `most_recent` row (the last), each transition allowed by the state machine and starting
+/// where the previous one ended, and the last one matching the current state.
+pub async fn assert_history_consistent(tasker: &Tasker, task_id: i64) {
+    let task = tasker.task(task_id).await.expect("task");
+    let transitions = tasker
+        .task_transitions(task_id)
+        .await
+        .expect("task transitions");
+    check_chain(
+        &format!("task {task_id}"),
+        &transitions,
+        task.state.as_str(),
+        |from, to| match (from.parse::<TaskState>(), to.parse::<TaskState>()) {
+            (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
+            _ => false,
+        },
+    );
+    for step in tasker.steps(task_id).await.expect("steps") {
+        let transitions = tasker
+            .step_transitions(step.step_id)
+            .await
+            .expect("step transitions");
+        check_chain(
+            &format!("step `{}`", step.name),
+            &transitions,
+            step.state.as_str(),
+            |from, to| match (from.parse::<StepState>(), to.parse::<StepState>()) {
+                (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
+                _ => false,
+            },
+        );
+    }
+}
+
+fn check_chain(
+    what: &str,
+    transitions: &[tasker::TransitionInfo],
+    current: &str,
+    allowed: impl Fn(&str, &str) -> bool,
+) {
+    assert!(!transitions.is_empty(), "{what} has no transitions");
+    let mut previous: Option<&str> = None;
+    for (i, t) in transitions.iter().enumerate() {
+        assert_eq!(t.sort_key, 10 * i as i32, "{what}: sort keys go 0, 10, 20…");
+        assert_eq!(
+            t.most_recent,
+            i + 1 == transitions.len(),
+            "{what}: only the last row is most_recent"
+        );
+        assert_eq!(
+            t.from_state.as_deref(),
+            previous,
+            "{what}: transition {i} starts where the last ended"
+        );
+        if let Some(from) = previous {
+            assert!(
+                allowed(from, &t.to_state),
+                "{what}: `{from}` -> `{}` is not allowed",
+                t.to_state
+            );
+        }
+        previous = Some(&t.to_state);
+    }
+    assert_eq!(
+        previous,
+        Some(current),
+        "{what}: last transition matches the current state"
+    );
+}
+
+/// The `to_state`s of a list of transitions, in order.
+pub fn states(transitions: &[tasker::TransitionInfo]) -> Vec<&str> {
+    transitions.iter().map(|t| t.to_state.as_str()).collect()
+}
+
+/// The README's Rust examples, compiled as doctests so they stay true to the code.
+#[doc = include_str!("../../README.md")]
+pub mod readme {}

@@ -100,10 +100,10 @@ impl TaskerBuilder {
 
     /// Registers a task template.
     pub fn template(mut self, template: TaskTemplate) -> Self {
-        if self.error.is_none() {
-            if let Err(e) = self.registry.register_template(template) {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.registry.register_template(template)
+        {
+            self.error = Some(e);
         }
         self
     }
@@ -121,10 +121,10 @@ impl TaskerBuilder {
 
     /// Registers a step handler under the name templates use in `handler`.
     pub fn handler(mut self, name: impl Into<String>, handler: impl StepHandler) -> Self {
-        if self.error.is_none() {
-            if let Err(e) = self.registry.register_handler(name, handler) {
-                self.error = Some(e);
-            }
+        if self.error.is_none()
+            && let Err(e) = self.registry.register_handler(name, handler)
+        {
+            self.error = Some(e);
         }
         self
     }
@@ -552,6 +552,48 @@ impl Tasker {
     /// Starts a worker with explicit options.
     pub fn start_worker_with(&self, options: WorkerOptions) -> Worker {
         Worker::start(self.clone(), options)
+    }
+
+    /// Claims up to `limit` ready steps for `owner` with a lease of `lease`, exactly as a worker
+    /// does. For custom workers and tests; a claimed step must be completed with
+    /// [`Tasker::complete_steps`] before its lease expires, or it is recovered and run again.
+    pub async fn claim_steps(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<store::ClaimedStep>> {
+        let owner = owner.to_owned();
+        let ids: Vec<i64> = self.inner.by_named_task.keys().copied().collect();
+        let (claimed, events) = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, claim(&owner, limit, lease.as_secs_f64(), &ids)))
+            .await?;
+        self.publish(events);
+        Ok(claimed)
+    }
+
+    /// Records attempt outcomes exactly as a worker does, fenced on (`owner`, `attempt`): an
+    /// outcome whose attempt no longer owns its step comes back [`store::CompletionOutcome::Stale`].
+    pub async fn complete_steps(
+        &self,
+        outcomes: Vec<store::Outcome>,
+    ) -> Result<Vec<store::CompletionOutcome>> {
+        let (results, events) = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, complete(&outcomes)))
+            .await?;
+        self.publish(events);
+        self.inner.wake.notify_one();
+        Ok(results)
+    }
+
+    /// Fails every step whose lease has expired under its retry policy, as each worker's sweeper
+    /// does; returns how many were recovered.
+    pub async fn recover_expired_leases(&self) -> Result<usize> {
+        worker::sweep_expired(self).await
     }
 
     /// Applies the embedded migrations now; returns how many ran.

@@ -4,7 +4,7 @@
 //! One code base serves SQLite and PostgreSQL: `ops.rs` is written against a concrete
 //! connection type `Conn` and included once per backend, and the few places where the two differ
 //! (the claim's row locking, the database clock, `NOTIFY`, `BEGIN IMMEDIATE`) live in the
-//! [`Dialect`] implementation of each connection.
+//! `Dialect` implementation of each connection.
 
 pub mod schema;
 

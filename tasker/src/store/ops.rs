@@ -24,6 +24,9 @@ fn now_plus_nullable(seconds: f64) -> diesel::expression::SqlLiteral<Nullable<Ti
     sql::<Nullable<Timestamp>>(&<Conn as Dialect>::now_plus(seconds))
 }
 
+/// Parent step names and their results (JSON text), for one child.
+type ParentResults = Vec<(String, Option<String>)>;
+
 /// Writes transition rows for steps (`true`) or tasks (`false`), keeping `sort_key` (+10) and
 /// `most_recent` (exactly one per entity) as the seed does: three statements for any batch.
 macro_rules! record_transitions {
@@ -609,10 +612,7 @@ pub(crate) fn claim(
 }
 
 /// The results of the parents of each step, keyed by child id then parent name.
-fn parent_results(
-    c: &mut Conn,
-    step_ids: &[i64],
-) -> Result<HashMap<i64, Vec<(String, Option<String>)>>> {
+fn parent_results(c: &mut Conn, step_ids: &[i64]) -> Result<HashMap<i64, ParentResults>> {
     let rows: Vec<(i64, String, Option<String>)> = tasker_workflow_step_edges::table
         .inner_join(tasker_workflow_steps::table.on(
             tasker_workflow_steps::workflow_step_id.eq(tasker_workflow_step_edges::from_step_id),
@@ -904,25 +904,27 @@ pub(crate) fn heartbeat(c: &mut Conn, owner: &str, lease_seconds: f64) -> Result
         .execute(c)?)
 }
 
+/// id, task, name, attempts, owner, retryable, retry_limit.
+type ExpiredTuple = (i64, i64, String, i32, Option<String>, bool, i32);
+
 /// Steps whose lease has expired, as outcomes-to-be: (id, task, name, attempt, owner, retryable,
 /// retry_limit, concurrent).
 pub(crate) fn expired_leases(c: &mut Conn, limit: usize) -> Result<Vec<StepRow>> {
-    let rows: Vec<(i64, i64, String, i32, Option<String>, bool, i32)> =
-        tasker_workflow_steps::table
-            .filter(tasker_workflow_steps::state.eq(StepState::InProgress.as_str()))
-            .filter(tasker_workflow_steps::lease_expires_at.lt(now_plus_nullable(0.0)))
-            .order(tasker_workflow_steps::lease_expires_at.asc())
-            .limit(limit as i64)
-            .select((
-                tasker_workflow_steps::workflow_step_id,
-                tasker_workflow_steps::task_id,
-                tasker_workflow_steps::name,
-                tasker_workflow_steps::attempts,
-                tasker_workflow_steps::lease_owner,
-                tasker_workflow_steps::retryable,
-                tasker_workflow_steps::retry_limit,
-            ))
-            .load(c)?;
+    let rows: Vec<ExpiredTuple> = tasker_workflow_steps::table
+        .filter(tasker_workflow_steps::state.eq(StepState::InProgress.as_str()))
+        .filter(tasker_workflow_steps::lease_expires_at.lt(now_plus_nullable(0.0)))
+        .order(tasker_workflow_steps::lease_expires_at.asc())
+        .limit(limit as i64)
+        .select((
+            tasker_workflow_steps::workflow_step_id,
+            tasker_workflow_steps::task_id,
+            tasker_workflow_steps::name,
+            tasker_workflow_steps::attempts,
+            tasker_workflow_steps::lease_owner,
+            tasker_workflow_steps::retryable,
+            tasker_workflow_steps::retry_limit,
+        ))
+        .load(c)?;
     let task_ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
     let concurrent: HashMap<i64, bool> = tasker_tasks::table
         .filter(tasker_tasks::task_id.eq_any(&task_ids))

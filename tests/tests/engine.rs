@@ -1,0 +1,894 @@
+//! The engine's conformance suite: every test runs on SQLite and on PostgreSQL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tasker::Error;
+use tasker::prelude::*;
+use tasker::store::{CompletionOutcome, Outcome};
+use tasker_tests::{Kind, TestDatabase, assert_history_consistent, conformance, states};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+conformance!(
+    linear_chain,
+    diamond,
+    fan_out_fan_in,
+    retryable_failure_then_success,
+    retries_exhausted,
+    permanent_error_is_not_retried,
+    not_retryable_still_runs_once,
+    cancel_mid_run,
+    retry_task_in_error,
+    manual_resolution_unblocks_dependents,
+    bypass_skippable_step,
+    concurrent_false_runs_one_step_at_a_time,
+    lease_expiry_runs_the_step_again,
+    stale_completion_is_fenced,
+    idempotent_create_under_concurrency,
+    create_inside_caller_transaction,
+    invalid_context_writes_nothing,
+    refused_operations,
+    migrations_are_idempotent,
+);
+
+/// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
+fn echo() -> impl StepHandler {
+    handler_fn(|cx| async move {
+        let mut seen: Vec<String> = cx.parents().keys().cloned().collect();
+        seen.sort();
+        Ok(json!({ "step": cx.step_name(), "seen": seen, "attempt": cx.attempt() }))
+    })
+}
+
+fn request(name: &str) -> TaskRequest {
+    TaskRequest::new(name).namespace("test").version("1.0.0")
+}
+
+async fn run_to_end(tasker: &Tasker, req: TaskRequest) -> tasker::TaskRow {
+    let worker = tasker.start_worker();
+    let task = tasker.create_task(req).await.expect("create");
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    assert_history_consistent(tasker, task.id).await;
+    done
+}
+
+async fn linear_chain(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "linear", "1.0.0")
+        .step(StepTemplate::new("a", "echo"))
+        .step(StepTemplate::new("b", "echo").depends_on(["a"]))
+        .step(StepTemplate::new("c", "echo").depends_on(["b"]))
+        .step(StepTemplate::new("d", "echo").depends_on(["c"]));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("linear")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let steps = tasker.steps(done.task_id).await.expect("steps");
+    let seen: Vec<Value> = steps
+        .iter()
+        .map(|s| s.results.clone().unwrap_or_default()["seen"].clone())
+        .collect();
+    assert_eq!(seen, [json!([]), json!(["a"]), json!(["b"]), json!(["c"])]);
+    // Each step started after its parent finished.
+    for pair in steps.windows(2) {
+        assert!(
+            pair[1].last_attempted_at >= pair[0].processed_at,
+            "{} started before {} finished",
+            pair[1].name,
+            pair[0].name
+        );
+    }
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.attempts == 1 && s.state == StepState::Complete)
+    );
+}
+
+async fn diamond(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "diamond", "1.0.0")
+        .step(StepTemplate::new("top", "echo"))
+        .step(StepTemplate::new("left", "echo").depends_on(["top"]))
+        .step(StepTemplate::new("right", "echo").depends_on(["top"]))
+        .step(StepTemplate::new("bottom", "echo").depends_on(["left", "right"]));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("diamond")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let steps = tasker.steps(done.task_id).await.expect("steps");
+    let bottom = steps.iter().find(|s| s.name == "bottom").expect("bottom");
+    assert_eq!(
+        bottom.results.as_ref().expect("results")["seen"],
+        json!(["left", "right"])
+    );
+}
+
+async fn fan_out_fan_in(db: TestDatabase) {
+    let mut template =
+        TaskTemplate::new("test", "fan", "1.0.0").step(StepTemplate::new("start", "echo"));
+    let middle: Vec<String> = (0..50).map(|i| format!("m{i:02}")).collect();
+    for name in &middle {
+        template = template.step(StepTemplate::new(name.clone(), "middle").depends_on(["start"]));
+    }
+    template = template.step(StepTemplate::new("join", "join").depends_on(middle.clone()));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let joins = Arc::new(AtomicUsize::new(0));
+    let (f, j) = (Arc::clone(&finished), Arc::clone(&joins));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .handler("middle", handler_fn(move |_| {
+            let f = Arc::clone(&f);
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                Ok(json!(1))
+            }
+        }))
+        .handler("join", handler_fn(move |cx| {
+            let (f, j) = (Arc::clone(&finished), Arc::clone(&j));
+            async move {
+                j.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({ "middle_done": f.load(Ordering::SeqCst), "parents": cx.parents().len() }))
+            }
+        }))
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("fan")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    assert_eq!(
+        joins.load(Ordering::SeqCst),
+        1,
+        "the join runs exactly once"
+    );
+    let steps = tasker.steps(done.task_id).await.expect("steps");
+    let join = steps.iter().find(|s| s.name == "join").expect("join");
+    assert_eq!(
+        join.results.as_ref().expect("results"),
+        &json!({ "middle_done": 50, "parents": 50 })
+    );
+    assert_eq!(join.attempts, 1);
+}
+
+async fn retryable_failure_then_success(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "flaky", "1.0.0")
+        .step(StepTemplate::new("flaky", "flaky").retry_limit(3));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let tasker = db
+        .builder()
+        .configure(|c| c.backoff = tasker::BackoffConfig::fixed(Duration::from_millis(400)))
+        .template(template)
+        .handler(
+            "flaky",
+            handler_fn(move |_| {
+                let c = Arc::clone(&c);
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Err(StepError::retryable("try again"))
+                    } else {
+                        Ok(json!("ok"))
+                    }
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("flaky")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let step = tasker.steps(done.task_id).await.expect("steps").remove(0);
+    assert_eq!(step.attempts, 2);
+    let transitions = tasker
+        .step_transitions(step.step_id)
+        .await
+        .expect("transitions");
+    assert_eq!(
+        states(&transitions),
+        [
+            "pending",
+            "in_progress",
+            "error",
+            "pending",
+            "in_progress",
+            "complete"
+        ]
+    );
+    assert_eq!(transitions[2].metadata["error"], "try again");
+    // The retry was not claimed before the backoff ran out (database clock on both sides).
+    let waited = transitions[4].created_at - transitions[2].created_at;
+    assert!(
+        waited >= chrono::Duration::milliseconds(390),
+        "retried after {waited}"
+    );
+    let task_states = states(
+        &tasker
+            .task_transitions(done.task_id)
+            .await
+            .expect("task transitions"),
+    )
+    .join(",");
+    assert_eq!(task_states, "pending,in_progress,complete");
+}
+
+async fn retries_exhausted(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "doomed", "1.0.0")
+        .step(StepTemplate::new("doomed", "fail").retry_limit(3))
+        .step(StepTemplate::new("after", "echo").depends_on(["doomed"]));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler(
+            "fail",
+            handler_fn(|_| async { Err(StepError::retryable("still down")) }),
+        )
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("doomed")).await;
+    assert_eq!(done.state, TaskState::Error);
+    let steps = tasker.steps(done.task_id).await.expect("steps");
+    assert_eq!(
+        (steps[0].state, steps[0].attempts, steps[0].ready_at),
+        (StepState::Error, 3, None)
+    );
+    assert_eq!((steps[1].state, steps[1].attempts), (StepState::Pending, 0));
+    assert_eq!(
+        steps[0].results.as_ref().expect("error")["error"],
+        "still down"
+    );
+}
+
+async fn permanent_error_is_not_retried(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "perm", "1.0.0")
+        .step(StepTemplate::new("perm", "fail").retry_limit(5));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler(
+            "fail",
+            handler_fn(|_| async { Err(StepError::permanent_with_code("not found", "HTTP_404")) }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("perm")).await;
+    assert_eq!(done.state, TaskState::Error);
+    let step = tasker.steps(done.task_id).await.expect("steps").remove(0);
+    assert_eq!(step.attempts, 1);
+    assert_eq!(
+        step.results.as_ref().expect("error")["error_code"],
+        "HTTP_404"
+    );
+}
+
+async fn not_retryable_still_runs_once(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "once", "1.0.0")
+        .step(StepTemplate::new("ok", "echo").retryable(false))
+        .step(
+            StepTemplate::new("fails", "fail")
+                .retryable(false)
+                .retry_limit(5),
+        );
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .handler(
+            "fail",
+            handler_fn(|_| async { Err(StepError::retryable("transient")) }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("once")).await;
+    assert_eq!(done.state, TaskState::Error);
+    let steps = tasker.steps(done.task_id).await.expect("steps");
+    assert_eq!(
+        (steps[0].state, steps[0].attempts),
+        (StepState::Complete, 1)
+    );
+    assert_eq!((steps[1].state, steps[1].attempts), (StepState::Error, 1));
+}
+
+async fn cancel_mid_run(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "cancel", "1.0.0")
+        .step(StepTemplate::new("slow", "slow"))
+        .step(StepTemplate::new("next", "echo").depends_on(["slow"]));
+    let started = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (s, r) = (Arc::clone(&started), Arc::clone(&release));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler(
+            "slow",
+            handler_fn(move |_| {
+                let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+                async move {
+                    s.notify_one();
+                    r.notified().await;
+                    Ok(json!("slow done"))
+                }
+            }),
+        )
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let task = tasker.create_task(request("cancel")).await.expect("create");
+    tokio::time::timeout(WAIT, started.notified())
+        .await
+        .expect("slow step started");
+    tasker.cancel_task(task.id).await.expect("cancel");
+    release.notify_one();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    worker.shutdown().await;
+    let done = tasker.task(task.id).await.expect("task");
+    assert_eq!(done.state, TaskState::Cancelled);
+    let steps = tasker.steps(task.id).await.expect("steps");
+    assert_eq!(
+        (steps[0].state, steps[0].attempts),
+        (StepState::Cancelled, 1),
+        "the running step's late result is rejected"
+    );
+    assert_eq!(
+        (steps[1].state, steps[1].attempts),
+        (StepState::Cancelled, 0),
+        "nothing more is claimed"
+    );
+    assert_history_consistent(&tasker, task.id).await;
+}
+
+async fn retry_task_in_error(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "retry", "1.0.0")
+        .step(StepTemplate::new("a", "echo"))
+        .step(
+            StepTemplate::new("b", "gate")
+                .depends_on(["a"])
+                .retry_limit(1),
+        );
+    let open = Arc::new(AtomicBool::new(false));
+    let o = Arc::clone(&open);
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .handler(
+            "gate",
+            handler_fn(move |_| {
+                let o = Arc::clone(&o);
+                async move {
+                    if o.load(Ordering::SeqCst) {
+                        Ok(json!("through"))
+                    } else {
+                        Err(StepError::retryable("gate closed"))
+                    }
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let task = tasker.create_task(request("retry")).await.expect("create");
+    let failed = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    assert_eq!(failed.state, TaskState::Error);
+    open.store(true, Ordering::SeqCst);
+    tasker.retry_task(task.id).await.expect("retry");
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    assert_eq!(done.state, TaskState::Complete);
+    let steps = tasker.steps(task.id).await.expect("steps");
+    assert_eq!(
+        (steps[0].attempts, steps[1].attempts),
+        (1, 2),
+        "only the failed step ran again"
+    );
+    let task_states =
+        states(&tasker.task_transitions(task.id).await.expect("transitions")).join(",");
+    assert_eq!(
+        task_states,
+        "pending,in_progress,error,pending,in_progress,complete"
+    );
+    assert_history_consistent(&tasker, task.id).await;
+}
+
+async fn manual_resolution_unblocks_dependents(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "resolve", "1.0.0")
+        .step(StepTemplate::new("broken", "fail"))
+        .step(StepTemplate::new("after", "read"))
+        .step(StepTemplate::new("last", "echo").depends_on(["broken", "after"]));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler(
+            "fail",
+            handler_fn(|_| async { Err(StepError::permanent("needs a human")) }),
+        )
+        .handler("read", echo())
+        .handler(
+            "echo",
+            handler_fn(|cx| async move { Ok(cx.parent("broken").cloned().unwrap_or_default()) }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let task = tasker
+        .create_task(request("resolve"))
+        .await
+        .expect("create");
+    assert_eq!(
+        tasker
+            .wait_for_task(task.id, WAIT)
+            .await
+            .expect("wait")
+            .state,
+        TaskState::Error
+    );
+    let broken = tasker.steps(task.id).await.expect("steps").remove(0);
+    tasker
+        .resolve_step(broken.step_id, Some(json!({ "fixed_by": "ops" })))
+        .await
+        .expect("resolve");
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    assert_eq!(done.state, TaskState::Complete);
+    let steps = tasker.steps(task.id).await.expect("steps");
+    assert_eq!(steps[0].state, StepState::ResolvedManually);
+    assert_eq!(
+        steps[2].results,
+        Some(json!({ "fixed_by": "ops" })),
+        "the child saw the operator's result"
+    );
+    assert_history_consistent(&tasker, task.id).await;
+}
+
+async fn bypass_skippable_step(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "bypass", "1.0.0")
+        .step(StepTemplate::new("a", "echo"))
+        .step(
+            StepTemplate::new("optional", "never")
+                .depends_on(["a"])
+                .skippable(true),
+        )
+        .step(StepTemplate::new("c", "echo").depends_on(["optional"]));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .handler(
+            "never",
+            handler_fn(|_| async { Err(StepError::permanent("bypassed steps never run")) }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("bypass").bypass_step("optional")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let steps = tasker.steps(done.task_id).await.expect("steps");
+    assert_eq!(
+        (steps[1].state, steps[1].attempts),
+        (StepState::ResolvedManually, 0)
+    );
+    let transitions = tasker
+        .step_transitions(steps[1].step_id)
+        .await
+        .expect("transitions");
+    assert_eq!(
+        transitions.last().expect("transition").metadata,
+        json!({ "reason": "bypassed" })
+    );
+
+    let tasks_before = db.count("tasker_tasks");
+    match tasker.create_task(request("bypass").bypass_step("a")).await {
+        Err(Error::InvalidRequest(message)) => assert!(
+            message.contains("`a`") && message.contains("not skippable"),
+            "{message}"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(db.count("tasker_tasks"), tasks_before, "nothing written");
+}
+
+async fn concurrent_false_runs_one_step_at_a_time(db: TestDatabase) {
+    let steps = ["s1", "s2", "s3", "s4", "s5"];
+    let serial = steps.iter().fold(
+        TaskTemplate::new("test", "serial", "1.0.0").concurrent(false),
+        |t, s| t.step(StepTemplate::new(*s, "track")),
+    );
+    let parallel = steps
+        .iter()
+        .fold(TaskTemplate::new("test", "parallel", "1.0.0"), |t, s| {
+            t.step(StepTemplate::new(*s, "barrier"))
+        });
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(tokio::sync::Barrier::new(steps.len()));
+    let (r, m) = (Arc::clone(&running), Arc::clone(&most));
+    let tasker = db
+        .builder()
+        .template(serial)
+        .template(parallel)
+        .handler(
+            "track",
+            handler_fn(move |_| {
+                let (r, m) = (Arc::clone(&r), Arc::clone(&m));
+                async move {
+                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    Ok(json!(now))
+                }
+            }),
+        )
+        .handler(
+            "barrier",
+            handler_fn(move |_| {
+                let b = Arc::clone(&barrier);
+                async move {
+                    // Only passes if all five run at the same time.
+                    tokio::time::timeout(Duration::from_secs(10), b.wait())
+                        .await
+                        .map_err(|_| StepError::permanent("steps did not run concurrently"))?;
+                    Ok(json!("together"))
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("serial")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        1,
+        "a `concurrent: false` task ran two steps at once"
+    );
+    let done = run_to_end(&tasker, request("parallel")).await;
+    assert_eq!(
+        done.state,
+        TaskState::Complete,
+        "the concurrent task's steps ran together"
+    );
+}
+
+fn single(name: &str) -> TaskTemplate {
+    TaskTemplate::new("test", name, "1.0.0").step(StepTemplate::new("only", "who"))
+}
+
+fn who() -> impl StepHandler {
+    handler_fn(|cx| async move { Ok(json!({ "by": "worker", "attempt": cx.attempt() })) })
+}
+
+async fn lease_expiry_runs_the_step_again(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(single("lease"))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    let task = tasker.create_task(request("lease")).await.expect("create");
+    // A worker claims the step and vanishes without heartbeating.
+    let claimed = tasker
+        .claim_steps("ghost", 10, Duration::from_millis(200))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let worker = tasker.start_worker();
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    assert_eq!(done.state, TaskState::Complete);
+    let step = tasker.steps(task.id).await.expect("steps").remove(0);
+    assert_eq!(step.attempts, 2);
+    assert_eq!(step.results, Some(json!({ "by": "worker", "attempt": 2 })));
+    let transitions = tasker
+        .step_transitions(step.step_id)
+        .await
+        .expect("transitions");
+    assert_eq!(
+        states(&transitions),
+        [
+            "pending",
+            "in_progress",
+            "error",
+            "pending",
+            "in_progress",
+            "complete"
+        ]
+    );
+    assert_eq!(transitions[2].metadata["reason"], "lease_expired");
+    assert_history_consistent(&tasker, task.id).await;
+}
+
+async fn stale_completion_is_fenced(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(single("fence"))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    let task = tasker.create_task(request("fence")).await.expect("create");
+    let zombie = tasker
+        .claim_steps("zombie", 10, Duration::from_millis(100))
+        .await
+        .expect("claim")
+        .remove(0);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(tasker.recover_expired_leases().await.expect("sweep"), 1);
+    let worker = tasker.start_worker();
+    assert_eq!(
+        tasker
+            .wait_for_task(task.id, WAIT)
+            .await
+            .expect("wait")
+            .state,
+        TaskState::Complete
+    );
+    worker.shutdown().await;
+    // The zombie wakes up and reports its stale attempt.
+    let late = Outcome {
+        step_id: zombie.step_id,
+        task_id: zombie.task_id,
+        name: zombie.name.clone(),
+        attempt: zombie.attempt,
+        owner: "zombie".to_owned(),
+        concurrent: true,
+        result: Ok(json!({ "by": "zombie" }).to_string()),
+    };
+    assert_eq!(
+        tasker.complete_steps(vec![late]).await.expect("complete"),
+        [CompletionOutcome::Stale]
+    );
+    let step = tasker.steps(task.id).await.expect("steps").remove(0);
+    assert_eq!(
+        step.results,
+        Some(json!({ "by": "worker", "attempt": 2 })),
+        "the newer attempt's result stands"
+    );
+    assert_eq!(step.state, StepState::Complete);
+    assert_history_consistent(&tasker, task.id).await;
+}
+
+async fn idempotent_create_under_concurrency(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(single("idem"))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let tasker = tasker.clone();
+        callers.spawn(async move {
+            tasker
+                .create_task(request("idem").idempotency_key("order-77"))
+                .await
+        });
+    }
+    let mut created = Vec::new();
+    while let Some(result) = callers.join_next().await {
+        created.push(result.expect("join").expect("create"));
+    }
+    let first = created[0].id;
+    assert!(
+        created.iter().all(|c| c.id == first),
+        "every caller got the same task: {created:?}"
+    );
+    assert_eq!(
+        created.iter().filter(|c| !c.existing).count(),
+        1,
+        "exactly one caller created it"
+    );
+    assert_eq!(db.count("tasker_tasks"), 1);
+    assert_eq!(db.count("tasker_workflow_steps"), 1);
+}
+
+async fn create_inside_caller_transaction(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(single("tx"))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    #[derive(Debug)]
+    struct Rollback;
+    impl From<diesel::result::Error> for Rollback {
+        fn from(_: diesel::result::Error) -> Self {
+            Rollback
+        }
+    }
+    let create = |commit: bool| -> Result<i64, Rollback> {
+        match db.kind {
+            Kind::Sqlite => db.with_sqlite(|c| {
+                diesel::Connection::transaction(c, |c| {
+                    let created = tasker
+                        .create_task_in(c, request("tx"))
+                        .map_err(|_| Rollback)?;
+                    if commit {
+                        Ok(created.id)
+                    } else {
+                        Err(Rollback)
+                    }
+                })
+            }),
+            Kind::Postgres => db.with_postgres(|c| {
+                diesel::Connection::transaction(c, |c| {
+                    let created = tasker
+                        .create_task_in(c, request("tx"))
+                        .map_err(|_| Rollback)?;
+                    if commit {
+                        Ok(created.id)
+                    } else {
+                        Err(Rollback)
+                    }
+                })
+            }),
+        }
+    };
+    assert!(create(false).is_err());
+    for table in [
+        "tasker_tasks",
+        "tasker_workflow_steps",
+        "tasker_task_transitions",
+        "tasker_workflow_step_transitions",
+    ] {
+        assert_eq!(
+            db.count(table),
+            0,
+            "{table} has rows from a rolled-back creation"
+        );
+    }
+    let id = create(true).expect("committed creation");
+    let worker = tasker.start_worker();
+    let done = tasker.wait_for_task(id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    assert_eq!(
+        done.state,
+        TaskState::Complete,
+        "a task created in a committed transaction runs"
+    );
+}
+
+async fn invalid_context_writes_nothing(db: TestDatabase) {
+    let template = single("schema").schema(json!({
+        "type": "object",
+        "required": ["order_id"],
+        "properties": { "order_id": { "type": "integer" }, "email": { "type": "string" } }
+    }));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    match tasker
+        .create_task(request("schema").context(json!({ "order_id": "12", "email": 5 })))
+        .await
+    {
+        Err(Error::InvalidContext { errors, .. }) => {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.contains("/order_id") && e.contains("integer")),
+                "{errors:?}"
+            );
+            assert!(errors.iter().any(|e| e.contains("/email")), "{errors:?}");
+        }
+        other => panic!("expected InvalidContext, got {other:?}"),
+    }
+    match tasker
+        .create_task(request("schema").context(json!({})))
+        .await
+    {
+        Err(e @ Error::InvalidContext { .. }) => assert!(e.to_string().contains("order_id"), "{e}"),
+        other => panic!("expected InvalidContext, got {other:?}"),
+    }
+    assert_eq!(db.count("tasker_tasks"), 0);
+    assert_eq!(db.count("tasker_workflow_steps"), 0);
+    match tasker.create_task(TaskRequest::new("nope")).await {
+        Err(Error::UnknownTemplate { name, .. }) => assert_eq!(name, "nope"),
+        other => panic!("expected UnknownTemplate, got {other:?}"),
+    }
+}
+
+async fn refused_operations(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "refuse", "1.0.0")
+        .step(StepTemplate::new("fails", "fail").retry_limit(1));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler(
+            "fail",
+            handler_fn(|_| async { Err(StepError::permanent("no")) }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("refuse")).await;
+    assert_eq!(done.state, TaskState::Error);
+    // The seed's machine has no `error → cancelled` for tasks.
+    assert!(matches!(
+        tasker.cancel_task(done.task_id).await,
+        Err(Error::TaskTransitionRefused {
+            from: TaskState::Error,
+            to: TaskState::Cancelled,
+            ..
+        })
+    ));
+    let other = tasker.create_task(request("refuse")).await.expect("create");
+    assert!(matches!(
+        tasker.retry_task(other.id).await,
+        Err(Error::TaskTransitionRefused {
+            from: TaskState::Pending,
+            ..
+        })
+    ));
+    tasker
+        .cancel_task(other.id)
+        .await
+        .expect("cancel pending task");
+    let step = tasker.steps(other.id).await.expect("steps").remove(0);
+    assert!(matches!(
+        tasker.resolve_step(step.step_id, None).await,
+        Err(Error::StepTransitionRefused {
+            from: StepState::Cancelled,
+            to: StepState::ResolvedManually,
+            ..
+        })
+    ));
+    assert!(matches!(
+        tasker.task(i64::MAX).await,
+        Err(Error::TaskNotFound(_))
+    ));
+    assert_history_consistent(&tasker, other.id).await;
+}
+
+async fn migrations_are_idempotent(db: TestDatabase) {
+    // Two engines starting at once on an empty database do not break each other.
+    let (a, b) = tokio::join!(
+        db.builder()
+            .template(single("mig"))
+            .handler("who", who())
+            .build(),
+        db.builder()
+            .template(single("mig"))
+            .handler("who", who())
+            .build(),
+    );
+    let tasker = a.expect("first concurrent start");
+    b.expect("second concurrent start");
+    assert_eq!(
+        tasker.migrate().await.expect("migrate again"),
+        0,
+        "running them twice is harmless"
+    );
+    assert_eq!(
+        run_to_end(&tasker, request("mig")).await.state,
+        TaskState::Complete
+    );
+}
