@@ -32,6 +32,9 @@ conformance!(
     invalid_context_writes_nothing,
     refused_operations,
     migrations_are_idempotent,
+    retry_after_is_honoured,
+    shutdown_releases_unfinished_steps,
+    hash_identity_refuses_duplicate_requests,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -106,6 +109,7 @@ async fn diamond(db: TestDatabase) {
         .build()
         .await
         .expect("build");
+    let mut events = tasker.subscribe();
     let done = run_to_end(&tasker, request("diamond")).await;
     assert_eq!(done.state, TaskState::Complete);
     let steps = tasker.steps(done.task_id).await.expect("steps");
@@ -113,6 +117,38 @@ async fn diamond(db: TestDatabase) {
     assert_eq!(
         bottom.results.as_ref().expect("results")["seen"],
         json!(["left", "right"])
+    );
+    // Exactly one event per recorded transition.
+    let mut published = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        published.push(event);
+    }
+    let mut recorded = tasker
+        .task_transitions(done.task_id)
+        .await
+        .expect("transitions")
+        .len();
+    for step in &steps {
+        recorded += tasker
+            .step_transitions(step.step_id)
+            .await
+            .expect("transitions")
+            .len();
+    }
+    assert_eq!(published.len(), recorded);
+    assert_eq!(
+        published
+            .iter()
+            .filter(|e| e.name == "step.completed")
+            .count(),
+        4
+    );
+    assert_eq!(
+        published
+            .iter()
+            .filter(|e| e.name == "task.completed")
+            .count(),
+        1
     );
 }
 
@@ -890,5 +926,167 @@ async fn migrations_are_idempotent(db: TestDatabase) {
     assert_eq!(
         run_to_end(&tasker, request("mig")).await.state,
         TaskState::Complete
+    );
+}
+
+async fn retry_after_is_honoured(db: TestDatabase) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let tasker = db
+        .builder()
+        .template(single("later"))
+        .handler(
+            "who",
+            handler_fn(move |_| {
+                let c = Arc::clone(&c);
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        Err(StepError::retry_after(
+                            "429 Too Many Requests",
+                            Duration::from_millis(600),
+                        ))
+                    } else {
+                        Ok(json!("ok"))
+                    }
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("later")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let step = tasker.steps(done.task_id).await.expect("steps").remove(0);
+    let transitions = tasker
+        .step_transitions(step.step_id)
+        .await
+        .expect("transitions");
+    // The server's delay (600 ms) wins over the configured 50 ms backoff.
+    let waited = transitions[4].created_at - transitions[2].created_at;
+    assert!(
+        waited >= chrono::Duration::milliseconds(590),
+        "retried after {waited}"
+    );
+    assert_eq!(transitions[2].metadata["retry_in_seconds"], json!(0.6));
+}
+
+async fn shutdown_releases_unfinished_steps(db: TestDatabase) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let tasker = db
+        .builder()
+        .configure(|c| c.shutdown_grace = Duration::from_millis(200))
+        .template(single("stuck"))
+        .handler(
+            "who",
+            handler_fn(move |_| {
+                let c = Arc::clone(&c);
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        // Outlives the first worker's grace period.
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    Ok(json!("second worker"))
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let first = tasker.start_worker();
+    let task = tasker.create_task(request("stuck")).await.expect("create");
+    while calls.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.shutdown().await;
+    let released = tasker.steps(task.id).await.expect("steps").remove(0);
+    assert_eq!(
+        (released.state, released.attempts, released.lease_owner),
+        (StepState::Error, 0, None)
+    );
+    assert!(
+        released.ready_at.is_some(),
+        "a released step is ready again at once"
+    );
+    let second = tasker.start_worker();
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    second.shutdown().await;
+    assert_eq!(done.state, TaskState::Complete);
+    let step = tasker.steps(task.id).await.expect("steps").remove(0);
+    assert_eq!(
+        (step.attempts, step.results),
+        (1, Some(json!("second worker"))),
+        "the released attempt is not counted"
+    );
+    let transitions = tasker
+        .step_transitions(step.step_id)
+        .await
+        .expect("transitions");
+    assert_eq!(transitions[2].metadata["reason"], "released");
+    assert_history_consistent(&tasker, task.id).await;
+}
+
+async fn hash_identity_refuses_duplicate_requests(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .identity_strategy(tasker::IdentityStrategy::Hash)
+        .template(single("hashed"))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    let at: chrono::DateTime<chrono::Utc> = "2026-11-29T10:00:05Z".parse().expect("time");
+    let req = request("hashed")
+        .context(json!({ "order_id": 1 }))
+        .requested_at(at);
+    let first = tasker.create_task(req.clone()).await.expect("first");
+    match tasker
+        .create_task(req.clone().requested_at(at + chrono::Duration::seconds(30)))
+        .await
+    {
+        Err(Error::DuplicateRequest(id)) => assert_eq!(id, first.id),
+        other => panic!("expected DuplicateRequest, got {other:?}"),
+    }
+    let other = tasker
+        .create_task(req.clone().context(json!({ "order_id": 2 })))
+        .await
+        .expect("different context");
+    assert_ne!(other.id, first.id);
+    assert_eq!(db.count("tasker_tasks"), 2);
+    // Cancelling twice: the second is a no-op that reports `false`.
+    assert!(tasker.cancel_task(first.id).await.expect("cancel"));
+    assert!(!tasker.cancel_task(first.id).await.expect("cancel again"));
+}
+
+/// On PostgreSQL a worker in another process is woken by `NOTIFY`, not by its polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notify_wakes_workers_of_other_processes() {
+    let Some(db) = TestDatabase::postgres("notify") else {
+        return;
+    };
+    let slow_polling = |b: tasker::TaskerBuilder| {
+        b.configure(|c| c.max_poll_interval = Duration::from_secs(60))
+            .template(single("notify"))
+            .handler("who", who())
+    };
+    let producer = slow_polling(db.builder()).build().await.expect("producer");
+    let consumer = slow_polling(db.builder()).build().await.expect("consumer");
+    let worker = consumer.start_worker();
+    // Let the idle worker's polling back off well past the wait below (10 ms doubling: ~5 s
+    // of idling leaves it sleeping about 5 s between claims).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let task = producer
+        .create_task(request("notify"))
+        .await
+        .expect("create");
+    let done = consumer
+        .wait_for_task(task.id, Duration::from_millis(1500))
+        .await
+        .expect("wait");
+    worker.shutdown().await;
+    assert_eq!(
+        done.state,
+        TaskState::Complete,
+        "the NOTIFY woke the other engine's worker"
     );
 }

@@ -35,7 +35,8 @@ impl BackoffConfig {
         Self {
             table: vec![delay.as_secs_f64()],
             multiplier: 0.0,
-            max: delay.max(Duration::from_millis(1)),
+            // The cap still bounds a server's `Retry-After`, so it keeps its default.
+            max: BackoffConfig::default().max.max(delay),
             jitter_enabled: false,
             jitter: 0.0,
         }

@@ -470,15 +470,17 @@ impl Tasker {
         Ok(rows.into_iter().map(TransitionInfo::from).collect())
     }
 
-    /// Cancels a task and its unfinished steps; workers claim nothing more from it.
-    pub async fn cancel_task(&self, task_id: i64) -> Result<()> {
+    /// Cancels a task and its unfinished steps; workers claim nothing more from it. Returns
+    /// `false` (and changes nothing) when the task is already cancelled.
+    pub async fn cancel_task(&self, task_id: i64) -> Result<bool> {
         let events = self
             .inner
             .store
             .run(move |store| dispatch!(store, cancel_task(task_id)))
             .await?;
+        let changed = !events.is_empty();
         self.publish(events);
-        Ok(())
+        Ok(changed)
     }
 
     /// Retries a task in `error`: it goes back to `pending` and its failed steps get a fresh
@@ -495,17 +497,19 @@ impl Tasker {
     }
 
     /// Marks a pending or failed step as resolved by an operator, with an optional result its
-    /// children will see; its children may then run and the task may complete.
-    pub async fn resolve_step(&self, step_id: i64, results: Option<Value>) -> Result<()> {
+    /// children will see; its children may then run and the task may complete. Returns `false`
+    /// (and changes nothing) when the step is already resolved.
+    pub async fn resolve_step(&self, step_id: i64, results: Option<Value>) -> Result<bool> {
         let results = results.map(|r| r.to_string());
         let events = self
             .inner
             .store
             .run(move |store| dispatch!(store, resolve_step(step_id, results.as_deref())))
             .await?;
+        let changed = !events.is_empty();
         self.publish(events);
         self.inner.wake.notify_one();
-        Ok(())
+        Ok(changed)
     }
 
     /// Waits until the task is `complete`, `error`, `cancelled` or `resolved_manually`, and

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::config::TaskerConfig;
 use crate::engine::Tasker;
@@ -217,10 +218,22 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
 
 /// Runs one attempt of a claimed step and turns its result into an outcome to record.
 async fn run_step(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
+    let span = tracing::info_span!("step", task_id = step.task_id, step = %step.name, attempt = step.attempt);
+    run_attempt(tasker, owner, step).instrument(span).await
+}
+
+/// Aborts the handler's task when the attempt is dropped (a shutdown past its grace period).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
     let inner = tasker.inner();
     let config = &inner.config;
-    let span = tracing::info_span!("step", task_id = step.task_id, step = %step.name, attempt = step.attempt);
-    let _guard = span.enter();
     let mut outcome = Outcome {
         step_id: step.step_id,
         task_id: step.task_id,
@@ -270,15 +283,14 @@ async fn run_step(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
         .unwrap_or(config.default_step_timeout);
     let handler = Arc::clone(handler);
     // The handler runs as its own task so a panic is caught as a failed attempt.
-    let attempt = tokio::spawn(async move { handler.handle_dyn(&cx).await });
-    let abort = attempt.abort_handle();
+    let attempt = tokio::spawn(async move { handler.handle_dyn(&cx).await }.in_current_span());
+    let _abort = AbortOnDrop(attempt.abort_handle());
     let result = match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(StepError::retryable(format!(
             "step handler panicked: {join}"
         ))),
         Err(_) => {
-            abort.abort();
             let error = StepError::retryable(format!("step timed out after {timeout:?}"));
             outcome.result = Err(failure(&step, &error, config, "timeout"));
             return outcome;

@@ -1006,6 +1006,9 @@ pub(crate) fn release(c: &mut Conn, owner: &str, step_ids: &[i64]) -> Result<Vec
 pub(crate) fn cancel_task(c: &mut Conn, task_id: i64) -> Result<Vec<EventRecord>> {
     <Conn as Dialect>::write(c, |c| {
         let current = task_state(c, task_id)?;
+        if current == TaskState::Cancelled {
+            return Ok(Vec::new());
+        }
         check_task(task_id, current, TaskState::Cancelled)?;
         let mut events = vec![EventRecord::task(
             task_id,
@@ -1182,6 +1185,9 @@ pub(crate) fn resolve_step(
             .optional()?
             .ok_or(Error::StepNotFound(step_id))?;
         let from: StepState = state.parse().unwrap_or(StepState::Pending);
+        if from == StepState::ResolvedManually {
+            return Ok(Vec::new());
+        }
         check_step(step_id, from, StepState::ResolvedManually)?;
         let task = task_state(c, task_id)?;
         if task == TaskState::Cancelled {
