@@ -12,6 +12,16 @@ use tasker_tests::{Kind, TestDatabase, assert_history_consistent, conformance, s
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The step history of one failed attempt followed by a successful retry.
+const RETRIED_ONCE: [&str; 6] = [
+    "pending",
+    "in_progress",
+    "error",
+    "pending",
+    "in_progress",
+    "complete",
+];
+
 conformance!(
     linear_chain,
     diamond,
@@ -233,17 +243,7 @@ async fn retryable_failure_then_success(db: TestDatabase) {
         .step_transitions(step.step_id)
         .await
         .expect("transitions");
-    assert_eq!(
-        states(&transitions),
-        [
-            "pending",
-            "in_progress",
-            "error",
-            "pending",
-            "in_progress",
-            "complete"
-        ]
-    );
+    assert_eq!(states(&transitions), RETRIED_ONCE);
     assert_eq!(transitions[2].metadata["error"], "try again");
     // The retry was not claimed before the backoff ran out (database clock on both sides).
     let waited = transitions[4].created_at - transitions[2].created_at;
@@ -642,17 +642,7 @@ async fn lease_expiry_runs_the_step_again(db: TestDatabase) {
         .step_transitions(step.step_id)
         .await
         .expect("transitions");
-    assert_eq!(
-        states(&transitions),
-        [
-            "pending",
-            "in_progress",
-            "error",
-            "pending",
-            "in_progress",
-            "complete"
-        ]
-    );
+    assert_eq!(states(&transitions), RETRIED_ONCE);
     assert_eq!(transitions[2].metadata["reason"], "lease_expired");
     assert_history_consistent(&tasker, task.id).await;
 }
