@@ -45,6 +45,7 @@ conformance!(
     retry_after_is_honoured,
     shutdown_releases_unfinished_steps,
     hash_identity_refuses_duplicate_requests,
+    heartbeat_keeps_long_steps_leased,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1078,5 +1079,33 @@ async fn postgres_notify_wakes_workers_of_other_processes() {
         done.state,
         TaskState::Complete,
         "the NOTIFY woke the other engine's worker"
+    );
+}
+
+async fn heartbeat_keeps_long_steps_leased(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .configure(|c| {
+            c.lease = Duration::from_millis(600);
+            c.heartbeat = Duration::from_millis(100);
+        })
+        .template(single("long"))
+        .handler(
+            "who",
+            handler_fn(|cx| async move {
+                // Runs well past one lease; the heartbeat must keep the sweeper away.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                Ok(json!({ "attempt": cx.attempt() }))
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("long")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let step = tasker.steps(done.task_id).await.expect("steps").remove(0);
+    assert_eq!(
+        (step.attempts, step.results),
+        (1, Some(json!({ "attempt": 1 })))
     );
 }

@@ -442,13 +442,19 @@ async fn heartbeat_loop(
             _ = ticks.tick() => {},
             _ = stopped.changed() => return,
         }
-        if in_flight.lock().map(|s| s.is_empty()).unwrap_or(true) {
+        // Only steps still running here: one whose outcome could not be recorded must be
+        // left to expire and be recovered, not kept alive by its worker's other steps.
+        let running: Vec<i64> = in_flight
+            .lock()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        if running.is_empty() {
             continue;
         }
         let who = Arc::clone(&owner);
         if let Err(error) = inner
             .store
-            .run(move |store| dispatch!(store, heartbeat(&who, lease)))
+            .run(move |store| dispatch!(store, heartbeat(&who, &running, lease)))
             .await
         {
             tracing::warn!(%error, "lease heartbeat failed");

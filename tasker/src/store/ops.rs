@@ -895,9 +895,15 @@ pub(crate) fn finalize_tasks(c: &mut Conn, task_ids: &[i64]) -> Result<Vec<Event
 
 use crate::store::TaskStatus;
 
-/// Extends the leases of every step `owner` is running.
-pub(crate) fn heartbeat(c: &mut Conn, owner: &str, lease_seconds: f64) -> Result<usize> {
+/// Extends the leases of the given steps while `owner` still holds them.
+pub(crate) fn heartbeat(
+    c: &mut Conn,
+    owner: &str,
+    step_ids: &[i64],
+    lease_seconds: f64,
+) -> Result<usize> {
     Ok(diesel::update(tasker_workflow_steps::table)
+        .filter(tasker_workflow_steps::workflow_step_id.eq_any(step_ids))
         .filter(tasker_workflow_steps::lease_owner.eq(owner))
         .filter(tasker_workflow_steps::state.eq(StepState::InProgress.as_str()))
         .set(tasker_workflow_steps::lease_expires_at.eq(now_plus_nullable(lease_seconds)))
