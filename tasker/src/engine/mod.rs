@@ -265,6 +265,17 @@ impl Tasker {
         publish(&self.inner, events);
     }
 
+    /// Runs a write on the store and, once it has committed, publishes the events it recorded.
+    pub(crate) async fn commit<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<(T, Vec<EventRecord>)> + Send + 'static,
+    {
+        let (value, events) = self.inner.store.run(write).await?;
+        self.publish(events);
+        Ok(value)
+    }
+
     /// Checks a request against its template and builds the rows to insert.
     fn prepare(&self, request: &TaskRequest) -> Result<PreparedTask> {
         let registered = self
@@ -407,12 +418,9 @@ impl Tasker {
     /// check fails.
     pub async fn create_task(&self, request: TaskRequest) -> Result<NewTask> {
         let prepared = self.prepare(&request)?;
-        let (created, events) = self
-            .inner
-            .store
-            .run(move |store| dispatch!(store, create_task(&prepared)))
+        let created = self
+            .commit(move |store| dispatch!(store, create_task(&prepared)))
             .await?;
-        self.publish(events);
         self.inner.wake.notify_one();
         Ok(created)
     }
@@ -473,25 +481,15 @@ impl Tasker {
     /// Cancels a task and its unfinished steps; workers claim nothing more from it. Returns
     /// `false` (and changes nothing) when the task is already cancelled.
     pub async fn cancel_task(&self, task_id: i64) -> Result<bool> {
-        let events = self
-            .inner
-            .store
-            .run(move |store| dispatch!(store, cancel_task(task_id)))
-            .await?;
-        let changed = !events.is_empty();
-        self.publish(events);
-        Ok(changed)
+        self.commit(move |store| dispatch!(store, cancel_task(task_id)).map(changed))
+            .await
     }
 
     /// Retries a task in `error`: it goes back to `pending` and its failed steps get a fresh
     /// retry budget.
     pub async fn retry_task(&self, task_id: i64) -> Result<()> {
-        let events = self
-            .inner
-            .store
-            .run(move |store| dispatch!(store, retry_task(task_id)))
+        self.commit(move |store| dispatch!(store, retry_task(task_id)).map(changed))
             .await?;
-        self.publish(events);
         self.inner.wake.notify_one();
         Ok(())
     }
@@ -501,13 +499,11 @@ impl Tasker {
     /// (and changes nothing) when the step is already resolved.
     pub async fn resolve_step(&self, step_id: i64, results: Option<Value>) -> Result<bool> {
         let results = results.map(|r| r.to_string());
-        let events = self
-            .inner
-            .store
-            .run(move |store| dispatch!(store, resolve_step(step_id, results.as_deref())))
+        let changed = self
+            .commit(move |store| {
+                dispatch!(store, resolve_step(step_id, results.as_deref())).map(changed)
+            })
             .await?;
-        let changed = !events.is_empty();
-        self.publish(events);
         self.inner.wake.notify_one();
         Ok(changed)
     }
@@ -569,13 +565,8 @@ impl Tasker {
     ) -> Result<Vec<store::ClaimedStep>> {
         let owner = owner.to_owned();
         let ids: Vec<i64> = self.inner.by_named_task.keys().copied().collect();
-        let (claimed, events) = self
-            .inner
-            .store
-            .run(move |store| dispatch!(store, claim(&owner, limit, lease.as_secs_f64(), &ids)))
-            .await?;
-        self.publish(events);
-        Ok(claimed)
+        self.commit(move |store| dispatch!(store, claim(&owner, limit, lease.as_secs_f64(), &ids)))
+            .await
     }
 
     /// Records attempt outcomes exactly as a worker does, fenced on (`owner`, `attempt`): an
@@ -584,12 +575,9 @@ impl Tasker {
         &self,
         outcomes: Vec<store::Outcome>,
     ) -> Result<Vec<store::CompletionOutcome>> {
-        let (results, events) = self
-            .inner
-            .store
-            .run(move |store| dispatch!(store, complete(&outcomes)))
+        let results = self
+            .commit(move |store| dispatch!(store, complete(&outcomes)))
             .await?;
-        self.publish(events);
         self.inner.wake.notify_one();
         Ok(results)
     }
@@ -604,6 +592,11 @@ impl Tasker {
     pub async fn migrate(&self) -> Result<usize> {
         self.inner.store.run(|store| store.migrate()).await
     }
+}
+
+/// For operations whose only output is their events: whether anything changed, and the events.
+fn changed(events: Vec<EventRecord>) -> (bool, Vec<EventRecord>) {
+    (!events.is_empty(), events)
 }
 
 pub(crate) fn publish(inner: &Inner, events: Vec<EventRecord>) {

@@ -134,14 +134,12 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
         }
         let (limit, lease) = (permits.len(), config.lease.as_secs_f64());
         let (who, ids) = (Arc::clone(&owner), Arc::clone(&named_task_ids));
-        let claimed = inner
-            .store
-            .run(move |store| dispatch!(store, claim(&who, limit, lease, &ids)))
+        let claimed = tasker
+            .commit(move |store| dispatch!(store, claim(&who, limit, lease, &ids)))
             .await;
         let claimed = match claimed {
-            Ok((claimed, events)) => {
+            Ok(claimed) => {
                 db_retry = Duration::from_millis(50);
-                tasker.publish(events);
                 claimed
             }
             Err(error) => {
@@ -514,15 +512,13 @@ pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
                 concurrent: row.concurrent,
             })
             .collect();
-        let (results, events) = inner
-            .store
-            .run(move |store| dispatch!(store, complete(&outcomes)))
+        let results = tasker
+            .commit(move |store| dispatch!(store, complete(&outcomes)))
             .await?;
         recovered += results
             .iter()
             .filter(|r| **r == CompletionOutcome::Recorded)
             .count();
-        tasker.publish(events);
         inner.wake.notify_one();
         if !full {
             return Ok(recovered);
