@@ -612,18 +612,22 @@ fn single(name: &str) -> TaskTemplate {
     TaskTemplate::new("test", name, "1.0.0").step(StepTemplate::new("only", "who"))
 }
 
+/// An engine running `single(name)` with the `who` handler.
+async fn single_tasker(db: &TestDatabase, name: &str) -> Tasker {
+    db.builder()
+        .template(single(name))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build")
+}
+
 fn who() -> impl StepHandler {
     handler_fn(|cx| async move { Ok(json!({ "by": "worker", "attempt": cx.attempt() })) })
 }
 
 async fn lease_expiry_runs_the_step_again(db: TestDatabase) {
-    let tasker = db
-        .builder()
-        .template(single("lease"))
-        .handler("who", who())
-        .build()
-        .await
-        .expect("build");
+    let tasker = single_tasker(&db, "lease").await;
     let task = tasker.create_task(request("lease")).await.expect("create");
     // A worker claims the step and vanishes without heartbeating.
     let claimed = tasker
@@ -649,13 +653,7 @@ async fn lease_expiry_runs_the_step_again(db: TestDatabase) {
 }
 
 async fn stale_completion_is_fenced(db: TestDatabase) {
-    let tasker = db
-        .builder()
-        .template(single("fence"))
-        .handler("who", who())
-        .build()
-        .await
-        .expect("build");
+    let tasker = single_tasker(&db, "fence").await;
     let task = tasker.create_task(request("fence")).await.expect("create");
     let zombie = tasker
         .claim_steps("zombie", 10, Duration::from_millis(100))
@@ -699,13 +697,7 @@ async fn stale_completion_is_fenced(db: TestDatabase) {
 }
 
 async fn idempotent_create_under_concurrency(db: TestDatabase) {
-    let tasker = db
-        .builder()
-        .template(single("idem"))
-        .handler("who", who())
-        .build()
-        .await
-        .expect("build");
+    let tasker = single_tasker(&db, "idem").await;
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let tasker = tasker.clone();
@@ -734,13 +726,7 @@ async fn idempotent_create_under_concurrency(db: TestDatabase) {
 }
 
 async fn create_inside_caller_transaction(db: TestDatabase) {
-    let tasker = db
-        .builder()
-        .template(single("tx"))
-        .handler("who", who())
-        .build()
-        .await
-        .expect("build");
+    let tasker = single_tasker(&db, "tx").await;
     #[derive(Debug)]
     struct Rollback;
     impl From<diesel::result::Error> for Rollback {
