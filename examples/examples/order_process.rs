@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use serde_json::json;
 use tasker::prelude::*;
-use tasker_examples::order_process;
+use tasker_examples::order_process::{OrderContext, OrderProcess};
 
-#[tokio::main]
+#[tasker::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (url, temp_file) = match std::env::var("TASKER_DATABASE_URL") {
         Ok(url) => (url, None),
@@ -22,15 +21,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("database: {url}");
 
-    let tasker = order_process::register(Tasker::builder().database_url(&url))
-        .build()
-        .await?;
+    // `OrderProcess` is `Default`, so the engine finds and registers it by itself.
+    let tasker = Tasker::builder().database_url(&url).build().await?;
     let worker = tasker.start_worker();
 
-    let request = TaskRequest::new(order_process::NAME)
-        .namespace(order_process::NAMESPACE)
-        .version(order_process::VERSION)
-        .context(json!({ "order_id": 12345 }))
+    let request = TaskRequest::of::<OrderProcess>(&OrderContext { order_id: 12345 })?
         .initiator("example")
         .reason("demonstration");
     let task = tasker.create_task(request).await?;

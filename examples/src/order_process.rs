@@ -1,137 +1,169 @@
 //! The seed's e-commerce flow as a diamond:
 //! `fetch_order → validate_items → {process_payment, update_inventory} → send_confirmation`.
 //!
-//! `process_payment` fails its first attempt with a retryable error (a payment gateway that is
-//! briefly unavailable) and succeeds on the retry.
+//! Each step is a method; its parameters after the context are its parents' outputs, as
+//! their Rust types. `process_payment` fails its first attempt with a retryable error (a
+//! payment gateway that is briefly unavailable) and succeeds on the retry.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use serde_json::json;
 use tasker::prelude::*;
 
-/// Namespace of the workflow.
-pub const NAMESPACE: &str = "ecommerce";
-/// Name of the workflow.
-pub const NAME: &str = "order_process";
-/// Version of the workflow.
-pub const VERSION: &str = "1.0.0";
-
-/// The workflow's template, as the seed's YAML would declare it.
-pub fn template() -> TaskTemplate {
-    TaskTemplate::new(NAMESPACE, NAME, VERSION)
-        .schema(json!({
-            "type": "object",
-            "required": ["order_id"],
-            "properties": { "order_id": { "type": "integer", "minimum": 1 } }
-        }))
-        .step(StepTemplate::new("fetch_order", "ecommerce.fetch_order"))
-        .step(
-            StepTemplate::new("validate_items", "ecommerce.validate_items")
-                .depends_on(["fetch_order"]),
-        )
-        .step(
-            StepTemplate::new("process_payment", "ecommerce.process_payment")
-                .depends_on(["validate_items"])
-                .retry_limit(3),
-        )
-        .step(
-            StepTemplate::new("update_inventory", "ecommerce.update_inventory")
-                .depends_on(["validate_items"]),
-        )
-        .step(
-            StepTemplate::new("send_confirmation", "ecommerce.send_confirmation")
-                .depends_on(["process_payment", "update_inventory"]),
-        )
+/// What an order-processing task runs over.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct OrderContext {
+    /// The order to process.
+    #[schemars(range(min = 1))]
+    pub order_id: i64,
 }
 
-/// Registers the template and its step handlers on a builder.
-pub fn register(builder: tasker::TaskerBuilder) -> tasker::TaskerBuilder {
-    builder
-        .template(template())
-        .handler("ecommerce.fetch_order", FetchOrder)
-        .handler("ecommerce.validate_items", ValidateItems)
-        .handler("ecommerce.process_payment", ProcessPayment::default())
-        .handler("ecommerce.update_inventory", UpdateInventory)
-        .handler("ecommerce.send_confirmation", SendConfirmation)
+/// An order as loaded from the shop.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Its id.
+    pub order_id: i64,
+    /// What was ordered.
+    pub items: Vec<LineItem>,
 }
 
-/// Loads the order named in the context.
-#[derive(Debug)]
-pub struct FetchOrder;
-
-impl StepHandler for FetchOrder {
-    async fn handle(&self, cx: &StepContext) -> StepResult {
-        let order_id = cx.context()["order_id"]
-            .as_i64()
-            .ok_or_else(|| StepError::permanent("order_id missing"))?;
-        Ok(json!({
-            "order_id": order_id,
-            "items": [{ "sku": "book-42", "quantity": 2, "price_cents": 1500 }],
-        }))
-    }
+/// One line of an order.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct LineItem {
+    /// Stock-keeping unit.
+    pub sku: String,
+    /// How many.
+    pub quantity: u32,
+    /// Unit price in cents.
+    pub price_cents: i64,
 }
 
-/// Checks that the order's items are in stock and totals them.
-#[derive(Debug)]
-pub struct ValidateItems;
-
-impl StepHandler for ValidateItems {
-    async fn handle(&self, cx: &StepContext) -> StepResult {
-        let order = cx
-            .parent("fetch_order")
-            .ok_or_else(|| StepError::permanent("no order"))?;
-        let items = order["items"].as_array().cloned().unwrap_or_default();
-        let total: i64 = items
-            .iter()
-            .map(|i| i["quantity"].as_i64().unwrap_or(0) * i["price_cents"].as_i64().unwrap_or(0))
-            .sum();
-        Ok(json!({ "valid": true, "total_cents": total, "items": items }))
-    }
+/// The order's items, checked and totalled.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct ValidItems {
+    /// Total in cents.
+    pub total_cents: i64,
+    /// The items.
+    pub items: Vec<LineItem>,
 }
 
-/// Charges the order; the gateway is unavailable on the first attempt.
+/// A successful charge.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// The gateway's id for it.
+    pub payment_id: String,
+    /// Amount charged, in cents.
+    pub charged_cents: i64,
+}
+
+/// Stock set aside for the order.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    /// Reserved SKUs.
+    pub skus: Vec<String>,
+}
+
+/// What the customer was told.
+#[tasker::data]
+#[derive(Debug, Clone)]
+pub struct Confirmation {
+    /// Whether the email went out.
+    pub email_sent: bool,
+    /// The payment it confirms.
+    pub payment_id: String,
+}
+
+/// The order-processing workflow. It holds only a counter, so it is `Default` and registers
+/// itself; a handler holding a pool or client would be handed to the builder instead.
 #[derive(Debug, Default)]
-pub struct ProcessPayment {
-    calls: Arc<AtomicU32>,
+pub struct OrderProcess {
+    gateway_calls: AtomicU32,
 }
 
-impl StepHandler for ProcessPayment {
-    async fn handle(&self, cx: &StepContext) -> StepResult {
-        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+/// Processes an order: load it, check it, charge it and reserve its stock, then confirm.
+#[task_handler(name = "order_process", namespace = "ecommerce", version = "1.0.0", context = OrderContext)]
+impl OrderProcess {
+    /// Loads the order named in the context.
+    #[step]
+    pub async fn fetch_order(&self, cx: &StepContext<OrderContext>) -> Result<Order, StepError> {
+        Ok(Order {
+            order_id: cx.context().order_id,
+            items: vec![LineItem {
+                sku: "book-42".to_owned(),
+                quantity: 2,
+                price_cents: 1500,
+            }],
+        })
+    }
+
+    /// Checks that the items are in stock and totals them.
+    #[step(depends_on = fetch_order)]
+    pub async fn validate_items(
+        &self,
+        _cx: &StepContext<OrderContext>,
+        order: Order,
+    ) -> Result<ValidItems, StepError> {
+        if order.items.is_empty() {
+            return Err(StepError::permanent("the order has no items"));
+        }
+        let total_cents = order
+            .items
+            .iter()
+            .map(|i| i64::from(i.quantity) * i.price_cents)
+            .sum();
+        Ok(ValidItems {
+            total_cents,
+            items: order.items,
+        })
+    }
+
+    /// Charges the order; the gateway is unavailable on the first attempt.
+    #[step(depends_on = validate_items, retry_limit = 3, timeout = "30s")]
+    pub async fn process_payment(
+        &self,
+        cx: &StepContext<OrderContext>,
+        items: ValidItems,
+    ) -> Result<Payment, StepError> {
+        if self.gateway_calls.fetch_add(1, Ordering::SeqCst) == 0 {
             return Err(StepError::retryable("payment gateway unavailable (503)"));
         }
-        let total = cx
-            .parent("validate_items")
-            .and_then(|v| v["total_cents"].as_i64())
-            .unwrap_or(0);
-        Ok(json!({ "charged_cents": total, "payment_id": format!("pay_{}", cx.task_id()) }))
+        Ok(Payment {
+            payment_id: format!("pay_{}", cx.idempotency_key()),
+            charged_cents: items.total_cents,
+        })
     }
-}
 
-/// Reserves the order's items.
-#[derive(Debug)]
-pub struct UpdateInventory;
-
-impl StepHandler for UpdateInventory {
-    async fn handle(&self, cx: &StepContext) -> StepResult {
-        let items = cx
-            .parent("validate_items")
-            .map(|v| v["items"].clone())
-            .unwrap_or_default();
-        Ok(json!({ "reserved": items }))
+    /// Sets the items aside.
+    #[step(depends_on = validate_items)]
+    pub async fn update_inventory(
+        &self,
+        _cx: &StepContext<OrderContext>,
+        items: ValidItems,
+    ) -> Result<Reservation, StepError> {
+        Ok(Reservation {
+            skus: items.items.into_iter().map(|i| i.sku).collect(),
+        })
     }
-}
 
-/// Emails the customer once payment and inventory are done.
-#[derive(Debug)]
-pub struct SendConfirmation;
-
-impl StepHandler for SendConfirmation {
-    async fn handle(&self, cx: &StepContext) -> StepResult {
-        let payment = cx
-            .parent("process_payment")
-            .ok_or_else(|| StepError::permanent("no payment"))?;
-        Ok(json!({ "email_sent": true, "payment_id": payment["payment_id"] }))
+    /// Emails the customer once payment and inventory are done.
+    #[step(depends_on = [process_payment, update_inventory])]
+    pub async fn send_confirmation(
+        &self,
+        cx: &StepContext<OrderContext>,
+        payment: Payment,
+        _reservation: Reservation,
+    ) -> Result<Confirmation, StepError> {
+        // Any earlier step's output is at hand, typed, not only the parents'.
+        let order = cx.output(Self::FETCH_ORDER).await?;
+        debug_assert_eq!(order.order_id, cx.context().order_id);
+        Ok(Confirmation {
+            email_sent: true,
+            payment_id: payment.payment_id,
+        })
     }
 }

@@ -1,4 +1,96 @@
-//! Procedural macros for [tasker](https://docs.rs/tasker).
+//! Procedural macros for [tasker](https://docs.rs/tasker): `#[task_handler]`, `#[step]` and
+//! `#[step_handler]`.
 //!
-//! The `#[task_handler]`, `#[step]` and `#[step_handler]` macros land here; until then workflows
-//! are registered by hand through `tasker::Registry`. Depend on `tasker`, not on this crate.
+//! Depend on `tasker`, which re-exports them; the code they generate names the runtime only
+//! through `::tasker::__private`. Each entry point delegates to an `expand` function over
+//! `proc_macro2` tokens, so expansion is unit-tested without a compiler.
+
+mod attr;
+mod ctxt;
+mod data;
+mod graph;
+mod main_fn;
+mod paths;
+mod step_handler;
+mod symbol;
+mod task_handler;
+#[cfg(test)]
+mod tests;
+
+use proc_macro::TokenStream;
+
+/// Declares a workflow: the `impl` block's `#[step]` methods are its steps.
+///
+/// ```ignore
+/// #[task_handler(name = "order_process", namespace = "ecommerce", version = "1.0.0",
+///                context = OrderContext)]
+/// impl OrderProcess {
+///     /// Loads the order.
+///     #[step]
+///     async fn fetch_order(&self, cx: &StepContext<OrderContext>) -> Result<Order, StepError> {
+///         Ok(Order::load(cx.context().order_id))
+///     }
+///
+///     #[step(depends_on = fetch_order, retry_limit = 5)]
+///     async fn charge(&self, cx: &StepContext<OrderContext>, order: Order)
+///         -> Result<Payment, StepError> { /* … */ }
+/// }
+/// ```
+///
+/// Task options: `name` (required unless `template` names it), `namespace` (default
+/// `default`), `version` (default `0.1.0`), `context` (the context type; default JSON),
+/// `description` (default: the `impl`'s doc comment), `concurrent` (default `true`),
+/// `template = "path.yaml"` (a YAML template, relative to the crate root, that must agree with
+/// the code), `crate = path` (where `tasker` is, for re-exporters).
+///
+/// Step options: `depends_on = step` or `depends_on = [a, b]` (the parents, by method name),
+/// `retry_limit`, `retryable`, `timeout` (seconds, or `"500ms"`, `"30s"`, `"2m"`, `"1h"`),
+/// `skippable`, `name` (the stored step name; default the method's) and `description`
+/// (default: the method's doc comment).
+///
+/// After `&self` and the context, a step takes one parameter per parent, in `depends_on`
+/// order, of the parent's output type. The compiler checks the graph (unknown, duplicate and
+/// cyclic dependencies) and the types.
+#[proc_macro_attribute]
+pub fn task_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    task_handler::expand(args.into(), item.into()).into()
+}
+
+/// Marks a method of a `#[task_handler]` `impl` block as a step; see [`macro@task_handler`].
+///
+/// On its own it is an error: the step graph is only known to the `impl` block's attribute.
+#[proc_macro_attribute]
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    task_handler::step_outside(args.into(), item.into()).into()
+}
+
+/// Registers a standalone step handler under a name YAML templates use in `handler`.
+///
+/// On an `async fn(cx: &StepContext) -> Result<T, E>` (or `&StepContext<Ctx>` for a typed
+/// context), or on an `impl StepHandler for Type` block. `name` defaults to the function's name.
+/// A type that is not `Default` is handed to the builder with `.handler(name, instance)`.
+#[proc_macro_attribute]
+pub fn step_handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    step_handler::expand(args.into(), item.into()).into()
+}
+
+/// Derives what a task context or step output needs (`Serialize`, `Deserialize`,
+/// `JsonSchema`) through tasker's re-exports, so the crate needs no direct `serde` or
+/// `schemars` dependency. `#[serde(...)]` and `#[schemars(...)]` attributes work as usual.
+///
+/// ```ignore
+/// #[tasker::data]
+/// pub struct OrderContext {
+///     pub order_id: i64,
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn data(args: TokenStream, item: TokenStream) -> TokenStream {
+    data::expand(args.into(), item.into()).into()
+}
+
+/// Runs `async fn main` on a multi-threaded tokio runtime, using the tokio tasker is built on.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    main_fn::expand(args.into(), item.into()).into()
+}

@@ -35,6 +35,30 @@ pub enum Error {
     /// Two step handlers claim the same name.
     #[error("step handler `{0}` is registered twice")]
     DuplicateHandler(String),
+    /// A `#[task_handler]` type that holds state was not handed to the builder.
+    #[error(
+        "`{task}` is run by `{handler_type}`, which does not implement `Default`: hand an instance to the builder with `.task_handler(…)`, or turn automatic registration off with `.auto_register(false)`"
+    )]
+    TaskHandlerNeedsInstance {
+        /// The template's full name.
+        task: String,
+        /// The handler type.
+        handler_type: &'static str,
+    },
+    /// A template names a `#[step_handler]` type that holds state and was not handed over.
+    #[error(
+        "step `{step}` of `{task}` uses the step handler `{name}` (`{handler_type}`), which does not implement `Default`: register an instance with `.handler(\"{name}\", …)`"
+    )]
+    StepHandlerNeedsInstance {
+        /// The template's full name.
+        task: String,
+        /// The step.
+        step: String,
+        /// The handler's registered name.
+        name: String,
+        /// The handler type.
+        handler_type: &'static str,
+    },
     /// No template is registered under this name.
     #[error("no task template `{namespace}/{name}@{version}` is registered")]
     UnknownTemplate {

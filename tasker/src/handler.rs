@@ -3,12 +3,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::store::{Store, dispatch};
 
 /// What a step handler returns: the step's JSON result, or why it failed.
 pub type StepResult = Result<Value, StepError>;
@@ -100,27 +103,82 @@ impl StepError {
     }
 }
 
+/// Data that does not parse will not parse on a retry either.
 impl From<serde_json::Error> for StepError {
     fn from(e: serde_json::Error) -> Self {
         StepError::permanent(format!("invalid data: {e}"))
     }
 }
 
-/// Everything a step handler is given for one attempt.
-#[derive(Debug, Clone)]
-pub struct StepContext {
-    inner: Arc<StepContextInner>,
+/// I/O fails transiently more often than not: retried.
+impl From<std::io::Error> for StepError {
+    fn from(e: std::io::Error) -> Self {
+        StepError::retryable(format!("I/O error: {e}"))
+    }
 }
 
-#[derive(Debug)]
+/// An engine error inside a step (say, creating a follow-up task) is retried.
+impl From<crate::Error> for StepError {
+    fn from(e: crate::Error) -> Self {
+        StepError::retryable(e)
+    }
+}
+
+/// A timeout the step imposed on its own work is retried.
+impl From<tokio::time::error::Elapsed> for StepError {
+    fn from(e: tokio::time::error::Elapsed) -> Self {
+        StepError::retryable(format!("timed out: {e}"))
+    }
+}
+
+/// Any boxed error is retried; classify it with [`ResultExt`](crate::ResultExt) to choose.
+impl From<Box<dyn std::error::Error + Send + Sync>> for StepError {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        StepError::retryable(e)
+    }
+}
+
+/// Everything a step handler is given for one attempt.
+///
+/// `C` is the type of the task's context: JSON (`serde_json::Value`) for handlers registered by
+/// name, the workflow's own context type inside a `#[task_handler]`.
+pub struct StepContext<C = Value> {
+    inner: Arc<StepContextInner>,
+    context: Arc<C>,
+}
+
+impl<C> Clone for StepContext<C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            context: Arc::clone(&self.context),
+        }
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for StepContext<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepContext")
+            .field("task_id", &self.inner.task_id)
+            .field("step_id", &self.inner.step_id)
+            .field("step_name", &self.inner.step_name)
+            .field("attempt", &self.inner.attempt)
+            .field("context", &self.context)
+            .field("parents", &self.inner.parents)
+            .field("handler_config", &self.inner.handler_config)
+            .finish()
+    }
+}
+
 struct StepContextInner {
     task_id: i64,
     step_id: i64,
     step_name: String,
     attempt: u32,
-    context: Value,
     parents: HashMap<String, Value>,
     handler_config: Value,
+    /// Where results of steps that are not parents are looked up.
+    store: Option<Store>,
 }
 
 impl StepContext {
@@ -140,13 +198,39 @@ impl StepContext {
                 step_id,
                 step_name: step_name.into(),
                 attempt,
-                context,
                 parents,
                 handler_config,
+                store: None,
             }),
+            context: Arc::new(context),
         }
     }
 
+    /// Lets [`StepContext::output`] read the results of steps that are not parents.
+    pub(crate) fn with_store(mut self, store: Store) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.store = Some(store);
+        }
+        self
+    }
+
+    /// The task's context deserialised into `T`.
+    pub fn context_as<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+        T::deserialize(&*self.context)
+            .map_err(|e| StepError::permanent(format!("task context does not fit: {e}")))
+    }
+
+    /// The same attempt with the context deserialised into the workflow's context type.
+    pub fn typed<C: DeserializeOwned>(&self) -> Result<StepContext<C>, StepError> {
+        let context = self.context_as::<C>()?;
+        Ok(StepContext {
+            inner: Arc::clone(&self.inner),
+            context: Arc::new(context),
+        })
+    }
+}
+
+impl<C> StepContext<C> {
     /// The task's id.
     pub fn task_id(&self) -> i64 {
         self.inner.task_id
@@ -167,15 +251,9 @@ impl StepContext {
         self.inner.attempt
     }
 
-    /// The task's JSON context.
-    pub fn context(&self) -> &Value {
-        &self.inner.context
-    }
-
-    /// The task's context deserialised into `T`.
-    pub fn context_as<T: DeserializeOwned>(&self) -> Result<T, StepError> {
-        T::deserialize(&self.inner.context)
-            .map_err(|e| StepError::permanent(format!("task context does not fit: {e}")))
+    /// The task's context.
+    pub fn context(&self) -> &C {
+        &self.context
     }
 
     /// The results of the step's parents, by step name.
@@ -201,6 +279,49 @@ impl StepContext {
         })
     }
 
+    /// The typed result of an earlier step of the same task, named by the constant a
+    /// `#[task_handler]` generates for each step (`OrderProcess::FETCH_ORDER`).
+    ///
+    /// Parents' results are at hand; any other step's is read from the database, and must have
+    /// finished (an ancestor always has).
+    pub async fn output<T: DeserializeOwned>(&self, step: StepRef<T>) -> Result<T, StepError> {
+        let name = step.name();
+        let value = match self.inner.parents.get(name) {
+            Some(value) => value.clone(),
+            None => self.load_output(name).await?,
+        };
+        T::deserialize(&value)
+            .map_err(|e| StepError::permanent(format!("result of step `{name}` does not fit: {e}")))
+    }
+
+    async fn load_output(&self, name: &str) -> Result<Value, StepError> {
+        let Some(store) = self.inner.store.clone() else {
+            return Err(StepError::permanent(format!(
+                "step `{}` has no parent named `{name}` and no database to look it up in",
+                self.inner.step_name
+            )));
+        };
+        let task_id = self.inner.task_id;
+        let steps = store
+            .run(move |store| dispatch!(store, load_steps(task_id)))
+            .await
+            .map_err(|e| StepError::retryable(format!("reading the result of `{name}`: {e}")))?;
+        let step = steps
+            .into_iter()
+            .map(crate::store::StepInfo::from)
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                StepError::permanent(format!("task {task_id} has no step named `{name}`"))
+            })?;
+        if !step.state.satisfies_dependents() {
+            return Err(StepError::permanent(format!(
+                "step `{name}` is `{}`, not finished; only earlier steps' outputs can be read",
+                step.state
+            )));
+        }
+        Ok(step.results.unwrap_or(Value::Null))
+    }
+
     /// The step template's `handler_config` (JSON `null` when absent).
     pub fn handler_config(&self) -> &Value {
         &self.inner.handler_config
@@ -209,6 +330,41 @@ impl StepContext {
     /// A key that stays the same across attempts of this step, for idempotent side effects.
     pub fn idempotency_key(&self) -> String {
         format!("{}:{}", self.inner.task_id, self.inner.step_name)
+    }
+}
+
+/// A typed reference to a step of a `#[task_handler]` workflow, for [`StepContext::output`].
+pub struct StepRef<T> {
+    name: &'static str,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<T> StepRef<T> {
+    /// A reference to the step `name` whose output is a `T`.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            output: PhantomData,
+        }
+    }
+
+    /// The step's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> Clone for StepRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for StepRef<T> {}
+
+impl<T> fmt::Debug for StepRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StepRef({})", self.name)
     }
 }
 

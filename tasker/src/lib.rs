@@ -4,29 +4,40 @@
 //! **steps** form a DAG: root steps run first, a step becomes ready when all its parents are
 //! complete, ready steps run concurrently, and failed steps retry with exponential backoff. Every
 //! task, step, attempt and transition is persisted with diesel, in an embedded SQLite file by
-//! default or in PostgreSQL for many workers on many machines.
+//! default or in PostgreSQL for many workers on many machines. Workflows are declared with
+//! [`macro@task_handler`] and checked by the compiler:
 //!
 //! ```no_run
+//! use std::time::Duration;
+//!
 //! use tasker::prelude::*;
 //!
+//! #[tasker::data]
+//! pub struct Greeting {
+//!     pub name: String,
+//! }
+//!
+//! #[derive(Default)]
+//! pub struct Greet;
+//!
+//! #[task_handler(name = "greet", namespace = "demo", version = "1.0.0", context = Greeting)]
+//! impl Greet {
+//!     #[step]
+//!     async fn compose(&self, cx: &StepContext<Greeting>) -> Result<String, StepError> {
+//!         Ok(format!("hello {}", cx.context().name))
+//!     }
+//!
+//!     #[step(depends_on = compose, retry_limit = 5)]
+//!     async fn send(&self, _cx: &StepContext<Greeting>, text: String) -> Result<usize, StepError> {
+//!         Ok(text.len())
+//!     }
+//! }
+//!
 //! # async fn run() -> tasker::Result<()> {
-//! let template = TaskTemplate::new("ecommerce", "order_process", "1.0.0")
-//!     .step(StepTemplate::new("fetch_order", "fetch_order"))
-//!     .step(StepTemplate::new("send_confirmation", "send_confirmation").depends_on(["fetch_order"]));
-//!
-//! let tasker = Tasker::builder()
-//!     .database_url("tasker.db")
-//!     .template(template)
-//!     .handler("fetch_order", handler_fn(|cx| async move { Ok(cx.context().clone()) }))
-//!     .handler("send_confirmation", handler_fn(|_| async { Ok(serde_json::json!({"sent": true})) }))
-//!     .build()
-//!     .await?;
-//!
+//! let tasker = Tasker::builder().database_url("tasker.db").build().await?;
 //! let worker = tasker.start_worker();
-//! let task = tasker
-//!     .create_task(TaskRequest::new("order_process").namespace("ecommerce").version("1.0.0"))
-//!     .await?;
-//! let done = tasker.wait_for_task(task.id, std::time::Duration::from_secs(10)).await?;
+//! let task = tasker.create::<Greet>(&Greeting { name: "world".into() }).await?;
+//! let done = tasker.wait_for_task(task.id, Duration::from_secs(10)).await?;
 //! assert_eq!(done.state, TaskState::Complete);
 //! worker.shutdown().await;
 //! # Ok(())
@@ -41,6 +52,7 @@ pub mod registry;
 pub mod state;
 pub mod store;
 pub mod template;
+pub mod workflow;
 
 pub use config::TaskerConfig;
 pub use engine::backoff::BackoffConfig;
@@ -48,16 +60,49 @@ pub use engine::{
     IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
 };
 pub use error::{Error, Result};
-pub use handler::{StepContext, StepError, StepHandler, StepResult, handler_fn};
+pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};
 pub use store::{Backend, EventRecord, NewTask, StepInfo, Store, TaskRow, TransitionInfo};
 pub use template::{StepTemplate, TaskTemplate};
+pub use workflow::{ResultExt, StepOutput, TaskContext, TaskHandler};
+
+#[cfg(feature = "macros")]
+pub use tasker_macros::{data, main, step, step_handler, task_handler};
+
+/// The JSON library contexts and results are made of, for code that builds them untyped.
+pub use serde_json;
+
+/// Not public API: what the macros' generated code names. It may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{
+        BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
+    };
+    pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
+    pub use crate::workflow::{
+        DefaultProbe, Probe, StepHandlerRegistration, StepReturn, TaskHandler,
+        TaskHandlerRegistration, ViaDefault, ViaNothing, assert_step_input, context_schema,
+        method_step, parent_input, schema_of, step_result, typed_context,
+    };
+    pub use crate::{Error, Result, TaskContext};
+    pub use ::inventory;
+    pub use ::schemars;
+    pub use ::serde;
+    pub use ::serde_json;
+    pub use ::std::boxed::Box;
+    pub use ::std::string::String;
+    pub use ::std::sync::Arc;
+    pub use ::std::vec::Vec;
+    pub use ::tokio;
+}
 
 /// The names most programs need: `use tasker::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        StepContext, StepError, StepHandler, StepResult, StepState, StepTemplate, TaskRequest,
-        TaskState, TaskTemplate, Tasker, handler_fn,
+        ResultExt, StepContext, StepError, StepHandler, StepRef, StepResult, StepState,
+        StepTemplate, TaskHandler, TaskRequest, TaskState, TaskTemplate, Tasker, handler_fn,
     };
+    #[cfg(feature = "macros")]
+    pub use crate::{step_handler, task_handler};
 }

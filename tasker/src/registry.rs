@@ -1,6 +1,7 @@
 //! The registry of task templates and step handlers a worker can run.
 
-use std::collections::HashMap;
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::handler::{DynStepHandler, StepHandler};
 use crate::template::{self, TaskTemplate};
+use crate::workflow::{StepHandlerRegistration, TaskHandler, TaskHandlerRegistration};
 
 /// `(namespace, name, version)` of a task template.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +50,10 @@ pub(crate) struct RegisteredTemplate {
 pub struct Registry {
     pub(crate) templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
     pub(crate) handlers: HashMap<String, Arc<dyn DynStepHandler>>,
+    /// Task handler types already registered, so automatic registration skips them.
+    pub(crate) task_handler_types: HashSet<TypeId>,
+    /// The environment whose overrides YAML-bound task handlers apply.
+    pub(crate) environment: Option<String>,
 }
 
 impl fmt::Debug for Registry {
@@ -109,6 +115,68 @@ impl Registry {
     ) -> Result<&mut Self> {
         for template in template::load_templates_dir(dir.as_ref(), environment)? {
             self.register_template(template)?;
+        }
+        Ok(self)
+    }
+
+    /// Registers a `#[task_handler]` workflow: its template and one step handler per step.
+    pub fn register_task_handler<H: TaskHandler>(&mut self, handler: H) -> Result<&mut Self> {
+        self.register_template(H::template(self.environment.as_deref())?)?;
+        for (name, step) in Arc::new(handler).step_handlers() {
+            self.register_dyn_handler(name, step)?;
+        }
+        self.task_handler_types.insert(TypeId::of::<H>());
+        Ok(self)
+    }
+
+    /// Adds every `#[task_handler]` and `#[step_handler]` of the program not registered yet,
+    /// building those that are `Default`; one that is not and is needed is an error.
+    pub fn register_discovered(&mut self) -> Result<&mut Self> {
+        for registration in inventory::iter::<TaskHandlerRegistration> {
+            if self.task_handler_types.contains(&(registration.type_id)()) {
+                continue;
+            }
+            let Some(instance) = (registration.instance)() else {
+                let (namespace, name, version) = (registration.key)();
+                return Err(Error::TaskHandlerNeedsInstance {
+                    task: format!("{namespace}/{name}@{version}"),
+                    handler_type: registration.type_name,
+                });
+            };
+            (registration.register)(instance, self)?;
+        }
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let mut stateful: HashMap<&str, &'static str> = HashMap::new();
+        for registration in inventory::iter::<StepHandlerRegistration> {
+            if seen
+                .insert(registration.name, registration.type_name)
+                .is_some()
+            {
+                return Err(Error::DuplicateHandler(registration.name.to_owned()));
+            }
+            if self.handlers.contains_key(registration.name) {
+                continue;
+            }
+            match (registration.instance)() {
+                Some(handler) => {
+                    self.handlers.insert(registration.name.to_owned(), handler);
+                }
+                None => {
+                    stateful.insert(registration.name, registration.type_name);
+                }
+            }
+        }
+        for template in self.templates() {
+            for step in &template.step_templates {
+                if let Some(handler_type) = stateful.get(step.handler.as_str()) {
+                    return Err(Error::StepHandlerNeedsInstance {
+                        task: template.full_name(),
+                        step: step.name.clone(),
+                        name: step.handler.clone(),
+                        handler_type,
+                    });
+                }
+            }
         }
         Ok(self)
     }

@@ -26,6 +26,7 @@ use crate::store::{
     TransitionInfo, dispatch,
 };
 use crate::template::TaskTemplate;
+use crate::workflow::TaskHandler;
 
 /// The engine: a store, the registered workflows, and the operations on tasks.
 ///
@@ -70,8 +71,13 @@ pub struct TaskerBuilder {
     config: TaskerConfig,
     registry: Registry,
     identity: IdentityStrategy,
+    auto_register: bool,
+    /// `task_handler` registrations, run at `build` once the environment is known.
+    task_handlers: Vec<PendingTaskHandler>,
     error: Option<Error>,
 }
+
+type PendingTaskHandler = Box<dyn FnOnce(&mut Registry) -> Result<()> + Send>;
 
 impl TaskerBuilder {
     /// Replaces the whole configuration.
@@ -119,6 +125,22 @@ impl TaskerBuilder {
         self
     }
 
+    /// Registers a `#[task_handler]` workflow with the instance that runs its steps; needed for
+    /// handler types that hold state, optional for `Default` ones.
+    pub fn task_handler<H: TaskHandler>(mut self, handler: H) -> Self {
+        self.task_handlers.push(Box::new(move |registry| {
+            registry.register_task_handler(handler).map(|_| ())
+        }));
+        self
+    }
+
+    /// Whether `build` adds every `#[task_handler]` and `#[step_handler]` compiled into the
+    /// program (default `true`); with `false`, only what is registered on the builder runs.
+    pub fn auto_register(mut self, enabled: bool) -> Self {
+        self.auto_register = enabled;
+        self
+    }
+
     /// Registers a step handler under the name templates use in `handler`.
     pub fn handler(mut self, name: impl Into<String>, handler: impl StepHandler) -> Self {
         if self.error.is_none()
@@ -161,7 +183,15 @@ impl TaskerBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        self.registry.validate()?;
+        let mut registry = self.registry;
+        registry.environment = self.config.environment.clone();
+        for register in self.task_handlers {
+            register(&mut registry)?;
+        }
+        if self.auto_register {
+            registry.register_discovered()?;
+        }
+        registry.validate()?;
         let config = self.config;
         let url = config.database_url.clone();
         let (pool_size, timeout) = (config.pool_size, config.connection_timeout);
@@ -176,7 +206,6 @@ impl TaskerBuilder {
         .await
         .map_err(|e| Error::Join(e.to_string()))??;
 
-        let registry = self.registry;
         let mut keys: Vec<TemplateKey> = registry.templates.keys().cloned().collect();
         keys.sort();
         let templates: Vec<TaskTemplate> = keys
@@ -232,6 +261,8 @@ impl Tasker {
             config: TaskerConfig::default(),
             registry: Registry::new(),
             identity: IdentityStrategy::default(),
+            auto_register: true,
+            task_handlers: Vec::new(),
             error: None,
         }
     }
@@ -411,6 +442,18 @@ impl Tasker {
             steps,
             edges,
         })
+    }
+
+    /// Creates a task of the `#[task_handler]` workflow `H` over its typed context.
+    ///
+    /// ```no_run
+    /// # use tasker::prelude::*;
+    /// # async fn run<H: TaskHandler>(tasker: Tasker, context: H::Context) -> tasker::Result<()> {
+    /// let task = tasker.create::<H>(&context).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn create<H: TaskHandler>(&self, context: &H::Context) -> Result<NewTask> {
+        self.create_task(TaskRequest::of::<H>(context)?).await
     }
 
     /// Creates a task: validates the context against the template's schema, then writes the task,

@@ -62,6 +62,15 @@ fn empty_object() -> Value {
 }
 
 impl TaskRequest {
+    /// A request for the `#[task_handler]` workflow `H` over its typed context; the other
+    /// fields can be set as usual before it is created.
+    pub fn of<H: crate::workflow::TaskHandler>(context: &H::Context) -> crate::Result<Self> {
+        Ok(Self::new(H::NAME)
+            .namespace(H::NAMESPACE)
+            .version(H::VERSION)
+            .context(serde_json::to_value(context)?))
+    }
+
     /// A request for task `name` in the default namespace and version, with an empty context.
     pub fn new(name: impl Into<String>) -> Self {
         Self {

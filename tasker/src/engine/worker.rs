@@ -273,7 +273,8 @@ async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome
             .handler_config
             .clone()
             .unwrap_or(serde_json::Value::Null),
-    );
+    )
+    .with_store(inner.store.clone());
     let timeout = step_template
         .timeout_seconds
         .filter(|s| s.is_finite() && *s > 0.0)

@@ -78,7 +78,8 @@ pub struct StepTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Name of the registered step handler that runs this step (`handler_class` is accepted).
-    #[serde(alias = "handler_class")]
+    /// A template bound to a `#[task_handler]` leaves it out: the macro supplies it.
+    #[serde(default, alias = "handler_class")]
     pub handler: String,
     /// Dependent system this step talks to.
     #[serde(default, skip_serializing_if = "Option::is_none")]

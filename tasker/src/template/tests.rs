@@ -227,12 +227,24 @@ fn unknown_step_key_before_the_name_still_finds_the_step() {
 
 #[test]
 fn missing_and_mistyped_keys_are_located() {
-    let error = parse_err("name: t\nstep_templates:\n  - name: a\n");
+    // `handler` may be left out (a `#[task_handler]` supplies it), but a template that runs on
+    // named handlers must name one for each step.
+    let template = parse_ok("name: t\nstep_templates:\n  - name: a\n");
+    let error = match template.validate_handlers(&["h"]) {
+        Ok(()) => panic!("expected a missing handler"),
+        Err(error) => error,
+    };
     assert_problem(
         &error,
         Some("a"),
         Some("handler"),
-        &["missing field `handler`", "line 3"],
+        &["no `handler` is named"],
+    );
+
+    let error = parse_err("step_templates:\n  - {name: a, handler: h}\n");
+    assert!(
+        error.to_string().contains("missing field `name`"),
+        "{error}"
     );
 
     let error = parse_err(

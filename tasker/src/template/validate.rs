@@ -142,6 +142,14 @@ impl TaskTemplate {
     pub fn validate_handlers(&self, registered: &[&str]) -> Result<(), TemplateError> {
         let mut check = Checker::default();
         for step in &self.step_templates {
+            if step.handler.is_empty() {
+                check.push(
+                    Problem::new("no `handler` is named: name a registered step handler")
+                        .in_step(&step.name)
+                        .at_key("handler"),
+                );
+                continue;
+            }
             if registered.contains(&step.handler.as_str()) {
                 continue;
             }

@@ -1,0 +1,168 @@
+//! Checks the runtime also makes, done at compile time: names, versions and the step graph.
+
+/// Longest namespace or task name, in bytes (the runtime's limit).
+pub(crate) const MAX_NAME_LEN: usize = 64;
+/// Longest step name, in bytes (the runtime's limit).
+pub(crate) const MAX_STEP_NAME_LEN: usize = 128;
+/// Highest retry limit (the runtime's limit).
+pub(crate) const MAX_RETRY_LIMIT: u32 = 1000;
+
+/// Why `value` is not a valid namespace, task or step name, if it is not.
+pub(crate) fn identifier_problem(what: &str, value: &str, max: usize) -> Option<String> {
+    if value.is_empty() {
+        return Some(format!("{what} must not be empty"));
+    }
+    if value.len() > max {
+        return Some(format!(
+            "{what} is {} bytes long, over the maximum of {max}",
+            value.len()
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Some(format!(
+            "{what} `{value}` contains {bad:?}; use ASCII letters, digits, `_`, `-` and `.`"
+        ));
+    }
+    None
+}
+
+/// Checks `MAJOR.MINOR.PATCH[-PRE][+BUILD]`.
+pub(crate) fn semver_problem(version: &str) -> Option<&'static str> {
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() != 3 {
+        return Some("expected three numbers separated by dots");
+    }
+    for part in parts {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Some("MAJOR, MINOR and PATCH must be numbers");
+        }
+        if part.len() > 1 && part.starts_with('0') {
+            return Some("numbers must not have leading zeros");
+        }
+    }
+    for ident in pre.into_iter().chain(build).flat_map(|p| p.split('.')) {
+        if ident.is_empty()
+            || !ident
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Some(
+                "pre-release and build identifiers use only ASCII letters, digits and `-`",
+            );
+        }
+    }
+    None
+}
+
+/// The candidate closest to `wrong`, if it is close enough to be a typo.
+pub(crate) fn suggest<'a>(
+    wrong: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = 2.max(wrong.chars().count() / 3);
+    candidates
+        .map(|c| (edit_distance(wrong, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
+/// The first cycle found, as step indices in dependency order (`a` depends on `b` … depends on
+/// `a`), where `parents[i]` lists what step `i` depends on. Self-loops are not reported.
+pub(crate) fn find_cycle(parents: &[Vec<usize>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut marks = vec![Mark::New; parents.len()];
+    for start in 0..parents.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next parent index to visit).
+        let mut path: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnPath;
+        while let Some(&mut (node, ref mut next)) = path.last_mut() {
+            let Some(&parent) = parents[node].get(*next) else {
+                marks[node] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            if parent == node {
+                continue;
+            }
+            match marks[parent] {
+                Mark::New => {
+                    marks[parent] = Mark::OnPath;
+                    path.push((parent, 0));
+                }
+                Mark::OnPath => {
+                    let from = path.iter().position(|&(n, _)| n == parent).unwrap_or(0);
+                    return Some(path[from..].iter().map(|&(n, _)| n).collect());
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_cycle_in_dependency_order() {
+        // 0 depends on 1, 1 on 2, 2 on 0; 3 on 0.
+        let parents = vec![vec![1], vec![2], vec![0], vec![0]];
+        assert_eq!(find_cycle(&parents), Some(vec![0, 1, 2]));
+        assert_eq!(find_cycle(&[vec![], vec![0], vec![0, 1]]), None);
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        let names = ["fetch_order", "charge"];
+        assert_eq!(
+            suggest("fetch_ordr", names.into_iter()),
+            Some("fetch_order")
+        );
+        assert_eq!(suggest("ship", names.into_iter()), None);
+    }
+
+    #[test]
+    fn checks_versions() {
+        assert_eq!(semver_problem("1.0.0"), None);
+        assert_eq!(semver_problem("1.0.0-rc.1+build"), None);
+        assert!(semver_problem("1.0").is_some());
+        assert!(semver_problem("01.0.0").is_some());
+    }
+}

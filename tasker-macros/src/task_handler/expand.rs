@@ -1,0 +1,393 @@
+//! From a checked model to the generated code.
+
+use proc_macro2::TokenStream;
+use proc_macro2::{Group, Span, TokenTree};
+use quote::{format_ident, quote};
+use syn::spanned::Spanned;
+
+use super::parse::{Step, TaskHandler};
+use super::yaml::BoundTemplate;
+use crate::paths::Paths;
+
+/// The user's block, the `TaskHandler` impl, the step references and the registration.
+pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> TokenStream {
+    let paths = Paths::new(model.options.krate.get());
+    let private = |name: &str| paths.private(name);
+    let (arc, string, vec) = (private("Arc"), private("String"), private("Vec"));
+    let result = private("Result");
+    let item = &model.item;
+    let self_ty = &model.self_ty;
+    let type_name = &model.type_name;
+    let context = match model.options.context.get() {
+        Some(ty) => quote!(#ty),
+        None => {
+            let json = private("serde_json");
+            quote!(#json::Value)
+        }
+    };
+    let (name, namespace, version) = match bound {
+        Some(b) => (b.name.clone(), b.namespace.clone(), b.version.clone()),
+        None => (
+            model
+                .options
+                .name
+                .get()
+                .map(|n| n.value())
+                .unwrap_or_default(),
+            model
+                .options
+                .namespace
+                .get()
+                .map_or_else(|| "default".to_owned(), |n| n.value()),
+            model
+                .options
+                .version
+                .get()
+                .map_or_else(|| "0.1.0".to_owned(), |v| v.value()),
+        ),
+    };
+    let type_path = quote!(::core::concat!(::core::module_path!(), "::", #type_name));
+    let handler_name = |step: &Step| {
+        let method = step.method.to_string();
+        quote!(::core::concat!(::core::module_path!(), "::", #type_name, "::", #method))
+    };
+
+    let template_body = match bound {
+        None => code_template(model, &paths, &handler_name),
+        Some(bound) => yaml_template(model, &paths, bound, &handler_name),
+    };
+
+    let handlers = model.steps.iter().map(|step| {
+        let handler = handler_name(step);
+        let run = run_step(model, step, &paths);
+        let method_step = private("method_step");
+        quote! {
+            (#string::from(#handler), #method_step(&self, #run))
+        }
+    });
+    let step_refs = step_refs(model, &paths);
+
+    let task_handler = private("TaskHandler");
+    let template_ty = private("TaskTemplate");
+    let dyn_handler = private("DynStepHandler");
+    let probe = private("Probe");
+    let default_probe = private("DefaultProbe");
+    let via_default = private("ViaDefault");
+    let via_nothing = private("ViaNothing");
+    let registration = private("TaskHandlerRegistration");
+    let inventory = private("inventory");
+    quote! {
+        #item
+
+        #step_refs
+
+        #[allow(clippy::all, non_local_definitions)]
+        const _: () = {
+            #[automatically_derived]
+            impl #task_handler for #self_ty {
+                type Context = #context;
+                const NAMESPACE: &'static str = #namespace;
+                const NAME: &'static str = #name;
+                const VERSION: &'static str = #version;
+
+                fn template(
+                    environment: ::core::option::Option<&str>,
+                ) -> #result<#template_ty> {
+                    #template_body
+                }
+
+                fn step_handlers(
+                    self: #arc<Self>,
+                ) -> #vec<(#string, #arc<dyn #dyn_handler>)> {
+                    #vec::from([#(#handlers),*])
+                }
+            }
+
+            #[automatically_derived]
+            impl #default_probe for #self_ty {
+                fn probe() -> ::core::option::Option<Self> {
+                    #[allow(unused_imports)]
+                    use #via_default as _;
+                    #[allow(unused_imports)]
+                    use #via_nothing as _;
+                    (&&#probe::<Self>::new()).instance()
+                }
+            }
+
+            #inventory::submit! {
+                #registration::new::<#self_ty>(#type_path)
+            }
+        };
+    }
+}
+
+/// The template built in code from the attributes.
+fn code_template(
+    model: &TaskHandler,
+    paths: &Paths,
+    handler_name: &dyn Fn(&Step) -> TokenStream,
+) -> TokenStream {
+    let template_ty = paths.private("TaskTemplate");
+    let step_ty = paths.private("StepTemplate");
+    let string = paths.private("String");
+    let context_schema = paths.private("context_schema");
+    let type_name = &model.type_name;
+    let steps = model.steps.iter().map(|step| {
+        let name = &step.name;
+        let handler = handler_name(step);
+        let parents: Vec<&str> = step
+            .depends_on
+            .iter()
+            .filter_map(|d| {
+                model
+                    .steps
+                    .iter()
+                    .find(|s| s.method == *d)
+                    .map(|s| s.name.as_str())
+            })
+            .collect();
+        let mut setters = Vec::new();
+        if !parents.is_empty() {
+            setters.push(quote!(.depends_on([#(#parents),*])));
+        }
+        if let Some(limit) = step.retry_limit.get() {
+            setters.push(quote!(.retry_limit(#limit)));
+        }
+        if let Some(retryable) = step.retryable.get() {
+            setters.push(quote!(.retryable(#retryable)));
+        }
+        if let Some(skippable) = step.skippable.get() {
+            setters.push(quote!(.skippable(#skippable)));
+        }
+        if let Some(seconds) = step.timeout_seconds.get() {
+            setters.push(quote!(.timeout(::core::time::Duration::from_secs_f64(#seconds))));
+        }
+        let description = match &step.description {
+            Some(d) => quote!(step.description = ::core::option::Option::Some(#string::from(#d));),
+            None => quote!(),
+        };
+        quote! {{
+            let mut step = #step_ty::new(#name, #handler) #(#setters)*;
+            #description
+            step
+        }}
+    });
+    let concurrent = model.options.concurrent.get().copied().unwrap_or(true);
+    let description = match &model.options.description {
+        Some(d) => quote!(template.description = ::core::option::Option::Some(#string::from(#d));),
+        None => quote!(),
+    };
+    quote! {
+        let _ = environment;
+        let mut template = #template_ty::new(Self::NAMESPACE, Self::NAME, Self::VERSION)
+            .schema(#context_schema::<Self>())
+            .concurrent(#concurrent);
+        #description
+        template.task_handler_class = ::core::option::Option::Some(#string::from(
+            ::core::concat!(::core::module_path!(), "::", #type_name),
+        ));
+        #(template = template.step(#steps);)*
+        ::core::result::Result::Ok(template)
+    }
+}
+
+/// The template read from the bound YAML file, with the generated handler names.
+fn yaml_template(
+    model: &TaskHandler,
+    paths: &Paths,
+    bound: &BoundTemplate,
+    handler_name: &dyn Fn(&Step) -> TokenStream,
+) -> TokenStream {
+    let parse_template = paths.private("parse_template");
+    let string = paths.private("String");
+    let context_schema = paths.private("context_schema");
+    let type_name = &model.type_name;
+    let (absolute, written) = (&bound.absolute, &bound.written);
+    let arms = model.steps.iter().map(|step| {
+        let name = &step.name;
+        let handler = handler_name(step);
+        quote!(#name => #string::from(#handler),)
+    });
+    quote! {
+        let mut template = #parse_template(
+            ::core::include_str!(#absolute),
+            #written,
+            environment,
+        )?;
+        for step in &mut template.step_templates {
+            step.handler = match step.name.as_str() {
+                #(#arms)*
+                _ => ::core::mem::take(&mut step.handler),
+            };
+        }
+        if template.schema.is_none() {
+            template.schema = ::core::option::Option::Some(#context_schema::<Self>());
+        }
+        template.task_handler_class = ::core::option::Option::Some(#string::from(
+            ::core::concat!(::core::module_path!(), "::", #type_name),
+        ));
+        ::core::result::Result::Ok(template)
+    }
+}
+
+/// The function that runs one step: typed context, parents' outputs, the method, its output.
+fn run_step(model: &TaskHandler, step: &Step, paths: &Paths) -> TokenStream {
+    let arc = paths.private("Arc");
+    let boxed = paths.private("Box");
+    let step_context = paths.private("StepContext");
+    let box_future = paths.private("BoxFuture");
+    let step_result_ty = paths.private("StepResult");
+    let step_return = paths.private("StepReturn");
+    let step_result = paths.private("step_result");
+    let method = &step.method;
+    let mut lets = Vec::new();
+    let mut args = Vec::new();
+    for (i, dep) in step.depends_on.iter().enumerate() {
+        let Some(parent) = model.steps.iter().find(|s| s.method == *dep) else {
+            continue;
+        };
+        let (Some(output), Some((_, declared))) = (&parent.output, step.inputs.get(i)) else {
+            continue;
+        };
+        let var = format_ident!("__tasker_input_{}", i);
+        let parent_name = &parent.name;
+        let assert = paths.private("assert_step_input");
+        // Spanned at the parameter's type, so a mismatch is reported there.
+        let check = respan(
+            quote!(let _: fn() = #assert::<#declared, <#output as #step_return>::Output>;),
+            declared.span(),
+        );
+        let parent_input = paths.private("parent_input");
+        let read = respan(quote!(#parent_input::<_, #declared>), declared.span());
+        lets.push(quote! {
+            #check
+            let #var: #declared = #read(&cx, #parent_name)?;
+        });
+        args.push(quote!(#var));
+    }
+    let cx_arg = match &step.cx_ty {
+        Some(ty) => respan(quote!(&cx), ty.span()),
+        None => quote!(&cx),
+    };
+    let pin = respan(quote!(#boxed::pin), step.method.span());
+    let typed_context = paths.private("typed_context");
+    // A fn pointer spanned at the return type: an output type that cannot be stored is
+    // reported there, once, and not at the attribute.
+    let store = match &step.output {
+        Some(output) => respan(
+            quote!(let store: fn(#output) -> #step_result_ty = #step_result::<#output>;),
+            output.span(),
+        ),
+        None => quote!(let store = #step_result;),
+    };
+    quote! {
+        |this: #arc<Self>, cx: #step_context| -> #box_future<'static, #step_result_ty> {
+            #pin(async move {
+                #store
+                let cx = #typed_context::<Self>(&cx)?;
+                #(#lets)*
+                store(this.#method(#cx_arg, #(#args),*).await)
+            })
+        }
+    }
+}
+
+/// `tokens` with every span set to `span`, so rustc reports errors in them at the user's token.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut new = Group::new(group.delimiter(), respan(group.stream(), span));
+                new.set_span(span);
+                TokenTree::Group(new)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
+}
+
+/// `impl Handler { const STEP: StepRef<Output> = …; }`, one constant per step.
+fn step_refs(model: &TaskHandler, paths: &Paths) -> TokenStream {
+    let step_return = paths.private("StepReturn");
+    let step_ref = paths.private("StepRef");
+    let consts = model.steps.iter().filter_map(|step| {
+        let output = step.output.as_ref()?;
+        let vis = &step.vis;
+        let constant = format_ident!("{}", step.method.to_string().to_uppercase());
+        let name = &step.name;
+        let doc = format!("The output of step `{name}`, for `StepContext::output`.");
+        Some(quote! {
+            #[doc = #doc]
+            #[allow(dead_code)]
+            #vis const #constant: #step_ref<<#output as #step_return>::Output> =
+                #step_ref::new(#name);
+        })
+    });
+    let self_ty = &model.self_ty;
+    quote! {
+        #[allow(clippy::all)]
+        impl #self_ty {
+            #(#consts)*
+        }
+    }
+}
+
+/// After an error: the user's block, its step constants and a `TaskHandler` impl that does
+/// nothing, so the rest of the crate type-checks and only the real mistake is reported.
+pub(crate) fn placeholder(model: &TaskHandler) -> TokenStream {
+    if model.type_name.is_empty() || !model.item.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let paths = Paths::new(model.options.krate.get());
+    let private = |name: &str| paths.private(name);
+    let (task_handler, template_ty, result, error) = (
+        private("TaskHandler"),
+        private("TaskTemplate"),
+        private("Result"),
+        private("Error"),
+    );
+    let (arc, string, vec, dyn_handler) = (
+        private("Arc"),
+        private("String"),
+        private("Vec"),
+        private("DynStepHandler"),
+    );
+    let context = match model.options.context.get() {
+        Some(ty) => quote!(#ty),
+        None => {
+            let json = private("serde_json");
+            quote!(#json::Value)
+        }
+    };
+    let self_ty = &model.self_ty;
+    let step_refs = step_refs(model, &paths);
+    quote! {
+        #step_refs
+
+        #[allow(clippy::all)]
+        const _: () = {
+            impl #task_handler for #self_ty {
+                type Context = #context;
+                const NAMESPACE: &'static str = "";
+                const NAME: &'static str = "";
+                const VERSION: &'static str = "";
+
+                fn template(
+                    _: ::core::option::Option<&str>,
+                ) -> #result<#template_ty> {
+                    ::core::result::Result::Err(#error::InvalidRequest(#string::from(
+                        "this task handler did not compile",
+                    )))
+                }
+
+                fn step_handlers(self: #arc<Self>) -> #vec<(#string, #arc<dyn #dyn_handler>)> {
+                    #vec::new()
+                }
+            }
+        };
+    }
+}

@@ -1,0 +1,292 @@
+//! `template = "path.yaml"`: the YAML template must declare the same workflow as the code.
+//!
+//! Only what the code also declares is compared (identity, steps, dependencies, retry and
+//! timeout settings); the rest of the file is checked by the runtime when it loads it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use syn::LitStr;
+
+use super::parse::{Step, TaskHandler};
+use crate::ctxt::Ctxt;
+
+/// The YAML file a workflow is bound to, once it has been checked.
+pub(crate) struct BoundTemplate {
+    /// Absolute path, for `include_str!` (which also makes cargo rebuild when it changes).
+    pub(crate) absolute: String,
+    /// The path as written, for messages.
+    pub(crate) written: String,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) version: String,
+}
+
+#[derive(Deserialize)]
+struct YamlTemplate {
+    name: Option<String>,
+    namespace_name: Option<String>,
+    version: Option<String>,
+    concurrent: Option<bool>,
+    #[serde(default)]
+    step_templates: Vec<YamlStep>,
+}
+
+#[derive(Deserialize)]
+struct YamlStep {
+    name: String,
+    depends_on_step: Option<String>,
+    #[serde(default)]
+    depends_on_steps: Vec<String>,
+    default_retry_limit: Option<u32>,
+    default_retryable: Option<bool>,
+    skippable: Option<bool>,
+    timeout_seconds: Option<f64>,
+}
+
+/// Reads the template at `path` (relative to the crate root) and compares it with the code.
+pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option<BoundTemplate> {
+    let written = path.value();
+    let absolute = match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(root) => PathBuf::from(root).join(&written),
+        None => PathBuf::from(&written),
+    };
+    let text = match std::fs::read_to_string(&absolute) {
+        Ok(text) => text,
+        Err(e) => {
+            cx.error_at(
+                path,
+                format!(
+                    "cannot read template `{written}` (looked for `{}`): {e}; \
+                     the path is relative to the crate's `Cargo.toml`",
+                    absolute.display()
+                ),
+            );
+            return None;
+        }
+    };
+    let yaml: YamlTemplate = match serde_norway::from_str(&text) {
+        Ok(yaml) => yaml,
+        Err(e) => {
+            cx.error_at(
+                path,
+                format!("template `{written}` is not a valid task template: {e}"),
+            );
+            return None;
+        }
+    };
+    let options = &model.options;
+    let name = same(
+        cx,
+        "name",
+        options.name.get(),
+        yaml.name.as_deref(),
+        None,
+        &written,
+    );
+    let namespace = same(
+        cx,
+        "namespace",
+        options.namespace.get(),
+        yaml.namespace_name.as_deref(),
+        Some("default"),
+        &written,
+    );
+    let version = same(
+        cx,
+        "version",
+        options.version.get(),
+        yaml.version.as_deref(),
+        Some("0.1.0"),
+        &written,
+    );
+    if let (Some(code), Some(span)) = (options.concurrent.get(), options.concurrent.span()) {
+        let file = yaml.concurrent.unwrap_or(true);
+        if *code != file {
+            cx.error_span(
+                span,
+                format!("`concurrent` is `{code}` here but `{file}` in `{written}`"),
+            );
+        }
+    }
+    check_steps(cx, path, &written, &model.steps, &yaml.step_templates);
+    let name = match name {
+        Some(name) => name,
+        None => {
+            cx.error_at(
+                path,
+                format!("template `{written}` has no `name`, and the attribute sets none"),
+            );
+            String::new()
+        }
+    };
+    Some(BoundTemplate {
+        absolute: absolute.display().to_string(),
+        written,
+        name,
+        namespace: namespace.unwrap_or_else(|| "default".to_owned()),
+        version: version.unwrap_or_else(|| "0.1.0".to_owned()),
+    })
+}
+
+/// The agreed value of an identity key, reporting a difference at the attribute.
+fn same(
+    cx: &mut Ctxt,
+    key: &str,
+    code: Option<&LitStr>,
+    file: Option<&str>,
+    default: Option<&str>,
+    written: &str,
+) -> Option<String> {
+    let file = file.or(default);
+    match (code, file) {
+        (Some(code), Some(file)) if code.value() != file => {
+            cx.error_at(
+                code,
+                format!(
+                    "`{key}` is `{}` here but `{file}` in `{written}`; the two must agree",
+                    code.value()
+                ),
+            );
+            Some(code.value())
+        }
+        (Some(code), _) => Some(code.value()),
+        (None, file) => file.map(str::to_owned),
+    }
+}
+
+fn check_steps(cx: &mut Ctxt, path: &LitStr, written: &str, steps: &[Step], yaml: &[YamlStep]) {
+    let by_name: HashMap<&str, &YamlStep> = yaml.iter().map(|s| (s.name.as_str(), s)).collect();
+    let method_to_name: HashMap<String, &str> = steps
+        .iter()
+        .map(|s| (s.method.to_string(), s.name.as_str()))
+        .collect();
+    for step in steps {
+        let Some(file) = by_name.get(step.name.as_str()) else {
+            cx.error_span(
+                step.name_span,
+                format!(
+                    "step `{}` is not in template `{written}`; add it there or remove its `#[step]`",
+                    step.name
+                ),
+            );
+            continue;
+        };
+        let code_deps: BTreeSet<&str> = step
+            .depends_on
+            .iter()
+            .filter_map(|d| method_to_name.get(&d.to_string()).copied())
+            .collect();
+        let file_deps: BTreeSet<&str> = file
+            .depends_on_step
+            .iter()
+            .chain(&file.depends_on_steps)
+            .map(String::as_str)
+            .collect();
+        if code_deps != file_deps {
+            cx.error_span(
+                step.depends_on_span.unwrap_or(step.name_span),
+                format!(
+                    "step `{}` depends on {} here but on {} in `{written}`",
+                    step.name,
+                    list(&code_deps),
+                    list(&file_deps)
+                ),
+            );
+        }
+        compare(
+            cx,
+            written,
+            step,
+            "retry_limit",
+            "default_retry_limit",
+            step.retry_limit.get().copied(),
+            file.default_retry_limit.unwrap_or(3),
+            step.retry_limit.span(),
+        );
+        compare(
+            cx,
+            written,
+            step,
+            "retryable",
+            "default_retryable",
+            step.retryable.get().copied(),
+            file.default_retryable.unwrap_or(true),
+            step.retryable.span(),
+        );
+        compare(
+            cx,
+            written,
+            step,
+            "skippable",
+            "skippable",
+            step.skippable.get().copied(),
+            file.skippable.unwrap_or(false),
+            step.skippable.span(),
+        );
+        if let (Some(code), Some(span)) = (step.timeout_seconds.get(), step.timeout_seconds.span())
+            && file.timeout_seconds != Some(*code)
+        {
+            cx.error_span(
+                span,
+                format!(
+                    "`timeout` of step `{}` is {code}s here but {} in `{written}`",
+                    step.name,
+                    file.timeout_seconds
+                        .map_or("unset".to_owned(), |t| format!("{t}s"))
+                ),
+            );
+        }
+    }
+    let in_code: BTreeSet<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    for file in yaml {
+        if !in_code.contains(file.name.as_str()) {
+            cx.error_at(
+                path,
+                format!(
+                    "template `{written}` has step `{}`, which no `#[step]` method here implements",
+                    file.name
+                ),
+            );
+        }
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one comparison, spelt out at each call"
+)]
+fn compare<T: PartialEq + std::fmt::Display>(
+    cx: &mut Ctxt,
+    written: &str,
+    step: &Step,
+    option: &str,
+    key: &str,
+    code: Option<T>,
+    file: T,
+    span: Option<proc_macro2::Span>,
+) {
+    if let (Some(code), Some(span)) = (code, span)
+        && code != file
+    {
+        cx.error_span(
+            span,
+            format!(
+                "`{option}` of step `{}` is `{code}` here but `{key}` is `{file}` in `{written}`",
+                step.name
+            ),
+        );
+    }
+}
+
+fn list(names: &BTreeSet<&str>) -> String {
+    if names.is_empty() {
+        return "nothing".to_owned();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

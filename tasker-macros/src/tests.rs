@@ -1,0 +1,153 @@
+//! Expansion snapshots: each macro and option, expanded and pretty-printed.
+//!
+//! `INSTA_UPDATE=always cargo test -p tasker-macros` rewrites them after a deliberate change;
+//! review the diff.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+fn pretty(tokens: TokenStream) -> String {
+    let text = match syn::parse2::<syn::File>(tokens.clone()) {
+        Ok(file) => prettyplease::unparse(&file),
+        Err(_) => tokens.to_string(),
+    };
+    match std::env::var("CARGO_MANIFEST_DIR") {
+        Ok(root) => text.replace(&root, "$CARGO_MANIFEST_DIR"),
+        Err(_) => text,
+    }
+}
+
+#[test]
+fn task_handler_with_every_step_option() {
+    let args = quote!(
+        name = "order_process",
+        namespace = "ecommerce",
+        version = "1.0.0",
+        context = OrderContext,
+        concurrent = false
+    );
+    let item = quote! {
+        /// Processes orders.
+        impl OrderProcess {
+            /// Loads the order.
+            #[step]
+            async fn fetch_order(&self, cx: &StepContext<OrderContext>) -> Result<Order, StepError> {
+                todo!()
+            }
+
+            #[step(depends_on = fetch_order, retry_limit = 5, retryable = false, timeout = "2m",
+                   skippable, name = "charge-card", description = "Charges the card.")]
+            pub async fn charge(&self, cx: &StepContext<OrderContext>, order: Order)
+                -> Result<Payment, StepError> {
+                todo!()
+            }
+
+            fn helper(&self) {}
+        }
+    };
+    insta::assert_snapshot!(pretty(crate::task_handler::expand(args, item)));
+}
+
+#[test]
+fn task_handler_with_defaults_and_crate_path() {
+    let args = quote!(name = "minimal", crate = ::my_tasker);
+    let item = quote! {
+        impl Minimal {
+            #[step]
+            async fn only(&self, cx: &StepContext) -> Result<(), StepError> {
+                Ok(())
+            }
+        }
+    };
+    insta::assert_snapshot!(pretty(crate::task_handler::expand(args, item)));
+}
+
+#[test]
+fn task_handler_bound_to_a_yaml_template() {
+    let args = quote!(template = "tests/fixtures/bound.yaml");
+    let item = quote! {
+        impl Bound {
+            #[step]
+            async fn fetch(&self, cx: &StepContext) -> Result<i64, StepError> {
+                Ok(1)
+            }
+
+            #[step(depends_on = fetch)]
+            async fn ship(&self, cx: &StepContext, fetched: i64) -> Result<i64, StepError> {
+                Ok(fetched)
+            }
+        }
+    };
+    insta::assert_snapshot!(pretty(crate::task_handler::expand(args, item)));
+}
+
+#[test]
+fn task_handler_errors_keep_the_item_without_step_attributes() {
+    let args = quote!(name = "broken");
+    let item = quote! {
+        impl Broken {
+            #[step(depends_on = nowhere)]
+            async fn only(&self, cx: &StepContext, x: i64) -> Result<(), StepError> {
+                Ok(())
+            }
+        }
+    };
+    insta::assert_snapshot!(pretty(crate::task_handler::expand(args, item)));
+}
+
+#[test]
+fn step_handler_on_functions() {
+    let untyped = crate::step_handler::expand(
+        quote!(),
+        quote! {
+            async fn greet(cx: &StepContext) -> Result<String, StepError> {
+                Ok(String::new())
+            }
+        },
+    );
+    let typed = crate::step_handler::expand(
+        quote!(name = "shop.greet"),
+        quote! {
+            async fn greet_typed(cx: &StepContext<Greeting>) -> Result<String, StepError> {
+                Ok(String::new())
+            }
+        },
+    );
+    insta::assert_snapshot!(format!("{}\n{}", pretty(untyped), pretty(typed)));
+}
+
+#[test]
+fn step_handler_on_an_impl() {
+    let expanded = crate::step_handler::expand(
+        quote!(name = "shop.shout"),
+        quote! {
+            impl StepHandler for Shout {
+                async fn handle(&self, cx: &StepContext) -> StepResult {
+                    Ok(Value::Null)
+                }
+            }
+        },
+    );
+    insta::assert_snapshot!(pretty(expanded));
+}
+
+#[test]
+fn data_and_main() {
+    let data = crate::data::expand(
+        quote!(),
+        quote!(
+            pub struct Order {
+                pub id: i64,
+            }
+        ),
+    );
+    let main = crate::main_fn::expand(
+        quote!(),
+        quote!(
+            async fn main() {
+                run().await
+            }
+        ),
+    );
+    insta::assert_snapshot!(format!("{}\n{}", pretty(data), pretty(main)));
+}

@@ -1,0 +1,350 @@
+//! Workflows declared with `#[task_handler]`, `#[step]` and `#[step_handler]`, run on SQLite
+//! and PostgreSQL through the public API.
+
+use std::time::Duration;
+
+use tasker::prelude::*;
+use tasker::{Error, TaskHandler};
+use tasker_tests::{TestDatabase, conformance};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The context of the typed diamond.
+#[tasker::data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Numbers {
+    /// The number everything starts from.
+    pub base: i64,
+}
+
+/// What `start` hands on.
+#[tasker::data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    /// The base, read from the context.
+    pub value: i64,
+}
+
+/// `start → {double, square} → sum`, each step typed by its parents' outputs.
+#[derive(Default)]
+pub struct Diamond;
+
+/// Adds a number's double and its square.
+#[task_handler(name = "typed_diamond", namespace = "tests", version = "2.0.0", context = Numbers)]
+impl Diamond {
+    /// Reads the base from the context.
+    #[step]
+    async fn start(&self, cx: &StepContext<Numbers>) -> Result<Start, StepError> {
+        Ok(Start {
+            value: cx.context().base,
+        })
+    }
+
+    #[step(depends_on = start, retry_limit = 4, timeout = "90s", description = "Twice the base.")]
+    async fn double(&self, _cx: &StepContext<Numbers>, start: Start) -> Result<i64, StepError> {
+        Ok(start.value * 2)
+    }
+
+    #[step(depends_on = start, skippable, retryable = false)]
+    async fn square(&self, _cx: &StepContext<Numbers>, start: Start) -> Result<i64, StepError> {
+        Ok(start.value * start.value)
+    }
+
+    #[step(depends_on = [double, square])]
+    async fn sum(
+        &self,
+        cx: &StepContext<Numbers>,
+        double: i64,
+        square: Option<i64>,
+    ) -> Result<Vec<i64>, StepError> {
+        // `start` is not a parent: its output is read through the typed reference.
+        let start = cx.output(Self::START).await?;
+        let square = square.unwrap_or(0);
+        Ok(vec![start.value, double, square, double + square])
+    }
+}
+
+/// A step that always fails, whose child expects a number from it.
+#[derive(Default)]
+pub struct Fragile;
+
+#[task_handler(name = "fragile", namespace = "tests")]
+impl Fragile {
+    #[step]
+    async fn first(&self, _cx: &StepContext) -> Result<i64, StepError> {
+        Err(StepError::permanent("first always fails"))
+    }
+
+    #[step(depends_on = first)]
+    async fn second(&self, _cx: &StepContext, first: i64) -> Result<i64, StepError> {
+        Ok(first + 1)
+    }
+}
+
+/// Bound to `tests/templates/bound_order.yaml`, which supplies identity and retry settings.
+#[derive(Default)]
+pub struct BoundOrder;
+
+#[task_handler(template = "templates/bound_order.yaml")]
+impl BoundOrder {
+    #[step]
+    async fn reserve(&self, cx: &StepContext) -> Result<String, StepError> {
+        Ok(cx.handler_config()["warehouse"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned())
+    }
+
+    #[step(depends_on = reserve)]
+    async fn ship(&self, _cx: &StepContext, warehouse: String) -> Result<String, StepError> {
+        Ok(format!("shipped from {warehouse}"))
+    }
+}
+
+/// A standalone step handler with a typed context, for templates written by hand.
+#[step_handler(name = "tests.greet")]
+async fn greet(cx: &StepContext<Numbers>) -> Result<String, StepError> {
+    Ok(format!("hello {}", cx.context().base))
+}
+
+/// A standalone step handler on the untyped JSON context.
+#[step_handler]
+async fn shout(cx: &StepContext) -> Result<tasker::serde_json::Value, StepError> {
+    let greeting = cx.parent_as::<String>("greet")?;
+    Ok(tasker::serde_json::json!({ "loud": greeting.to_uppercase() }))
+}
+
+fn greeting_template() -> TaskTemplate {
+    TaskTemplate::new("tests", "greeting", "1.0.0")
+        .step(StepTemplate::new("greet", "tests.greet"))
+        .step(StepTemplate::new("shout", "shout").depends_on(["greet"]))
+}
+
+conformance!(
+    typed_diamond_passes_outputs_by_type,
+    bypassed_parent_arrives_as_none,
+    context_schema_comes_from_the_type,
+    parent_output_that_does_not_fit_fails_the_step,
+    yaml_bound_handler_runs_with_the_yaml_settings,
+    step_handlers_register_by_name,
+);
+
+async fn run(tasker: &Tasker, task_id: i64) -> TaskState {
+    let worker = tasker.start_worker();
+    let state = tasker.wait_for_task(task_id, WAIT).await.map(|t| t.state);
+    worker.shutdown().await;
+    state.unwrap_or_else(|e| panic!("task {task_id} did not finish: {e}"))
+}
+
+async fn step_result(tasker: &Tasker, task_id: i64, name: &str) -> tasker::serde_json::Value {
+    let steps = tasker.steps(task_id).await.expect("steps");
+    let step = steps.into_iter().find(|s| s.name == name).expect("step");
+    step.results.unwrap_or_default()
+}
+
+async fn typed_diamond_passes_outputs_by_type(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    let task = tasker
+        .create::<Diamond>(&Numbers { base: 7 })
+        .await
+        .expect("create");
+    assert_eq!(run(&tasker, task.id).await, TaskState::Complete);
+    assert_eq!(step_result(&tasker, task.id, "start").await["value"], 7);
+    assert_eq!(step_result(&tasker, task.id, "double").await, 14);
+    assert_eq!(step_result(&tasker, task.id, "square").await, 49);
+    assert_eq!(
+        step_result(&tasker, task.id, "sum").await,
+        tasker::serde_json::json!([7, 14, 49, 63])
+    );
+
+    let template = tasker
+        .registry()
+        .template(Diamond::NAMESPACE, Diamond::NAME, Diamond::VERSION)
+        .expect("registered");
+    let double = template.find_step("double").expect("double");
+    assert_eq!(double.default_retry_limit, 4);
+    assert_eq!(double.timeout_seconds, Some(90.0));
+    assert_eq!(double.description.as_deref(), Some("Twice the base."));
+    assert_eq!(double.dependencies(), ["start"]);
+    let square = template.find_step("square").expect("square");
+    assert!(square.skippable && !square.default_retryable);
+    let start = template.find_step("start").expect("start");
+    assert_eq!(
+        start.description.as_deref(),
+        Some("Reads the base from the context.")
+    );
+    assert_eq!(
+        template.description.as_deref(),
+        Some("Adds a number's double and its square.")
+    );
+    assert_eq!(
+        template.find_step("sum").expect("sum").dependencies(),
+        ["double", "square"]
+    );
+}
+
+async fn bypassed_parent_arrives_as_none(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    let request = TaskRequest::of::<Diamond>(&Numbers { base: 3 })
+        .expect("request")
+        .bypass_step("square");
+    let task = tasker.create_task(request).await.expect("create");
+    assert_eq!(run(&tasker, task.id).await, TaskState::Complete);
+    assert_eq!(
+        step_result(&tasker, task.id, "sum").await,
+        tasker::serde_json::json!([3, 6, 0, 6])
+    );
+}
+
+async fn context_schema_comes_from_the_type(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    let request = TaskRequest::new("typed_diamond")
+        .namespace("tests")
+        .version("2.0.0")
+        .context(tasker::serde_json::json!({ "base": "seven" }));
+    match tasker.create_task(request).await {
+        Err(Error::InvalidContext { errors, .. }) => {
+            assert!(errors.iter().any(|e| e.contains("/base")), "{errors:?}");
+        }
+        other => panic!("expected InvalidContext, got {other:?}"),
+    }
+    let missing = TaskRequest::new("typed_diamond")
+        .namespace("tests")
+        .version("2.0.0");
+    assert!(matches!(
+        tasker.create_task(missing).await,
+        Err(Error::InvalidContext { .. })
+    ));
+}
+
+async fn parent_output_that_does_not_fit_fails_the_step(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    let task = tasker
+        .create_task(TaskRequest::new("fragile").namespace("tests"))
+        .await
+        .expect("create");
+    assert_eq!(run(&tasker, task.id).await, TaskState::Error);
+    let steps = tasker.steps(task.id).await.expect("steps");
+    let first = steps.iter().find(|s| s.name == "first").expect("first");
+    // An operator resolves `first` by hand with a result that is not the `i64` `second` takes.
+    let resolved = tasker
+        .resolve_step(
+            first.step_id,
+            Some(tasker::serde_json::json!({ "not": "a number" })),
+        )
+        .await
+        .expect("resolve");
+    assert!(resolved);
+    assert_eq!(run(&tasker, task.id).await, TaskState::Error);
+    let second = step_result(&tasker, task.id, "second").await;
+    let error = second["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("result of parent step `first` does not fit"),
+        "{second}"
+    );
+    assert_eq!(second["error_class"], "permanent");
+}
+
+async fn yaml_bound_handler_runs_with_the_yaml_settings(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .configure(|c| c.environment = Some("test".to_owned()))
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(
+        (BoundOrder::NAMESPACE, BoundOrder::NAME, BoundOrder::VERSION),
+        ("tests", "bound_order", "1.2.0")
+    );
+    let template = tasker
+        .registry()
+        .template("tests", "bound_order", "1.2.0")
+        .expect("registered");
+    // The `test` environment's override applies.
+    assert_eq!(
+        template
+            .find_step("reserve")
+            .expect("reserve")
+            .default_retry_limit,
+        7
+    );
+    let task = tasker
+        .create::<BoundOrder>(&tasker::serde_json::json!({}))
+        .await
+        .expect("create");
+    assert_eq!(run(&tasker, task.id).await, TaskState::Complete);
+    assert_eq!(
+        step_result(&tasker, task.id, "ship").await,
+        "shipped from north"
+    );
+}
+
+async fn step_handlers_register_by_name(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(greeting_template())
+        .build()
+        .await
+        .expect("build");
+    let task = tasker
+        .create_task(
+            TaskRequest::new("greeting")
+                .namespace("tests")
+                .version("1.0.0")
+                .context(tasker::serde_json::json!({ "base": 5 })),
+        )
+        .await
+        .expect("create");
+    assert_eq!(run(&tasker, task.id).await, TaskState::Complete);
+    assert_eq!(
+        step_result(&tasker, task.id, "shout").await,
+        tasker::serde_json::json!({ "loud": "HELLO 5" })
+    );
+}
+
+#[tokio::test]
+async fn a_template_clashing_with_a_task_handler_is_refused() {
+    let db = TestDatabase::sqlite();
+    let clash = TaskTemplate::new("tests", "typed_diamond", "2.0.0")
+        .step(StepTemplate::new("only", "tests.greet"));
+    let error = db
+        .builder()
+        .template(clash)
+        .build()
+        .await
+        .expect_err("clash");
+    assert!(
+        matches!(&error, Error::DuplicateTemplate(key) if key == "tests/typed_diamond@2.0.0"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn without_auto_registration_only_named_handlers_run() {
+    let db = TestDatabase::sqlite();
+    let tasker = db
+        .builder()
+        .auto_register(false)
+        .task_handler(Diamond)
+        .build()
+        .await
+        .expect("build");
+    assert!(
+        tasker
+            .registry()
+            .template("tests", "typed_diamond", "2.0.0")
+            .is_some()
+    );
+    assert!(
+        tasker
+            .registry()
+            .template("tests", "fragile", "0.1.0")
+            .is_none()
+    );
+    assert!(matches!(
+        tasker
+            .create::<Fragile>(&tasker::serde_json::json!({}))
+            .await,
+        Err(Error::UnknownTemplate { .. })
+    ));
+}

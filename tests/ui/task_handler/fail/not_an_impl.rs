@@ -1,0 +1,6 @@
+use tasker::prelude::*;
+
+#[task_handler(name = "flow")]
+struct Flow;
+
+fn main() {}
