@@ -81,9 +81,10 @@ pub mod __private {
     };
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
     pub use crate::workflow::{
-        DefaultProbe, Probe, StepHandlerRegistration, StepReturn, TaskHandler,
-        TaskHandlerRegistration, ViaDefault, ViaNothing, assert_step_input, context_schema,
-        method_step, parent_input, schema_of, step_result, typed_context,
+        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, StepReturn, TaskHandler,
+        TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema, ViaNothing,
+        assert_step_input, context_schema, method_step, parent_input, require_send, schema_of,
+        step_result, typed_context,
     };
     pub use crate::{Error, Result, TaskContext};
     pub use ::inventory;

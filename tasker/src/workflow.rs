@@ -245,6 +245,47 @@ pub trait DefaultProbe: Sized {
     fn probe() -> Option<Self>;
 }
 
+/// The JSON Schema of `T` when it implements `JsonSchema`, `None` otherwise, decided at compile
+/// time like [`Probe`], so an output type without a schema is reported once, by [`step_result`].
+pub struct SchemaProbe<T>(PhantomData<fn() -> T>);
+
+impl<T> SchemaProbe<T> {
+    /// A probe for `T`.
+    pub const fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T> Default for SchemaProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The schema probe's answer for a `JsonSchema` type.
+pub trait ViaJsonSchema {
+    /// Its schema.
+    fn schema(&self) -> Option<serde_json::Value>;
+}
+
+impl<T: JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
+    fn schema(&self) -> Option<serde_json::Value> {
+        Some(schema_of::<T>())
+    }
+}
+
+/// The schema probe's answer for any other type.
+pub trait ViaNoSchema {
+    /// No schema.
+    fn schema(&self) -> Option<serde_json::Value>;
+}
+
+impl<T> ViaNoSchema for SchemaProbe<T> {
+    fn schema(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
 /// Runs a step method's result through serialisation into the stored JSON.
 pub fn step_result<R>(result: R) -> StepResult
 where
@@ -273,6 +314,12 @@ pub fn parent_input<C, P: DeserializeOwned>(
     parent: &str,
 ) -> Result<P, StepError> {
     cx.parent_as(parent)
+}
+
+/// Passes a step's future through, requiring it to be `Send` so a step that holds a non-`Send`
+/// value across an `.await` is reported at the step.
+pub fn require_send<F: Future + Send>(future: F) -> F {
+    future
 }
 
 /// The attempt's context as `H`'s context type.

@@ -177,9 +177,18 @@ async fn typed_diamond_passes_outputs_by_type(db: TestDatabase) {
         template.description.as_deref(),
         Some("Adds a number's double and its square.")
     );
+    let sum = template.find_step("sum").expect("sum");
+    assert_eq!(sum.dependencies(), ["double", "square"]);
+    // Each step's output type is described by its JSON Schema.
+    assert_eq!(sum.output_schema.as_ref().expect("schema")["type"], "array");
     assert_eq!(
-        template.find_step("sum").expect("sum").dependencies(),
-        ["double", "square"]
+        double.output_schema.as_ref().expect("schema")["type"],
+        "integer"
+    );
+    let start_schema = start.output_schema.as_ref().expect("schema");
+    assert!(
+        start_schema["properties"]["value"].is_object(),
+        "{start_schema}"
     );
 }
 
@@ -261,12 +270,11 @@ async fn yaml_bound_handler_runs_with_the_yaml_settings(db: TestDatabase) {
         .template("tests", "bound_order", "1.2.0")
         .expect("registered");
     // The `test` environment's override applies.
+    let reserve = template.find_step("reserve").expect("reserve");
+    assert_eq!(reserve.default_retry_limit, 7);
     assert_eq!(
-        template
-            .find_step("reserve")
-            .expect("reserve")
-            .default_retry_limit,
-        7
+        reserve.output_schema.as_ref().expect("schema")["type"],
+        "string"
     );
     let task = tasker
         .create::<BoundOrder>(&tasker::serde_json::json!({}))

@@ -166,9 +166,11 @@ fn code_template(
             Some(d) => quote!(step.description = ::core::option::Option::Some(#string::from(#d));),
             None => quote!(),
         };
+        let output_schema = output_schema(step, paths);
         quote! {{
             let mut step = #step_ty::new(#name, #handler) #(#setters)*;
             #description
+            step.output_schema = #output_schema;
             step
         }}
     });
@@ -206,7 +208,15 @@ fn yaml_template(
     let arms = model.steps.iter().map(|step| {
         let name = &step.name;
         let handler = handler_name(step);
-        quote!(#name => #string::from(#handler),)
+        let output_schema = output_schema(step, paths);
+        quote! {
+            #name => {
+                if step.output_schema.is_none() {
+                    step.output_schema = #output_schema;
+                }
+                #string::from(#handler)
+            }
+        }
     });
     quote! {
         let mut template = #parse_template(
@@ -216,7 +226,7 @@ fn yaml_template(
         )?;
         for step in &mut template.step_templates {
             step.handler = match step.name.as_str() {
-                #(#arms)*
+                #(#arms),*
                 _ => ::core::mem::take(&mut step.handler),
             };
         }
@@ -269,7 +279,7 @@ fn run_step(model: &TaskHandler, step: &Step, paths: &Paths) -> TokenStream {
         Some(ty) => respan(quote!(&cx), ty.span()),
         None => quote!(&cx),
     };
-    let pin = respan(quote!(#boxed::pin), step.method.span());
+    let pin = quote!(#boxed::pin);
     let typed_context = paths.private("typed_context");
     // A fn pointer spanned at the return type: an output type that cannot be stored is
     // reported there, once, and not at the attribute.
@@ -280,15 +290,30 @@ fn run_step(model: &TaskHandler, step: &Step, paths: &Paths) -> TokenStream {
         ),
         None => quote!(let store = #step_result;),
     };
+    let body = quote! {
+        #store
+        let cx = #typed_context::<Self>(&cx)?;
+        #(#lets)*
+        store(this.#method(#cx_arg, #(#args),*).await)
+    };
+    // The async block is spanned at the method's name (its contents keep their own spans), so
+    // a step whose future is not `Send` is reported at the step.
+    let mut block = Group::new(proc_macro2::Delimiter::Brace, body);
+    block.set_span(step.method.span());
+    let span = step.method.span();
+    let call = |callee: TokenStream, argument: TokenStream| {
+        let mut arguments = Group::new(proc_macro2::Delimiter::Parenthesis, argument);
+        arguments.set_span(span);
+        let callee = respan(callee, span);
+        quote!(#callee #arguments)
+    };
+    let async_move = respan(quote!(async move), span);
+    let future = call(paths.private("require_send"), quote!(#async_move #block));
+    let boxed_future = call(pin, future);
+    let mut closure_body = Group::new(proc_macro2::Delimiter::Brace, boxed_future);
+    closure_body.set_span(span);
     quote! {
-        |this: #arc<Self>, cx: #step_context| -> #box_future<'static, #step_result_ty> {
-            #pin(async move {
-                #store
-                let cx = #typed_context::<Self>(&cx)?;
-                #(#lets)*
-                store(this.#method(#cx_arg, #(#args),*).await)
-            })
-        }
+        |this: #arc<Self>, cx: #step_context| -> #box_future<'static, #step_result_ty> #closure_body
     }
 }
 
@@ -390,4 +415,22 @@ pub(crate) fn placeholder(model: &TaskHandler) -> TokenStream {
             }
         };
     }
+}
+
+/// The JSON Schema of the step's output, when its type has one.
+fn output_schema(step: &Step, paths: &Paths) -> TokenStream {
+    let Some(output) = &step.output else {
+        return quote!(::core::option::Option::None);
+    };
+    let probe = paths.private("SchemaProbe");
+    let step_return = paths.private("StepReturn");
+    let via_schema = paths.private("ViaJsonSchema");
+    let via_none = paths.private("ViaNoSchema");
+    quote! {{
+        #[allow(unused_imports)]
+        use #via_schema as _;
+        #[allow(unused_imports)]
+        use #via_none as _;
+        (&&#probe::<<#output as #step_return>::Output>::new()).schema()
+    }}
 }

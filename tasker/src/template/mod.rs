@@ -108,6 +108,10 @@ pub struct StepTemplate {
     /// Per-attempt deadline in seconds; the engine default applies when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+    /// JSON Schema of the step's result, for readers of the template (generated for `#[step]`
+    /// methods from their output type); results are not validated against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
 }
 
 /// A custom event declared by a step template.
@@ -202,6 +206,7 @@ impl StepTemplate {
             handler_config: None,
             custom_events: Vec::new(),
             timeout_seconds: None,
+            output_schema: None,
         }
     }
 

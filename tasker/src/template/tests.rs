@@ -1178,3 +1178,23 @@ fn many_cycles_are_capped() {
         .count();
     assert!((1..=16).contains(&cycles), "{cycles} cycles reported");
 }
+
+#[test]
+fn an_invalid_output_schema_is_located() {
+    let error = parse_err(
+        "name: t\nstep_templates:\n  - name: a\n    handler: h\n    output_schema: { type: 12 }\n",
+    );
+    assert_problem(
+        &error,
+        Some("a"),
+        Some("output_schema"),
+        &["invalid JSON Schema"],
+    );
+    let template = parse_ok(
+        "name: t\nstep_templates:\n  - name: a\n    handler: h\n    output_schema: { type: integer }\n",
+    );
+    assert_eq!(
+        template.step_templates[0].output_schema,
+        Some(serde_json::json!({ "type": "integer" }))
+    );
+}

@@ -479,6 +479,17 @@ impl Checker {
     }
 
     fn schema(&mut self, template: &TaskTemplate) {
+        for step in &template.step_templates {
+            if let Some(schema) = &step.output_schema
+                && let Err(error) = jsonschema::validator_for(schema)
+            {
+                self.push(
+                    Problem::new(format!("invalid JSON Schema: {error}"))
+                        .in_step(&step.name)
+                        .at_key("output_schema"),
+                );
+            }
+        }
         let Some(schema) = &template.schema else {
             return;
         };
