@@ -356,3 +356,25 @@ async fn without_auto_registration_only_named_handlers_run() {
         Err(Error::UnknownTemplate { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_registry_built_elsewhere_keeps_its_task_handlers() {
+    let db = TestDatabase::sqlite();
+    let mut registry = tasker::Registry::new();
+    registry.register_task_handler(Diamond).expect("register");
+    // Discovery must not register `Diamond` a second time.
+    let tasker = db
+        .builder()
+        .registry(registry)
+        .build()
+        .await
+        .expect("build");
+    let task = tasker
+        .create::<Diamond>(&Numbers { base: 2 })
+        .await
+        .expect("create");
+    let worker = tasker.start_worker();
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    assert_eq!(done.state, TaskState::Complete);
+}

@@ -175,6 +175,10 @@ impl TaskerBuilder {
                 self.error = Some(Error::DuplicateHandler(name));
             }
         }
+        // Task handlers registered there are not discovered again.
+        self.registry
+            .task_handler_types
+            .extend(registry.task_handler_types);
         self
     }
 
