@@ -1,9 +1,20 @@
-//! `cargo tasker`: the command-line companion of tasker. The binary is a thin shim over [`run`].
+//! `cargo tasker`: scaffolding, migrations, validation and operations for tasker workflows.
 //!
-//! This first version applies migrations; generators and task operations follow.
+//! The binary is a thin shim over [`run`], which parses arguments, runs one command and writes
+//! its output; errors come back as a [`CliError`] with the process exit code.
+
+mod diagram;
+mod names;
+mod ops;
+mod project;
+pub mod scaffold;
+mod steps;
+mod table;
 
 use std::ffi::OsString;
+use std::fmt;
 use std::io::Write;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -11,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cargo", bin_name = "cargo")]
 pub enum CargoCli {
-    /// Durable workflow tooling for tasker.
+    /// Scaffold, migrate, validate and operate tasker workflows.
     Tasker(TaskerArgs),
 }
 
@@ -27,16 +38,255 @@ pub struct TaskerArgs {
 /// The commands of `cargo tasker`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Add tasker to this crate: the dependency, a documented configuration file,
+    /// `config/tasker/tasks/` and an example workflow with its test.
+    Init {
+        /// Depend on tasker at this path instead of the published crate.
+        #[arg(long, value_name = "PATH")]
+        tasker_path: Option<PathBuf>,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Generate a workflow, a step handler or a subscriber.
+    #[command(subcommand)]
+    Generate(Generate),
     /// Apply tasker's embedded database migrations.
     Migrate {
-        /// Database URL: a SQLite file path or `postgres://…`.
-        #[arg(long, env = "TASKER_DATABASE_URL", default_value = "tasker.db")]
-        database_url: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Show which migrations the database has applied.
+    Status {
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check YAML task templates: structure, names, dependencies, cycles and schemas.
+    Validate {
+        /// Template files or directories of them (default: `config/tasker/tasks`).
+        paths: Vec<PathBuf>,
+        /// Apply this environment's overrides before checking (default: `TASKER_ENV`).
+        #[arg(long, env = "TASKER_ENV", hide_env_values = true)]
+        environment: Option<String>,
+    },
+    /// Print a Mermaid flowchart of a template, or of a live task coloured by step state.
+    Diagram {
+        /// A YAML template.
+        #[arg(required_unless_present = "task", conflicts_with = "task")]
+        template: Option<PathBuf>,
+        /// The id of a task in the database.
+        #[arg(long, value_name = "ID")]
+        task: Option<i64>,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List, inspect, retry and cancel tasks.
+    #[command(subcommand)]
+    Tasks(Tasks),
+    /// Operate on workflow steps.
+    #[command(subcommand)]
+    Steps(Steps),
+    /// List the event catalog, with the custom events templates declare.
+    Events {
+        /// Templates whose custom events to list (default: `config/tasker/tasks` if present).
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
+/// What `generate` makes.
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// A `#[task_handler]` workflow module, its YAML template and a test that runs it.
+    TaskHandler {
+        /// The workflow's name, in snake_case (`order_process`).
+        name: String,
+        /// The template's namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The template's version.
+        #[arg(long, default_value = "0.1.0")]
+        version: String,
+        /// The steps and what each depends on: `a,b:a,c:a,d:b+c`.
+        #[arg(long, default_value = steps::DEFAULT_STEPS)]
+        steps: String,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// A `#[step_handler]` function that YAML templates name as `handler`, with its test.
+    StepHandler {
+        /// The handler's name, in snake_case.
+        name: String,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// A subscriber that reacts to events of the catalog, with its test.
+    Subscriber {
+        /// The subscriber's name, in snake_case.
+        name: String,
+        /// The events it handles: `step.failed,task.completed`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Where generated files go.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The crate to generate into.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub crate_dir: PathBuf,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Which database to use.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// A SQLite file path, or `postgres://…`.
+    #[arg(
+        long,
+        env = "TASKER_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "tasker.db"
+    )]
+    pub database_url: String,
+}
+
+/// `tasks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Tasks {
+    /// List tasks, newest first.
+    List {
+        /// Only this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only tasks of this name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this version.
+        #[arg(long)]
+        version: Option<String>,
+        /// Only tasks in this state (`pending`, `in_progress`, `complete`, `error`,
+        /// `cancelled`, `resolved_manually`).
+        #[arg(long)]
+        state: Option<tasker::TaskState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Show a task and its steps.
+    Show {
+        /// The task's id.
+        id: i64,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Send a task in `error` back to `pending`, with a fresh retry budget for its failed steps.
+    Retry {
+        /// The task's id.
+        id: i64,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Cancel a task and its unfinished steps.
+    Cancel {
+        /// The task's id.
+        id: i64,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// `steps` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Steps {
+    /// Mark a pending or failed step as resolved by hand, so its dependents can run.
+    Resolve {
+        /// The step's id (`cargo tasker tasks show` lists them).
+        id: i64,
+        /// The result its dependents receive, as JSON.
+        #[arg(long, value_name = "JSON")]
+        result: Option<String>,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// A command that did not succeed, with its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError {
+    /// What to tell the user.
+    pub message: String,
+    /// `1` when the command failed, `2` when it was used wrongly.
+    pub code: i32,
+}
+
+impl CliError {
+    /// The command failed (a database error, invalid templates).
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 1,
+        }
+    }
+
+    /// The command was used wrongly (bad arguments, files in the way).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: 2,
+        }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::failure(format!("cannot write output: {e}"))
+    }
+}
+
 /// Parses `args` (as the binary received them) and runs the command, writing to `out`.
-pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Result<(), String> {
+pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Result<(), CliError> {
     let mut args: Vec<OsString> = args.into_iter().collect();
     // Accept both `cargo tasker migrate` (argv: cargo-tasker tasker migrate) and `cargo-tasker migrate`.
     if args.get(1).is_none_or(|a| a != "tasker") {
@@ -45,18 +295,82 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
     let CargoCli::Tasker(cli) = match CargoCli::try_parse_from(args) {
         Ok(cli) => cli,
         // `--help` and `--version` are answers, not errors.
-        Err(e) if !e.use_stderr() => return write!(out, "{e}").map_err(|e| e.to_string()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) if !e.use_stderr() => return Ok(write!(out, "{e}")?),
+        Err(e) => return Err(CliError::usage(e.to_string().trim_end())),
     };
     match cli.command {
-        Command::Migrate { database_url } => {
-            let store =
-                tasker::Store::connect(&database_url, 2, std::time::Duration::from_secs(10))
-                    .map_err(|e| e.to_string())?;
-            let applied = store.migrate().map_err(|e| e.to_string())?;
-            writeln!(out, "applied {applied} migration(s) to {database_url}")
-                .map_err(|e| e.to_string())?;
+        Command::Init {
+            tasker_path,
+            target,
+        } => {
+            let plan = scaffold::init(&target.crate_dir)?;
+            plan.check(&target.crate_dir, target.force)?;
+            project::add_dependency(&target.crate_dir, tasker_path.as_deref())?;
+            let written = plan.write(&target.crate_dir)?;
+            writeln!(out, "added tasker to the crate's dependencies")?;
+            report(out, &written)?;
+            writeln!(
+                out,
+                "next: `cargo test` runs the example; `cargo tasker generate task-handler NAME --steps a,b:a` adds a workflow"
+            )?;
         }
+        Command::Generate(generate) => {
+            let (plan, target) = match generate {
+                Generate::TaskHandler {
+                    name,
+                    namespace,
+                    version,
+                    steps,
+                    target,
+                } => {
+                    let request = scaffold::TaskHandlerRequest {
+                        name,
+                        namespace,
+                        version,
+                        steps,
+                    };
+                    (scaffold::task_handler(&target.crate_dir, &request)?, target)
+                }
+                Generate::StepHandler { name, target } => {
+                    (scaffold::step_handler(&target.crate_dir, &name)?, target)
+                }
+                Generate::Subscriber {
+                    name,
+                    events,
+                    target,
+                } => (
+                    scaffold::subscriber(&target.crate_dir, &name, &events)?,
+                    target,
+                ),
+            };
+            plan.check(&target.crate_dir, target.force)?;
+            let written = plan.write(&target.crate_dir)?;
+            report(out, &written)?;
+        }
+        Command::Migrate { database } => ops::migrate(out, &database.database_url)?,
+        Command::Status { database, json } => ops::status(out, &database.database_url, json)?,
+        Command::Validate { paths, environment } => {
+            ops::validate(out, &paths, environment.as_deref())?
+        }
+        Command::Diagram {
+            template,
+            task,
+            database,
+        } => ops::diagram(out, template.as_deref(), task, &database.database_url)?,
+        Command::Tasks(tasks) => ops::tasks(out, tasks)?,
+        Command::Steps(Steps::Resolve {
+            id,
+            result,
+            database,
+        }) => ops::resolve_step(out, id, result.as_deref(), &database.database_url)?,
+        Command::Events { templates, json } => ops::events(out, templates.as_deref(), json)?,
+    }
+    Ok(())
+}
+
+fn report(out: &mut impl Write, written: &[PathBuf]) -> Result<(), CliError> {
+    for path in written {
+        writeln!(out, "  wrote {}", path.display())?;
     }
     Ok(())
 }
@@ -69,31 +383,5 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         CargoCli::command().debug_assert();
-    }
-
-    #[test]
-    fn migrate_creates_the_tables_once() {
-        let dir = std::env::temp_dir().join(format!("tasker-cli-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| e.to_string())
-            .expect("temp dir");
-        let db = dir.join("cli.db").display().to_string();
-        let mut out = Vec::new();
-        run(
-            ["cargo-tasker", "tasker", "migrate", "--database-url", &db].map(OsString::from),
-            &mut out,
-        )
-        .expect("migrate");
-        run(
-            ["cargo-tasker", "migrate", "--database-url", &db].map(OsString::from),
-            &mut out,
-        )
-        .expect("again");
-        let text = String::from_utf8_lossy(&out);
-        assert!(
-            text.contains("applied 1 migration(s)") && text.contains("applied 0 migration(s)"),
-            "{text}"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

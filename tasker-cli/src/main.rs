@@ -1,8 +1,8 @@
 //! `cargo-tasker`: run as `cargo tasker …` once installed.
 
 fn main() {
-    if let Err(message) = tasker_cli::run(std::env::args_os(), &mut std::io::stdout()) {
-        eprintln!("{message}");
-        std::process::exit(2);
+    if let Err(error) = tasker_cli::run(std::env::args_os(), &mut std::io::stdout()) {
+        eprintln!("error: {error}");
+        std::process::exit(error.code);
     }
 }

@@ -94,3 +94,10 @@ pub fn data(args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     main_fn::expand(args.into(), item.into()).into()
 }
+
+/// Runs an `async fn` test on a multi-threaded tokio runtime (workers need more than one
+/// thread), using the tokio tasker is built on.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    main_fn::expand_test(args.into(), item.into()).into()
+}

@@ -66,3 +66,155 @@ impl Default for TaskerConfig {
         }
     }
 }
+
+/// The keys of a configuration file: every one optional, durations in seconds.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    database_url: Option<String>,
+    pool_size: Option<u32>,
+    connection_timeout_seconds: Option<f64>,
+    migrate_on_start: Option<bool>,
+    concurrency: Option<usize>,
+    claim_batch: Option<usize>,
+    lease_seconds: Option<f64>,
+    heartbeat_seconds: Option<f64>,
+    sweep_interval_seconds: Option<f64>,
+    max_poll_interval_seconds: Option<f64>,
+    default_step_timeout_seconds: Option<f64>,
+    shutdown_grace_seconds: Option<f64>,
+    max_context_bytes: Option<usize>,
+    max_result_bytes: Option<usize>,
+    environment: Option<String>,
+    backoff: Option<BackoffFile>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackoffFile {
+    table_seconds: Option<Vec<f64>>,
+    multiplier: Option<f64>,
+    max_seconds: Option<f64>,
+    jitter_enabled: Option<bool>,
+    jitter: Option<f64>,
+}
+
+impl TaskerConfig {
+    /// Reads a YAML configuration file (as `cargo tasker init` writes it) over the defaults.
+    ///
+    /// `TASKER_DATABASE_URL` and `TASKER_ENV`, when set, win over the file.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::Config(format!("cannot read `{}`: {e}", path.display())))?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses configuration YAML over the defaults; `source` names it in errors.
+    pub fn from_yaml(text: &str, source: &str) -> crate::Result<Self> {
+        let file: ConfigFile = if text.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            serde_norway::from_str(text)
+                .map_err(|e| crate::Error::Config(format!("`{source}`: {e}")))?
+        };
+        let mut config = TaskerConfig::default();
+        let seconds = |key: &str, value: Option<f64>| -> crate::Result<Option<Duration>> {
+            match value {
+                None => Ok(None),
+                Some(s) if (0.0..1e9).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
+                Some(s) => Err(crate::Error::Config(format!(
+                    "`{source}`: `{key}` must be a number of seconds, not {s}"
+                ))),
+            }
+        };
+        if std::env::var_os("TASKER_DATABASE_URL").is_none()
+            && let Some(url) = file.database_url
+        {
+            config.database_url = url;
+        }
+        if std::env::var_os("TASKER_ENV").is_none() && file.environment.is_some() {
+            config.environment = file.environment;
+        }
+        config.pool_size = file.pool_size.unwrap_or(config.pool_size);
+        config.migrate_on_start = file.migrate_on_start.unwrap_or(config.migrate_on_start);
+        config.concurrency = file.concurrency.unwrap_or(config.concurrency);
+        config.claim_batch = file.claim_batch.unwrap_or(config.claim_batch);
+        config.max_context_bytes = file.max_context_bytes.unwrap_or(config.max_context_bytes);
+        config.max_result_bytes = file.max_result_bytes.unwrap_or(config.max_result_bytes);
+        if let Some(d) = seconds(
+            "connection_timeout_seconds",
+            file.connection_timeout_seconds,
+        )? {
+            config.connection_timeout = d;
+        }
+        if let Some(d) = seconds("lease_seconds", file.lease_seconds)? {
+            config.lease = d;
+            config.heartbeat = d / 3;
+        }
+        if let Some(d) = seconds("heartbeat_seconds", file.heartbeat_seconds)? {
+            config.heartbeat = d;
+        }
+        if let Some(d) = seconds("sweep_interval_seconds", file.sweep_interval_seconds)? {
+            config.sweep_interval = d;
+        }
+        if let Some(d) = seconds("max_poll_interval_seconds", file.max_poll_interval_seconds)? {
+            config.max_poll_interval = d;
+        }
+        if let Some(d) = seconds(
+            "default_step_timeout_seconds",
+            file.default_step_timeout_seconds,
+        )? {
+            config.default_step_timeout = d;
+        }
+        if let Some(d) = seconds("shutdown_grace_seconds", file.shutdown_grace_seconds)? {
+            config.shutdown_grace = d;
+        }
+        if let Some(backoff) = file.backoff {
+            if let Some(table) = backoff.table_seconds {
+                config.backoff.table = table;
+            }
+            config.backoff.multiplier = backoff.multiplier.unwrap_or(config.backoff.multiplier);
+            if let Some(d) = seconds("backoff.max_seconds", backoff.max_seconds)? {
+                config.backoff.max = d;
+            }
+            config.backoff.jitter_enabled = backoff
+                .jitter_enabled
+                .unwrap_or(config.backoff.jitter_enabled);
+            config.backoff.jitter = backoff.jitter.unwrap_or(config.backoff.jitter);
+        }
+        if config.concurrency == 0 || config.claim_batch == 0 || config.pool_size == 0 {
+            return Err(crate::Error::Config(format!(
+                "`{source}`: `concurrency`, `claim_batch` and `pool_size` must be at least 1"
+            )));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_override_defaults_and_unknown_keys_are_refused() {
+        let config = TaskerConfig::from_yaml(
+            "concurrency: 4\nlease_seconds: 12\nbackoff:\n  max_seconds: 60\n",
+            "t.yaml",
+        )
+        .expect("config");
+        assert_eq!(config.concurrency, 4);
+        assert_eq!(config.lease, Duration::from_secs(12));
+        assert_eq!(config.heartbeat, Duration::from_secs(4));
+        assert_eq!(config.backoff.max, Duration::from_secs(60));
+        assert_eq!(config.claim_batch, 32);
+
+        let error = TaskerConfig::from_yaml("concurency: 4\n", "t.yaml").expect_err("typo");
+        assert!(
+            error.to_string().contains("unknown field `concurency`"),
+            "{error}"
+        );
+        let error = TaskerConfig::from_yaml("lease_seconds: -1\n", "t.yaml").expect_err("neg");
+        assert!(error.to_string().contains("lease_seconds"), "{error}");
+    }
+}

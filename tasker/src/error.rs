@@ -6,6 +6,9 @@ use crate::template::TemplateError;
 /// Everything that can go wrong outside a step handler.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A configuration file is unreadable or malformed.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The database URL names no supported backend.
     #[error(
         "unsupported database URL `{0}`: expected a file path, `sqlite://PATH`, or `postgres://…`"

@@ -47,6 +47,7 @@
 pub mod config;
 pub mod engine;
 mod error;
+pub mod events;
 pub mod handler;
 pub mod registry;
 pub mod state;
@@ -63,12 +64,15 @@ pub use error::{Error, Result};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};
-pub use store::{Backend, EventRecord, NewTask, StepInfo, Store, TaskRow, TransitionInfo};
+pub use store::{
+    Backend, EventRecord, MigrationStatus, NewTask, StepInfo, Store, TaskFilter, TaskRow,
+    TransitionInfo,
+};
 pub use template::{StepTemplate, TaskTemplate};
 pub use workflow::{ResultExt, StepOutput, TaskContext, TaskHandler};
 
 #[cfg(feature = "macros")]
-pub use tasker_macros::{data, main, step, step_handler, task_handler};
+pub use tasker_macros::{data, main, step, step_handler, task_handler, test};
 
 /// The JSON library contexts and results are made of, for code that builds them untyped.
 pub use serde_json;

@@ -22,7 +22,7 @@ use crate::handler::StepHandler;
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::TaskState;
 use crate::store::{
-    self, EventRecord, NewTask, PreparedStep, PreparedTask, StepInfo, Store, TaskRow,
+    self, EventRecord, NewTask, PreparedStep, PreparedTask, StepInfo, Store, TaskFilter, TaskRow,
     TransitionInfo, dispatch,
 };
 use crate::template::TaskTemplate;
@@ -83,6 +83,19 @@ impl TaskerBuilder {
     /// Replaces the whole configuration.
     pub fn config(mut self, config: TaskerConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Replaces the configuration with a YAML file's (see [`TaskerConfig::from_file`]).
+    pub fn config_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        match TaskerConfig::from_file(path) {
+            Ok(config) => self.config = config,
+            Err(e) => {
+                if self.error.is_none() {
+                    self.error = Some(e);
+                }
+            }
+        }
         self
     }
 
@@ -485,6 +498,22 @@ impl Tasker {
         let prepared = self.prepare(&request)?;
         let (created, _events) = conn.create_prepared(&prepared)?;
         Ok(created)
+    }
+
+    /// Tasks matching `filter`, newest first.
+    pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
+        self.inner
+            .store
+            .run(move |store| dispatch!(store, list_tasks(&filter)))
+            .await
+    }
+
+    /// The dependency edges between a task's steps, as `(parent, child)` step ids.
+    pub async fn step_edges(&self, task_id: i64) -> Result<Vec<(i64, i64)>> {
+        self.inner
+            .store
+            .run(move |store| dispatch!(store, load_edges(task_id)))
+            .await
     }
 
     /// The task with id `task_id`.

@@ -425,7 +425,7 @@ type TaskTuple = (
 );
 
 /// A task as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaskRow {
     /// Id.
     pub task_id: i64,
@@ -461,8 +461,37 @@ pub struct TaskRow {
     pub updated_at: chrono::NaiveDateTime,
 }
 
+/// Which tasks [`Tasker::tasks`](crate::Tasker::tasks) lists: every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only tasks of this name.
+    pub name: Option<String>,
+    /// Only this version.
+    pub version: Option<String>,
+    /// Only tasks in this state.
+    pub state: Option<TaskState>,
+    /// At most this many (1 to [`MAX_LIST_LIMIT`]; 0 means 1).
+    pub limit: usize,
+    /// Skip this many of the newest first.
+    pub offset: u64,
+}
+
+/// One embedded migration and whether it has been applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// The migration's name, `VERSION_description`.
+    pub name: String,
+    /// Whether the database has it.
+    pub applied: bool,
+}
+
+/// Most tasks one listing returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
 impl TaskRow {
-    fn from_tuple(t: TaskTuple) -> Self {
+    pub(crate) fn from_tuple(t: TaskTuple) -> Self {
         Self {
             task_id: t.0,
             namespace: t.1,
@@ -502,7 +531,7 @@ pub(crate) type StepTuple = (
 );
 
 /// A workflow step as stored.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StepInfo {
     /// Id.
     pub step_id: i64,
@@ -565,7 +594,7 @@ pub(crate) type TransitionTuple = (
 );
 
 /// One recorded transition.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TransitionInfo {
     /// State left (`None` for the initial transition).
     pub from_state: Option<String>,
@@ -740,6 +769,43 @@ impl Store {
                         .map_err(migration_error)
                 })
             }
+        }
+    }
+
+    /// Every embedded migration, oldest first, and whether this database has applied it.
+    pub fn migration_status(&self) -> Result<Vec<MigrationStatus>> {
+        fn status<DB, C, S>(conn: &mut C, source: S) -> Result<Vec<MigrationStatus>>
+        where
+            DB: diesel::backend::Backend,
+            C: MigrationHarness<DB>,
+            S: diesel::migration::MigrationSource<DB>,
+        {
+            let migration_error =
+                |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+            let applied: Vec<String> = conn
+                .applied_migrations()
+                .map_err(migration_error)?
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            Ok(source
+                .migrations()
+                .map_err(migration_error)?
+                .iter()
+                .map(|m| {
+                    let name = m.name().to_string();
+                    let version = m.name().version().to_string();
+                    MigrationStatus {
+                        applied: applied.contains(&version),
+                        name,
+                    }
+                })
+                .collect())
+        }
+        match &*self.pool {
+            Pool::Sqlite(p) => status(&mut *p.get()?, SQLITE_MIGRATIONS),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => status(&mut *p.get()?, POSTGRES_MIGRATIONS),
         }
     }
 

@@ -1293,6 +1293,64 @@ pub(crate) fn load_task(c: &mut Conn, task_id: i64) -> Result<TaskRow> {
     Ok(TaskRow::from_tuple(row))
 }
 
+/// Tasks matching `filter`, newest first.
+pub(crate) fn list_tasks(c: &mut Conn, filter: &crate::store::TaskFilter) -> Result<Vec<TaskRow>> {
+    let mut query = tasker_tasks::table
+        .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
+        .select((
+            tasker_tasks::task_id,
+            tasker_task_namespaces::name,
+            tasker_named_tasks::name,
+            tasker_named_tasks::version,
+            tasker_tasks::state,
+            tasker_tasks::context,
+            tasker_tasks::initiator,
+            tasker_tasks::source_system,
+            tasker_tasks::reason,
+            tasker_tasks::tags,
+            tasker_tasks::bypass_steps,
+            tasker_tasks::priority,
+            tasker_tasks::idempotency_key,
+            tasker_tasks::requested_at,
+            tasker_tasks::created_at,
+            tasker_tasks::updated_at,
+        ))
+        .into_boxed();
+    if let Some(namespace) = &filter.namespace {
+        query = query.filter(tasker_task_namespaces::name.eq(namespace.clone()));
+    }
+    if let Some(name) = &filter.name {
+        query = query.filter(tasker_named_tasks::name.eq(name.clone()));
+    }
+    if let Some(version) = &filter.version {
+        query = query.filter(tasker_named_tasks::version.eq(version.clone()));
+    }
+    if let Some(state) = filter.state {
+        query = query.filter(tasker_tasks::state.eq(state.as_str()));
+    }
+    let rows = query
+        .order(tasker_tasks::task_id.desc())
+        .limit(filter.limit.clamp(1, crate::store::MAX_LIST_LIMIT) as i64)
+        .offset(filter.offset.min(i64::MAX as u64) as i64)
+        .load(c)?;
+    Ok(rows.into_iter().map(TaskRow::from_tuple).collect())
+}
+
+/// The dependency edges of a task's steps, as `(parent, child)` step ids.
+pub(crate) fn load_edges(c: &mut Conn, task_id: i64) -> Result<Vec<(i64, i64)>> {
+    let steps = tasker_workflow_steps::table
+        .filter(tasker_workflow_steps::task_id.eq(task_id))
+        .select(tasker_workflow_steps::workflow_step_id);
+    Ok(tasker_workflow_step_edges::table
+        .filter(tasker_workflow_step_edges::to_step_id.eq_any(steps))
+        .order(tasker_workflow_step_edges::id.asc())
+        .select((
+            tasker_workflow_step_edges::from_step_id,
+            tasker_workflow_step_edges::to_step_id,
+        ))
+        .load(c)?)
+}
+
 /// The steps of a task, in creation order.
 pub(crate) fn load_steps(c: &mut Conn, task_id: i64) -> Result<Vec<crate::store::StepTuple>> {
     Ok(tasker_workflow_steps::table

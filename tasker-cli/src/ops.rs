@@ -1,0 +1,450 @@
+//! Commands that read and change a database, and the ones that read templates.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::json;
+use tasker::{TaskFilter, Tasker};
+
+use crate::{CliError, Tasks, diagram, scaffold, table};
+
+/// Runs `f` on a runtime of its own: the commands are one-shot.
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the runtime: {e}")))?
+        .block_on(f)
+}
+
+fn db_error(url: &str) -> impl Fn(tasker::Error) -> CliError + '_ {
+    move |e| CliError::failure(format!("{url}: {e}"))
+}
+
+/// A SQLite URL names a file; opening a missing one would create an empty database.
+fn check_exists(url: &str) -> Result<(), CliError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(());
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path == ":memory:" || Path::new(path).exists() {
+        Ok(())
+    } else {
+        Err(CliError::failure(format!(
+            "no database at `{path}` (set --database-url or TASKER_DATABASE_URL)"
+        )))
+    }
+}
+
+fn connect(url: &str) -> Result<tasker::Store, CliError> {
+    tasker::Store::connect(url, 2, Duration::from_secs(10)).map_err(db_error(url))
+}
+
+/// An engine over an existing, migrated database, running no workflows of its own.
+async fn engine(url: &str) -> Result<Tasker, CliError> {
+    check_exists(url)?;
+    let owned = url.to_owned();
+    let pending = tokio::task::spawn_blocking(move || -> Result<usize, CliError> {
+        let status = connect(&owned)?
+            .migration_status()
+            .map_err(db_error(&owned))?;
+        Ok(status.iter().filter(|m| !m.applied).count())
+    })
+    .await
+    .map_err(|e| CliError::failure(e.to_string()))??;
+    if pending > 0 {
+        return Err(CliError::failure(format!(
+            "{url}: {pending} migration(s) not applied; run `cargo tasker migrate` first"
+        )));
+    }
+    Tasker::builder()
+        .database_url(url)
+        .auto_register(false)
+        .configure(|c| {
+            c.migrate_on_start = false;
+            c.pool_size = 2;
+        })
+        .build()
+        .await
+        .map_err(db_error(url))
+}
+
+pub(crate) fn migrate(out: &mut impl Write, url: &str) -> Result<(), CliError> {
+    let applied = connect(url)?.migrate().map_err(db_error(url))?;
+    writeln!(out, "applied {applied} migration(s) to {url}")?;
+    Ok(())
+}
+
+pub(crate) fn status(out: &mut impl Write, url: &str, as_json: bool) -> Result<(), CliError> {
+    check_exists(url)?;
+    let status = connect(url)?.migration_status().map_err(db_error(url))?;
+    if as_json {
+        let list: Vec<_> = status
+            .iter()
+            .map(|m| json!({ "name": m.name, "applied": m.applied }))
+            .collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        )?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = status
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                if m.applied { "applied" } else { "pending" }.to_owned(),
+            ]
+        })
+        .collect();
+    write!(out, "{}", table::render(&["MIGRATION", "STATE"], &rows))?;
+    let pending = status.iter().filter(|m| !m.applied).count();
+    if pending > 0 {
+        writeln!(out, "{pending} pending: run `cargo tasker migrate`")?;
+    }
+    Ok(())
+}
+
+/// The YAML files under `paths`: each file as given, each directory's `*.yaml`/`*.yml`.
+fn template_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let default = [PathBuf::from(scaffold::TASKS_DIR)];
+    let paths = if paths.is_empty() {
+        &default[..]
+    } else {
+        paths
+    };
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| CliError::failure(format!("cannot read `{}`: {e}", path.display())))?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else if path.is_file() {
+            files.push(path.clone());
+        } else {
+            return Err(CliError::usage(format!(
+                "`{}` does not exist",
+                path.display()
+            )));
+        }
+    }
+    Ok(files)
+}
+
+pub(crate) fn validate(
+    out: &mut impl Write,
+    paths: &[PathBuf],
+    environment: Option<&str>,
+) -> Result<(), CliError> {
+    let files = template_files(paths)?;
+    let mut failures = 0;
+    let mut seen: Vec<(String, PathBuf)> = Vec::new();
+    for file in &files {
+        match tasker::template::load_template_file(file, environment) {
+            Ok(template) => {
+                let key = template.full_name();
+                if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                    failures += 1;
+                    writeln!(
+                        out,
+                        "{}: `{key}` is also declared by {}",
+                        file.display(),
+                        first.display()
+                    )?;
+                } else {
+                    writeln!(
+                        out,
+                        "{}: ok ({key}, {} steps)",
+                        file.display(),
+                        template.step_templates.len()
+                    )?;
+                    seen.push((key, file.clone()));
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                for problem in error.problems() {
+                    writeln!(out, "{}: {problem}", file.display())?;
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(CliError::usage(
+            "no templates found (give files or directories)",
+        ));
+    }
+    if failures > 0 {
+        return Err(CliError::failure(format!(
+            "{failures} of {} template(s) invalid",
+            files.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn diagram(
+    out: &mut impl Write,
+    template: Option<&Path>,
+    task: Option<i64>,
+    url: &str,
+) -> Result<(), CliError> {
+    if let Some(path) = template {
+        let template = tasker::template::load_template_file(path, None)
+            .map_err(|e| CliError::failure(e.to_string()))?;
+        write!(out, "{}", diagram::template(&template))?;
+        return Ok(());
+    }
+    let Some(task_id) = task else {
+        return Err(CliError::usage("give a template file or `--task ID`"));
+    };
+    let text = block_on(async {
+        let tasker = engine(url).await?;
+        let task = tasker.task(task_id).await.map_err(db_error(url))?;
+        let steps = tasker.steps(task_id).await.map_err(db_error(url))?;
+        let edges = tasker.step_edges(task_id).await.map_err(db_error(url))?;
+        let title = format!(
+            "task {} {}/{}@{} ({})",
+            task.task_id, task.namespace, task.name, task.version, task.state
+        );
+        Ok(diagram::task(&title, &steps, &edges))
+    })?;
+    write!(out, "{text}")?;
+    Ok(())
+}
+
+pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError> {
+    match command {
+        Tasks::List {
+            namespace,
+            name,
+            version,
+            state,
+            limit,
+            offset,
+            json,
+            database,
+        } => {
+            let url = database.database_url;
+            let filter = TaskFilter {
+                namespace,
+                name,
+                version,
+                state,
+                limit,
+                offset,
+            };
+            let tasks = block_on(async {
+                engine(&url)
+                    .await?
+                    .tasks(filter)
+                    .await
+                    .map_err(db_error(&url))
+            })?;
+            if json {
+                writeln!(out, "{}", to_json(&tasks)?)?;
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.task_id.to_string(),
+                        format!("{}/{}@{}", t.namespace, t.name, t.version),
+                        t.state.to_string(),
+                        t.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        table::shorten(t.reason.as_deref().unwrap_or(""), 40),
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                table::render(&["ID", "TASK", "STATE", "CREATED (UTC)", "REASON"], &rows)
+            )?;
+        }
+        Tasks::Show { id, json, database } => {
+            let url = database.database_url;
+            let (task, steps) = block_on(async {
+                let tasker = engine(&url).await?;
+                let task = tasker.task(id).await.map_err(db_error(&url))?;
+                let steps = tasker.steps(id).await.map_err(db_error(&url))?;
+                Ok((task, steps))
+            })?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    to_json(&json!({ "task": task, "steps": steps }))?
+                )?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "task {}  {}/{}@{}  {}",
+                task.task_id, task.namespace, task.name, task.version, task.state
+            )?;
+            writeln!(
+                out,
+                "requested {} by {} from {}: {}",
+                task.requested_at.format("%Y-%m-%d %H:%M:%S"),
+                task.initiator.as_deref().unwrap_or("unknown"),
+                task.source_system.as_deref().unwrap_or("unknown"),
+                task.reason.as_deref().unwrap_or("unknown")
+            )?;
+            writeln!(
+                out,
+                "context {}",
+                table::shorten(&task.context.to_string(), 200)
+            )?;
+            writeln!(out)?;
+            let rows: Vec<Vec<String>> = steps
+                .iter()
+                .map(|s| {
+                    let detail = match &s.results {
+                        Some(r) if r.get("error").is_some() => {
+                            format!("error: {}", r["error"].as_str().unwrap_or_default())
+                        }
+                        Some(r) => r.to_string(),
+                        None => String::new(),
+                    };
+                    vec![
+                        s.step_id.to_string(),
+                        s.name.clone(),
+                        s.state.to_string(),
+                        format!("{}/{}", s.attempts, s.retry_limit),
+                        table::shorten(&detail, 60),
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                table::render(&["STEP", "NAME", "STATE", "ATTEMPTS", "RESULT"], &rows)
+            )?;
+        }
+        Tasks::Retry { id, database } => {
+            let url = database.database_url;
+            block_on(async {
+                engine(&url)
+                    .await?
+                    .retry_task(id)
+                    .await
+                    .map_err(db_error(&url))
+            })?;
+            writeln!(out, "task {id} is pending again; its failed steps will run")?;
+        }
+        Tasks::Cancel { id, database } => {
+            let url = database.database_url;
+            let cancelled = block_on(async {
+                engine(&url)
+                    .await?
+                    .cancel_task(id)
+                    .await
+                    .map_err(db_error(&url))
+            })?;
+            if cancelled {
+                writeln!(out, "cancelled task {id}")?;
+            } else {
+                writeln!(out, "task {id} was already cancelled")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn resolve_step(
+    out: &mut impl Write,
+    id: i64,
+    result: Option<&str>,
+    url: &str,
+) -> Result<(), CliError> {
+    let result = match result {
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| CliError::usage(format!("`--result` is not JSON: {e}")))?,
+        ),
+        None => None,
+    };
+    let resolved = block_on(async {
+        engine(url)
+            .await?
+            .resolve_step(id, result)
+            .await
+            .map_err(db_error(url))
+    })?;
+    if resolved {
+        writeln!(out, "resolved step {id}; its dependents can run")?;
+    } else {
+        writeln!(out, "step {id} was already resolved")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn events(
+    out: &mut impl Write,
+    templates: Option<&Path>,
+    as_json: bool,
+) -> Result<(), CliError> {
+    let mut rows: Vec<(String, String, String)> = tasker::events::CATALOG
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_owned(),
+                e.kind.as_str().to_owned(),
+                e.description.to_owned(),
+            )
+        })
+        .collect();
+    let default = PathBuf::from(scaffold::TASKS_DIR);
+    let dir = match templates {
+        Some(dir) => Some(dir.to_path_buf()),
+        None => default.is_dir().then_some(default),
+    };
+    if let Some(dir) = dir {
+        for file in template_files(&[dir])? {
+            let template = tasker::template::load_template_file(&file, None)
+                .map_err(|e| CliError::failure(e.to_string()))?;
+            for step in &template.step_templates {
+                for event in &step.custom_events {
+                    rows.push((
+                        event.name.clone(),
+                        format!("custom ({}, step {})", template.full_name(), step.name),
+                        event.description.clone().unwrap_or_default(),
+                    ));
+                }
+            }
+        }
+    }
+    if as_json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|(name, kind, description)| {
+                json!({ "name": name, "kind": kind, "description": description })
+            })
+            .collect();
+        writeln!(out, "{}", to_json(&list)?)?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|(name, kind, description)| vec![name, kind, description])
+        .collect();
+    write!(
+        out,
+        "{}",
+        table::render(&["EVENT", "KIND", "DESCRIPTION"], &rows)
+    )?;
+    Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| CliError::failure(e.to_string()))
+}

@@ -1,0 +1,435 @@
+//! Generators: each builds a [`Plan`] of files, checked whole before anything is written.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use tasker::TaskTemplate;
+
+use crate::steps::{self, StepSpec};
+use crate::{CliError, names, project};
+
+/// A file the generator will write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Path relative to the crate root.
+    pub path: PathBuf,
+    /// Its full contents.
+    pub contents: String,
+    /// Whether it replaces an existing file on purpose (an edited `src/lib.rs`).
+    pub edit: bool,
+}
+
+/// Everything one generator writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The files, in the order they are written.
+    pub files: Vec<PlannedFile>,
+}
+
+impl Plan {
+    fn create(&mut self, path: impl Into<PathBuf>, contents: String) {
+        self.files.push(PlannedFile {
+            path: path.into(),
+            contents,
+            edit: false,
+        });
+    }
+
+    fn edit(&mut self, path: impl Into<PathBuf>, contents: String) {
+        self.files.push(PlannedFile {
+            path: path.into(),
+            contents,
+            edit: true,
+        });
+    }
+
+    /// Refuses, listing them all, to overwrite files that exist (unless `force`).
+    pub fn check(&self, root: &Path, force: bool) -> Result<(), CliError> {
+        if force {
+            return Ok(());
+        }
+        let existing: Vec<String> = self
+            .files
+            .iter()
+            .filter(|f| !f.edit && root.join(&f.path).exists())
+            .map(|f| format!("  {}", f.path.display()))
+            .collect();
+        if existing.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::usage(format!(
+                "these files exist; nothing was written (pass --force to overwrite them):\n{}",
+                existing.join("\n")
+            )))
+        }
+    }
+
+    /// Writes every file, then formats the Rust ones with `rustfmt` when it is installed.
+    pub fn write(&self, root: &Path) -> Result<Vec<PathBuf>, CliError> {
+        let mut written = Vec::new();
+        for file in &self.files {
+            let path = root.join(&file.path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    CliError::failure(format!("cannot create `{}`: {e}", dir.display()))
+                })?;
+            }
+            std::fs::write(&path, &file.contents).map_err(|e| {
+                CliError::failure(format!("cannot write `{}`: {e}", path.display()))
+            })?;
+            written.push(file.path.clone());
+        }
+        let rust: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|f| f.path.extension().is_some_and(|e| e == "rs"))
+            .map(|f| root.join(&f.path))
+            .collect();
+        project::rustfmt(&rust);
+        Ok(written)
+    }
+}
+
+/// Replaces every `{{key}}` of `template`; a placeholder left over is a bug in the generator.
+pub(crate) fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (key, value) in values {
+        out = out.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    debug_assert!(!out.contains("{{"), "unreplaced placeholder in:\n{out}");
+    out
+}
+
+mod templates {
+    pub(super) const MODULE: &str = include_str!("../templates/task_handler/module.rs");
+    pub(super) const OUTPUT: &str = include_str!("../templates/task_handler/output.rs");
+    pub(super) const ROOT_STEP: &str = include_str!("../templates/task_handler/root_step.rs");
+    pub(super) const STEP: &str = include_str!("../templates/task_handler/step.rs");
+    pub(super) const YAML: &str = include_str!("../templates/task_handler/template.yaml");
+    pub(super) const YAML_STEP: &str = include_str!("../templates/task_handler/template_step.yaml");
+    pub(super) const TEST: &str = include_str!("../templates/task_handler/test.rs");
+    pub(super) const INIT_LIB: &str = include_str!("../templates/init/lib.rs");
+    pub(super) const INIT_CONFIG: &str = include_str!("../templates/init/tasker.yaml");
+    pub(super) const STEP_HANDLER: &str = include_str!("../templates/step_handler/module.rs");
+    pub(super) const SUBSCRIBER: &str = include_str!("../templates/subscriber/module.rs");
+    pub(super) const SUBSCRIBER_ARM: &str = include_str!("../templates/subscriber/arm.rs");
+}
+
+/// Where templates of generated workflows live, relative to the crate root.
+pub const TASKS_DIR: &str = "config/tasker/tasks";
+/// The configuration file `init` writes.
+pub const CONFIG_FILE: &str = "config/tasker/tasker.yaml";
+
+/// What `generate task-handler` is asked for.
+#[derive(Debug, Clone)]
+pub struct TaskHandlerRequest {
+    /// Workflow name (snake_case).
+    pub name: String,
+    /// Template namespace.
+    pub namespace: String,
+    /// Template version.
+    pub version: String,
+    /// The `--steps` list.
+    pub steps: String,
+}
+
+/// Plans a task handler: module, YAML template, test, and its `pub mod` line in `src/lib.rs`.
+pub fn task_handler(root: &Path, request: &TaskHandlerRequest) -> Result<Plan, CliError> {
+    let mut problems = Vec::new();
+    if let Err(e) = names::check("workflow name", &request.name) {
+        problems.push(e);
+    }
+    let steps = match steps::parse(&request.steps) {
+        Ok(steps) => steps,
+        Err(e) => {
+            problems.push(e);
+            Vec::new()
+        }
+    };
+    if problems.is_empty() {
+        // The runtime's own checks: namespace, version, limits.
+        let mut template = TaskTemplate::new(&request.namespace, &request.name, &request.version);
+        for step in &steps {
+            template = template.step(
+                tasker::StepTemplate::new(&step.name, &step.name).depends_on(step.parents.clone()),
+            );
+        }
+        if let Err(e) = template.validate() {
+            problems.extend(e.problems().iter().map(ToString::to_string));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CliError::usage(problems.join("\n")));
+    }
+    let crate_name = project::crate_name(root)?;
+    let mut plan = Plan::default();
+    plan_task_handler(&mut plan, root, &crate_name, request, &steps)?;
+    Ok(plan)
+}
+
+fn plan_task_handler(
+    plan: &mut Plan,
+    root: &Path,
+    crate_name: &str,
+    request: &TaskHandlerRequest,
+    steps: &[StepSpec],
+) -> Result<(), CliError> {
+    let name = request.name.as_str();
+    let handler_type = names::camel_case(name);
+    let context_type = format!("{handler_type}Context");
+    let yaml_path = format!("{TASKS_DIR}/{name}.yaml");
+    let summary = steps::summary(steps);
+    let output_type = |step: &str| format!("{}Output", names::camel_case(step));
+
+    let mut outputs = String::new();
+    let mut methods = Vec::new();
+    let mut yaml_steps = String::new();
+    for step in steps {
+        let output = output_type(&step.name);
+        outputs.push_str(&render(
+            templates::OUTPUT,
+            &[("step", &step.name), ("output_type", &output)],
+        ));
+        let description = format!(
+            "Placeholder for the `{}` step: replace with what it does.",
+            step.name
+        );
+        let method = match step.parents.split_first() {
+            None => render(
+                templates::ROOT_STEP,
+                &[
+                    ("description", &description),
+                    (
+                        "signature",
+                        &format!(
+                            "    pub async fn {}(&self, cx: &StepContext<{context_type}>) -> Result<{output}, StepError> {{",
+                            step.name
+                        ),
+                    ),
+                    ("output_type", &output),
+                ],
+            ),
+            Some((first, rest)) => {
+                let mut params = format!("{first}: {}", output_type(first));
+                for parent in rest {
+                    let _ = write!(params, ", _{parent}: {}", output_type(parent));
+                }
+                let depends_on = if rest.is_empty() {
+                    first.clone()
+                } else {
+                    format!("[{}]", step.parents.join(", "))
+                };
+                render(
+                    templates::STEP,
+                    &[
+                        ("description", &description),
+                        ("depends_on", &depends_on),
+                        (
+                            "signature",
+                            &format!(
+                                "    pub async fn {}(&self, _cx: &StepContext<{context_type}>, {params}) -> Result<{output}, StepError> {{",
+                                step.name
+                            ),
+                        ),
+                        ("first_parent", first),
+                        ("output_type", &output),
+                    ],
+                )
+            }
+        };
+        methods.push(method);
+        let depends_on = match step.parents.as_slice() {
+            [] => String::new(),
+            [one] => format!("    depends_on_step: {one}\n"),
+            many => format!("    depends_on_steps: [{}]\n", many.join(", ")),
+        };
+        yaml_steps.push_str(&render(
+            templates::YAML_STEP,
+            &[
+                ("step", &step.name),
+                ("description", &yaml_string(&description)),
+                ("depends_on", &depends_on),
+            ],
+        ));
+    }
+    let module = render(
+        templates::MODULE,
+        &[
+            ("name", name),
+            ("summary", &summary),
+            ("yaml_path", &yaml_path),
+            ("context_type", &context_type),
+            ("handler_type", &handler_type),
+            ("outputs", &outputs),
+            ("steps", &methods.join("\n")),
+        ],
+    );
+    let yaml = render(
+        templates::YAML,
+        &[
+            ("name", name),
+            ("handler_type", &handler_type),
+            ("namespace", &request.namespace),
+            ("version", &request.version),
+            ("summary", &yaml_string(&summary)),
+            ("steps", yaml_steps.trim_end_matches('\n')),
+            ("first_step", steps.first().map_or("", |s| s.name.as_str())),
+        ],
+    );
+    let mut imports = [context_type.clone(), handler_type.clone()];
+    imports.sort();
+    let test = render(
+        templates::TEST,
+        &[
+            ("name", name),
+            (
+                "imports",
+                &format!("{crate_name}::{name}::{{{}}}", imports.join(", ")),
+            ),
+            ("context_type", &context_type),
+            ("handler_type", &handler_type),
+        ],
+    );
+    plan.create(format!("src/{name}.rs"), module);
+    plan.create(yaml_path, yaml);
+    plan.create(format!("tests/{name}.rs"), test);
+    add_module(plan, root, name)?;
+    Ok(())
+}
+
+/// A YAML double-quoted string.
+fn yaml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Declares `pub mod name;` in `src/lib.rs`, creating the file for a binary-only crate (its
+/// workflows then live in a library that its binary and tests share).
+fn add_module(plan: &mut Plan, root: &Path, name: &str) -> Result<(), CliError> {
+    let lib = Path::new("src/lib.rs");
+    let planned = plan
+        .files
+        .iter()
+        .position(|f| f.path == lib)
+        .map(|i| plan.files.remove(i));
+    let current = match planned {
+        Some(file) => Some(file.contents),
+        None => match std::fs::read_to_string(root.join(lib)) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(CliError::failure(format!(
+                    "cannot read `{}`: {e}",
+                    root.join(lib).display()
+                )));
+            }
+        },
+    };
+    let (text, existed) = match current {
+        Some(text) => (text, root.join(lib).exists()),
+        None => (templates::INIT_LIB.to_owned(), false),
+    };
+    let updated = project::with_module(&text, name);
+    if existed {
+        plan.edit(lib, updated);
+    } else {
+        plan.create(lib, updated);
+    }
+    Ok(())
+}
+
+/// What `init` is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct InitRequest {
+    /// Depend on tasker at this path instead of the published crate.
+    pub tasker_path: Option<PathBuf>,
+}
+
+/// The example workflow `init` adds.
+pub const EXAMPLE_WORKFLOW: &str = "hello_world";
+
+/// Plans `init`: the configuration file, the templates directory and an example workflow.
+pub fn init(root: &Path) -> Result<Plan, CliError> {
+    let crate_name = project::crate_name(root)?;
+    let mut plan = Plan::default();
+    plan.create(CONFIG_FILE, templates::INIT_CONFIG.to_owned());
+    let example = TaskHandlerRequest {
+        name: EXAMPLE_WORKFLOW.to_owned(),
+        namespace: "examples".to_owned(),
+        version: "0.1.0".to_owned(),
+        steps: "compose,deliver:compose".to_owned(),
+    };
+    let steps = steps::parse(&example.steps).map_err(CliError::failure)?;
+    plan_task_handler(&mut plan, root, &crate_name, &example, &steps)?;
+    Ok(plan)
+}
+
+/// Plans a standalone step handler module with its unit test.
+pub fn step_handler(root: &Path, name: &str) -> Result<Plan, CliError> {
+    names::check("step handler name", name).map_err(CliError::usage)?;
+    project::crate_name(root)?;
+    let mut plan = Plan::default();
+    plan.create(
+        format!("src/{name}.rs"),
+        render(templates::STEP_HANDLER, &[("name", name)]),
+    );
+    add_module(&mut plan, root, name)?;
+    Ok(plan)
+}
+
+/// Plans a subscriber module for `events` (names from the catalog).
+pub fn subscriber(root: &Path, name: &str, events: &[String]) -> Result<Plan, CliError> {
+    let mut problems = Vec::new();
+    if let Err(e) = names::check("subscriber name", name) {
+        problems.push(e);
+    }
+    if events.is_empty() {
+        problems.push(
+            "name the events to subscribe to: `--events step.failed,task.completed` \
+             (`cargo tasker events` lists them)"
+                .to_owned(),
+        );
+    }
+    let mut infos = Vec::new();
+    for event in events {
+        match tasker::events::find(event) {
+            Some(info) if !infos.contains(&info) => infos.push(info),
+            Some(_) => problems.push(format!("event `{event}` is listed twice")),
+            None => problems.push(format!(
+                "`{event}` is not in the event catalog (`cargo tasker events` lists it)"
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CliError::usage(problems.join("\n")));
+    }
+    project::crate_name(root)?;
+    let arms: String = infos
+        .iter()
+        .map(|info| {
+            render(
+                templates::SUBSCRIBER_ARM,
+                &[("event", info.name), ("description", info.description)],
+            )
+        })
+        .collect();
+    let event_list = infos
+        .iter()
+        .map(|i| format!("`{}`", i.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut plan = Plan::default();
+    plan.create(
+        format!("src/{name}.rs"),
+        render(
+            templates::SUBSCRIBER,
+            &[
+                ("name", name),
+                ("event_list", &event_list),
+                ("arms", &arms),
+                ("first_event", infos.first().map_or("", |i| i.name)),
+            ],
+        ),
+    );
+    add_module(&mut plan, root, name)?;
+    Ok(plan)
+}

@@ -1,0 +1,1 @@
+//! Workflows run by tasker. `cargo tasker generate task-handler NAME` adds one.

@@ -1,0 +1,422 @@
+//! The `cargo-tasker` binary on temporary crates: `--help` of every command, the scaffolds it
+//! writes, bad input that writes nothing, and a fresh crate that builds and passes its tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tasker(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cargo-tasker"))
+        .arg("tasker")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TASKER_DATABASE_URL")
+        .env_remove("TASKER_ENV")
+        .output()
+        .expect("run cargo-tasker")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A minimal binary crate, as `cargo new` makes it.
+fn new_crate(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("src")).expect("src");
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\n"),
+    )
+    .expect("manifest");
+    std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").expect("main");
+    dir
+}
+
+/// Every file under `root` with its contents, sorted by path.
+fn tree(root: &Path) -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path
+                .file_name()
+                .is_some_and(|n| n == "target" || n == "Cargo.lock")
+            {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let relative = path
+                    .strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                out.push((relative, std::fs::read_to_string(&path).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn help_of_every_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let commands: &[&[&str]] = &[
+        &[],
+        &["init"],
+        &["generate"],
+        &["generate", "task-handler"],
+        &["generate", "step-handler"],
+        &["generate", "subscriber"],
+        &["migrate"],
+        &["status"],
+        &["validate"],
+        &["diagram"],
+        &["tasks"],
+        &["tasks", "list"],
+        &["tasks", "show"],
+        &["tasks", "retry"],
+        &["tasks", "cancel"],
+        &["steps"],
+        &["steps", "resolve"],
+        &["events"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = tasker(dir.path(), &args);
+        assert!(output.status.success(), "{command:?}: {}", text(&output));
+        let name = if command.is_empty() {
+            "help".to_owned()
+        } else {
+            format!("help_{}", command.join("_").replace('-', "_"))
+        };
+        insta::assert_snapshot!(name, String::from_utf8_lossy(&output.stdout));
+    }
+}
+
+#[test]
+fn task_handler_scaffold() {
+    let krate = new_crate("shop");
+    let output = tasker(
+        krate.path(),
+        &[
+            "generate",
+            "task-handler",
+            "order_process",
+            "--namespace",
+            "ecommerce",
+            "--version",
+            "1.0.0",
+            "--steps",
+            "fetch,validate:fetch,pay:validate,ship:validate,notify:pay+ship",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    for (path, contents) in tree(krate.path()) {
+        if path == "Cargo.toml" || path == "src/main.rs" {
+            continue;
+        }
+        insta::assert_snapshot!(
+            format!("task_handler__{}", path.replace(['/', '.'], "_")),
+            contents
+        );
+    }
+}
+
+#[test]
+fn step_handler_and_subscriber_scaffolds() {
+    let krate = new_crate("shop");
+    let output = tasker(krate.path(), &["generate", "step-handler", "charge_card"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = tasker(
+        krate.path(),
+        &[
+            "generate",
+            "subscriber",
+            "alerts",
+            "--events",
+            "step.failed,task.completed",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    for (path, contents) in tree(krate.path()) {
+        if path.starts_with("src/") && path != "src/main.rs" {
+            insta::assert_snapshot!(
+                format!("generated__{}", path.replace(['/', '.'], "_")),
+                contents
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_an_error_and_writes_nothing() {
+    let krate = new_crate("shop");
+    let before = tree(krate.path());
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "generate",
+                "task-handler",
+                "flow",
+                "--steps",
+                "fetch,pay:fetc",
+            ],
+            "step `pay` depends on `fetc`, which is not a step; did you mean `fetch`?",
+        ),
+        (
+            &["generate", "task-handler", "flow", "--steps", "a:c,b:a,c:b"],
+            "cycle: `a -> c -> b -> a`",
+        ),
+        (
+            &["generate", "task-handler", "Order-Process"],
+            "workflow name `Order-Process` must start with a lowercase letter (try `order_process`)",
+        ),
+        (
+            &["generate", "task-handler", "../escape"],
+            "workflow name `../escape` must start with a lowercase letter",
+        ),
+        (
+            &["generate", "task-handler", "flow", "--version", "1.0"],
+            "version `1.0` is not a semantic version",
+        ),
+        (
+            &["generate", "step-handler", "fn"],
+            "step handler name `fn` is a Rust keyword",
+        ),
+        (
+            &[
+                "generate",
+                "subscriber",
+                "alerts",
+                "--events",
+                "step.exploded",
+            ],
+            "`step.exploded` is not in the event catalog",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = tasker(krate.path(), args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            text(&output).contains(expected),
+            "{args:?}: {}",
+            text(&output)
+        );
+        assert_eq!(tree(krate.path()), before, "{args:?} wrote files");
+    }
+
+    // An existing file is not overwritten, and nothing else is written either.
+    std::fs::create_dir_all(krate.path().join("tests")).expect("tests dir");
+    std::fs::write(krate.path().join("tests/flow.rs"), "// mine\n").expect("existing");
+    let before = tree(krate.path());
+    let output = tasker(krate.path(), &["generate", "task-handler", "flow"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("tests/flow.rs"), "{}", text(&output));
+    assert!(text(&output).contains("--force"), "{}", text(&output));
+    assert_eq!(tree(krate.path()), before);
+    let output = tasker(
+        krate.path(),
+        &["generate", "task-handler", "flow", "--force"],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    assert_ne!(tree(krate.path()), before);
+
+    // Outside a crate.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = tasker(empty.path(), &["generate", "task-handler", "flow"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output).contains("no `Cargo.toml`"),
+        "{}",
+        text(&output)
+    );
+    assert!(tree(empty.path()).is_empty());
+}
+
+/// The workspace root, for the path dependency and the lock file of the fresh crate.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+/// `cargo new`, `cargo tasker init`, `cargo tasker generate task-handler …`, then
+/// `cargo build` and `cargo test` pass without edits.
+#[test]
+fn a_fresh_crate_builds_and_passes_its_generated_tests() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let parent = tempfile::tempdir().expect("temp dir");
+    let status = Command::new(&cargo)
+        .args(["new", "--quiet", "--vcs", "none", "shop"])
+        .current_dir(parent.path())
+        .status()
+        .expect("cargo new");
+    assert!(status.success());
+    let krate = parent.path().join("shop");
+    let tasker_path = workspace().join("tasker");
+    let output = tasker(
+        &krate,
+        &[
+            "init",
+            "--tasker-path",
+            tasker_path.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let output = tasker(
+        &krate,
+        &[
+            "generate",
+            "task-handler",
+            "order_process",
+            "--steps",
+            "fetch,validate:fetch,pay:validate,ship:validate,notify:pay+ship",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+
+    for (path, contents) in tree(&krate) {
+        let scaffolded = path.starts_with("config/tasker/tasker")
+            || path.contains("hello_world")
+            || path == "src/lib.rs";
+        if scaffolded {
+            insta::assert_snapshot!(format!("init__{}", path.replace(['/', '.'], "_")), contents);
+        }
+    }
+    let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).expect("manifest");
+    assert!(manifest.contains("tasker = {"), "{manifest}");
+
+    // The workspace's lock pins the same versions, so the shared target directory (trybuild's,
+    // which is not locked while these tests run) already holds the dependencies.
+    std::fs::copy(workspace().join("Cargo.lock"), krate.join("Cargo.lock")).expect("lock");
+    let target = workspace().join("target/tests/trybuild");
+    for command in ["build", "test"] {
+        let output = Command::new(&cargo)
+            .arg(command)
+            .args([
+                "--offline",
+                "--config",
+                "profile.dev.package.\"*\".debug=false",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(&krate)
+            .output()
+            .expect("cargo");
+        assert!(
+            output.status.success(),
+            "cargo {command}:\n{}",
+            text(&output)
+        );
+        if command == "test" {
+            let out = text(&output);
+            assert!(
+                out.contains("order_process_runs_to_completion ... ok"),
+                "{out}"
+            );
+            assert!(
+                out.contains("hello_world_runs_to_completion ... ok"),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tasks = dir.path().join("tasks");
+    std::fs::create_dir_all(&tasks).expect("dir");
+    std::fs::write(
+        tasks.join("good.yaml"),
+        "name: good\nstep_templates:\n  - name: a\n  - name: b\n    depends_on_step: a\n",
+    )
+    .expect("good");
+    std::fs::write(
+        tasks.join("bad.yaml"),
+        "name: bad\nretries: 3\nstep_templates:\n  - name: a\n    depends_on_step: b\n  - name: b\n    depends_on_step: a\n",
+    )
+    .expect("bad");
+    std::fs::write(
+        tasks.join("cyclic.yaml"),
+        "name: cyclic\nstep_templates:\n  - name: a\n    depends_on_step: b\n  - name: b\n    depends_on_steps: [a, c]\n",
+    )
+    .expect("cyclic");
+    std::fs::write(
+        tasks.join("twin.yml"),
+        "name: good\nstep_templates:\n  - name: x\n",
+    )
+    .expect("twin");
+
+    let output = tasker(dir.path(), &["validate", "tasks"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let out = text(&output);
+    assert!(
+        out.contains("tasks/good.yaml: ok (default/good@0.1.0, 2 steps)"),
+        "{out}"
+    );
+    assert!(out.contains("tasks/bad.yaml: key `retries`"), "{out}");
+    assert!(
+        out.contains("tasks/cyclic.yaml: step `b`, key `depends_on_steps`"),
+        "{out}"
+    );
+    assert!(out.contains("`c`"), "{out}");
+    assert!(
+        out.contains("tasks/twin.yml: `default/good@0.1.0` is also declared by"),
+        "{out}"
+    );
+    assert!(out.contains("3 of 4 template(s) invalid"), "{out}");
+
+    let output = tasker(dir.path(), &["validate", "tasks/good.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let output = tasker(dir.path(), &["validate", "nowhere"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+}
+
+#[test]
+fn diagram_of_a_template_and_the_event_catalog() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tasks = dir.path().join("config/tasker/tasks");
+    std::fs::create_dir_all(&tasks).expect("dir");
+    std::fs::write(
+        tasks.join("order.yaml"),
+        "name: order\nnamespace_name: shop\nversion: 1.0.0\nstep_templates:\n  - name: fetch\n  - name: pay\n    depends_on_step: fetch\n  - name: ship\n    depends_on_step: fetch\n  - name: notify\n    depends_on_steps: [pay, ship]\n    custom_events:\n      - name: order.notified\n        description: The customer was told.\n",
+    )
+    .expect("template");
+    let output = tasker(dir.path(), &["diagram", "config/tasker/tasks/order.yaml"]);
+    assert!(output.status.success(), "{}", text(&output));
+    insta::assert_snapshot!("diagram_template", String::from_utf8_lossy(&output.stdout));
+
+    let output = tasker(dir.path(), &["events"]);
+    assert!(output.status.success(), "{}", text(&output));
+    insta::assert_snapshot!("events", String::from_utf8_lossy(&output.stdout));
+    let output = tasker(dir.path(), &["events", "--json"]);
+    let events: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(
+        events.as_array().map(Vec::len),
+        Some(tasker::events::CATALOG.len() + 1)
+    );
+}
+
+/// The configuration file `init` writes documents the defaults: loading it changes nothing.
+#[test]
+fn the_init_configuration_states_the_defaults() {
+    let text = include_str!("../templates/init/tasker.yaml");
+    let loaded = tasker::TaskerConfig::from_yaml(text, "tasker.yaml").expect("config");
+    assert_eq!(
+        format!("{loaded:?}"),
+        format!("{:?}", tasker::TaskerConfig::default())
+    );
+}

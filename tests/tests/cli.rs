@@ -1,0 +1,259 @@
+//! `cargo tasker` operating on a live database: list, show, diagram, cancel, retry, resolve,
+//! status, on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tasker::prelude::*;
+use tasker::serde_json::{Value, json};
+use tasker_cli::CliError;
+use tasker_tests::{TestDatabase, conformance};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+conformance!(operations_on_a_live_database);
+
+/// Runs `cargo tasker ARGS --database-url URL` in-process, off the async runtime.
+async fn cli(url: &str, args: &[&str]) -> Result<String, CliError> {
+    let mut argv: Vec<String> = vec!["cargo-tasker".into(), "tasker".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.push("--database-url".into());
+    argv.push(url.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        tasker_cli::run(argv.into_iter().map(Into::into), &mut out)
+            .map(|()| String::from_utf8_lossy(&out).into_owned())
+    })
+    .await
+    .expect("cli thread")
+}
+
+fn request(name: &str) -> TaskRequest {
+    TaskRequest::new(name).namespace("shop").version("1.0.0")
+}
+
+async fn operations_on_a_live_database(db: TestDatabase) {
+    let charge_fails = Arc::new(AtomicBool::new(true));
+    let fails = Arc::clone(&charge_fails);
+    let tasker = db
+        .builder()
+        .template(
+            TaskTemplate::new("shop", "order", "1.0.0")
+                .step(StepTemplate::new("fetch", "ok"))
+                .step(StepTemplate::new("charge", "charge").depends_on(["fetch"])),
+        )
+        .template(TaskTemplate::new("shop", "ping", "1.0.0").step(StepTemplate::new("only", "ok")))
+        .handler("ok", handler_fn(|_| async { Ok(json!({ "ok": true })) }))
+        .handler(
+            "charge",
+            handler_fn(move |_| {
+                let fails = Arc::clone(&fails);
+                async move {
+                    if fails.load(Ordering::SeqCst) {
+                        Err(StepError::permanent("card declined"))
+                    } else {
+                        Ok(json!({ "charged": true }))
+                    }
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let url = db.url.as_str();
+
+    let worker = tasker.start_worker();
+    let failed = tasker
+        .create_task(request("order").reason("first"))
+        .await
+        .expect("order");
+    let done = tasker.create_task(request("ping")).await.expect("ping");
+    for id in [failed.id, done.id] {
+        tasker.wait_for_task(id, WAIT).await.expect("finish");
+    }
+    worker.shutdown().await;
+    let waiting = tasker.create_task(request("ping")).await.expect("pending");
+
+    let list = cli(url, &["tasks", "list"]).await.expect("list");
+    for (id, state) in [
+        (failed.id, "error"),
+        (done.id, "complete"),
+        (waiting.id, "pending"),
+    ] {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(&format!("{id} ")) && l.contains(state)),
+            "task {id} {state} missing from:\n{list}"
+        );
+    }
+    assert!(
+        list.contains("shop/order@1.0.0") && list.contains("first"),
+        "{list}"
+    );
+
+    let json: Value = serde_json::from_str(
+        &cli(url, &["tasks", "list", "--state", "error", "--json"])
+            .await
+            .expect("json"),
+    )
+    .expect("list JSON");
+    let ids: Vec<i64> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|t| t["task_id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [failed.id]);
+
+    let show = cli(url, &["tasks", "show", &failed.id.to_string()])
+        .await
+        .expect("show");
+    assert!(show.contains("error: card declined"), "{show}");
+    let shown: Value = serde_json::from_str(
+        &cli(url, &["tasks", "show", &failed.id.to_string(), "--json"])
+            .await
+            .expect("show"),
+    )
+    .expect("show JSON");
+    assert_eq!(shown["task"]["state"], "error");
+    let names: Vec<&str> = shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["fetch", "charge"]);
+
+    let diagram = cli(url, &["diagram", "--task", &failed.id.to_string()])
+        .await
+        .expect("diagram");
+    assert!(diagram.contains("flowchart TD"), "{diagram}");
+    assert!(diagram.contains("s0 --> s1"), "{diagram}");
+    assert!(
+        diagram.contains("class s0 complete") && diagram.contains("class s1 error"),
+        "{diagram}"
+    );
+
+    // Cancel the waiting task; a second cancel is a no-op that says so.
+    let id = waiting.id.to_string();
+    assert!(
+        cli(url, &["tasks", "cancel", &id])
+            .await
+            .expect("cancel")
+            .contains("cancelled task")
+    );
+    assert!(
+        cli(url, &["tasks", "cancel", &id])
+            .await
+            .expect("again")
+            .contains("already")
+    );
+    assert_eq!(
+        tasker.task(waiting.id).await.expect("task").state,
+        TaskState::Cancelled
+    );
+
+    // Retry the failed task: it goes back to pending, and with the card fixed it completes.
+    let id = failed.id.to_string();
+    assert!(
+        cli(url, &["tasks", "retry", &id])
+            .await
+            .expect("retry")
+            .contains("pending again")
+    );
+    charge_fails.store(false, Ordering::SeqCst);
+    let worker = tasker.start_worker();
+    let finished = tasker
+        .wait_for_task(failed.id, WAIT)
+        .await
+        .expect("retried");
+    worker.shutdown().await;
+    assert_eq!(finished.state, TaskState::Complete);
+
+    // Resolve a step by hand on a fresh failure.
+    charge_fails.store(true, Ordering::SeqCst);
+    let worker = tasker.start_worker();
+    let again = tasker.create_task(request("order")).await.expect("order");
+    tasker.wait_for_task(again.id, WAIT).await.expect("fails");
+    worker.shutdown().await;
+    let steps = tasker.steps(again.id).await.expect("steps");
+    let charge = steps.iter().find(|s| s.name == "charge").expect("charge");
+    let resolved = cli(
+        url,
+        &[
+            "steps",
+            "resolve",
+            &charge.step_id.to_string(),
+            "--result",
+            r#"{"charged":"by hand"}"#,
+        ],
+    )
+    .await
+    .expect("resolve");
+    assert!(resolved.contains("resolved step"), "{resolved}");
+    let steps = tasker.steps(again.id).await.expect("steps");
+    let charge = steps.iter().find(|s| s.name == "charge").expect("charge");
+    assert_eq!(charge.state, StepState::ResolvedManually);
+    assert_eq!(charge.results, Some(json!({ "charged": "by hand" })));
+
+    // Migrations and errors.
+    let status = cli(url, &["status"]).await.expect("status");
+    assert!(
+        status.contains("applied") && !status.contains("pending"),
+        "{status}"
+    );
+    assert!(
+        cli(url, &["migrate"])
+            .await
+            .expect("migrate")
+            .contains("applied 0 migration(s)")
+    );
+    let missing = cli(url, &["tasks", "show", "987654"])
+        .await
+        .expect_err("missing");
+    assert!(
+        missing.message.contains("task 987654 not found"),
+        "{}",
+        missing.message
+    );
+    let bad = cli(url, &["steps", "resolve", "1", "--result", "{nope"])
+        .await
+        .expect_err("json");
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.message.contains("`--result` is not JSON"),
+        "{}",
+        bad.message
+    );
+}
+
+#[tokio::test]
+async fn a_missing_sqlite_file_is_not_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("typo.db");
+    let url = path.display().to_string();
+    let error = cli(&url, &["tasks", "list"]).await.expect_err("missing");
+    assert!(
+        error.message.contains("no database at"),
+        "{}",
+        error.message
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_is_reported() {
+    let db = TestDatabase::sqlite();
+    std::fs::write(&db.url, b"").expect("empty file");
+    let error = cli(&db.url, &["tasks", "list"])
+        .await
+        .expect_err("unmigrated");
+    assert!(
+        error.message.contains("cargo tasker migrate"),
+        "{}",
+        error.message
+    );
+    let status = cli(&db.url, &["status"]).await.expect("status");
+    assert!(status.contains("pending"), "{status}");
+}
