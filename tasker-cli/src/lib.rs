@@ -92,11 +92,15 @@ pub enum Command {
     /// Operate on workflow steps.
     #[command(subcommand)]
     Steps(Steps),
-    /// List the event catalog, with the custom events templates declare.
+    /// List the event catalog, with the custom events templates and programs declare.
     Events {
         /// Templates whose custom events to list (default: `config/tasker/tasks` if present).
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
+        /// Also list the custom events declared in code by programs running workers on this
+        /// database (they record them at start-up).
+        #[arg(long, env = "TASKER_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -363,7 +367,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             result,
             database,
         }) => ops::resolve_step(out, id, result.as_deref(), &database.database_url)?,
-        Command::Events { templates, json } => ops::events(out, templates.as_deref(), json)?,
+        Command::Events {
+            templates,
+            database_url,
+            json,
+        } => ops::events(out, templates.as_deref(), database_url.as_deref(), json)?,
     }
     Ok(())
 }

@@ -241,13 +241,17 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 limit,
                 offset,
             };
-            let tasks = block_on(async {
+            let mut tasks = block_on(async {
                 engine(&url)
                     .await?
                     .tasks(filter)
                     .await
                     .map_err(db_error(&url))
             })?;
+            let redactor = tasker::redact::Redactor::default();
+            for task in &mut tasks {
+                redactor.redact(&mut task.context);
+            }
             if json {
                 writeln!(out, "{}", to_json(&tasks)?)?;
                 return Ok(());
@@ -272,12 +276,20 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
         }
         Tasks::Show { id, json, database } => {
             let url = database.database_url;
-            let (task, steps) = block_on(async {
+            let (mut task, mut steps) = block_on(async {
                 let tasker = engine(&url).await?;
                 let task = tasker.task(id).await.map_err(db_error(&url))?;
                 let steps = tasker.steps(id).await.map_err(db_error(&url))?;
                 Ok((task, steps))
             })?;
+            // Operators see the shape of the data, not its secrets.
+            let redactor = tasker::redact::Redactor::default();
+            redactor.redact(&mut task.context);
+            for step in &mut steps {
+                if let Some(results) = &mut step.results {
+                    redactor.redact(results);
+                }
+            }
             if json {
                 writeln!(
                     out,
@@ -391,18 +403,35 @@ pub(crate) fn resolve_step(
 pub(crate) fn events(
     out: &mut impl Write,
     templates: Option<&Path>,
+    database_url: Option<&str>,
     as_json: bool,
 ) -> Result<(), CliError> {
     let mut rows: Vec<(String, String, String)> = tasker::events::CATALOG
         .iter()
         .map(|e| {
-            (
-                e.name.to_owned(),
-                e.kind.as_str().to_owned(),
-                e.description.to_owned(),
-            )
+            let description = match e.not_published {
+                Some(why) => format!("{} Not published: {why}.", e.description),
+                None => e.description.to_owned(),
+            };
+            (e.name.to_owned(), e.kind.as_str().to_owned(), description)
         })
         .collect();
+    if let Some(url) = database_url {
+        let stored = block_on(async {
+            engine(url)
+                .await?
+                .stored_custom_events()
+                .await
+                .map_err(db_error(url))
+        })?;
+        for (name, description) in stored {
+            rows.push((
+                name,
+                "custom (declared in code)".to_owned(),
+                description.unwrap_or_default(),
+            ));
+        }
+    }
     let default = PathBuf::from(scaffold::TASKS_DIR);
     let dir = match templates {
         Some(dir) => Some(dir.to_path_buf()),

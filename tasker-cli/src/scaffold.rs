@@ -392,6 +392,10 @@ pub fn subscriber(root: &Path, name: &str, events: &[String]) -> Result<Plan, Cl
     let mut infos = Vec::new();
     for event in events {
         match tasker::events::find(event) {
+            Some(info) if info.not_published.is_some() => problems.push(format!(
+                "`{event}` is never published: {}",
+                info.not_published.unwrap_or_default()
+            )),
             Some(info) if !infos.contains(&info) => infos.push(info),
             Some(_) => problems.push(format!("event `{event}` is listed twice")),
             None => problems.push(format!(
@@ -417,6 +421,18 @@ pub fn subscriber(root: &Path, name: &str, events: &[String]) -> Result<Plan, Cl
         .map(|i| format!("`{}`", i.name))
         .collect::<Vec<_>>()
         .join(", ");
+    let patterns = infos
+        .iter()
+        .map(|i| format!("\"{}\"", i.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let first_kind = match infos.first().map(|i| i.kind) {
+        Some(tasker::EventKind::Task) => "Task",
+        Some(tasker::EventKind::Step) => "Step",
+        Some(tasker::EventKind::Workflow) => "Workflow",
+        Some(tasker::EventKind::Observability) => "Observability",
+        _ => "Custom",
+    };
     let mut plan = Plan::default();
     plan.create(
         format!("src/{name}.rs"),
@@ -425,8 +441,10 @@ pub fn subscriber(root: &Path, name: &str, events: &[String]) -> Result<Plan, Cl
             &[
                 ("name", name),
                 ("event_list", &event_list),
+                ("patterns", &patterns),
                 ("arms", &arms),
                 ("first_event", infos.first().map_or("", |i| i.name)),
+                ("first_kind", first_kind),
             ],
         ),
     );

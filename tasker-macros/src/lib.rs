@@ -8,6 +8,7 @@
 mod attr;
 mod ctxt;
 mod data;
+mod events;
 mod graph;
 mod main_fn;
 mod paths;
@@ -100,4 +101,27 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
     main_fn::expand_test(args.into(), item.into()).into()
+}
+
+/// Declares custom events, each a constant steps publish with `cx.publish(&NAME, payload)`.
+/// The name must have a dot and must not use the engine's prefixes (`task`, `step`, `workflow`,
+/// `observability`, `test`); the doc comment is its description in the catalog.
+///
+/// ```ignore
+/// tasker::custom_event! {
+///     /// The order left the warehouse.
+///     pub ORDER_SHIPPED = "order.shipped";
+/// }
+/// ```
+#[proc_macro]
+pub fn custom_event(input: TokenStream) -> TokenStream {
+    events::expand_custom_event(input.into()).into()
+}
+
+/// Registers a subscriber for the events listed (exact names, `family.*`, or `*`), on an
+/// `async fn(event: &Event) -> Result<(), E>` or an `impl Subscriber for Type` block (whose
+/// `events` it writes). A type that is not `Default` is handed to `.subscriber(instance)`.
+#[proc_macro_attribute]
+pub fn subscriber(args: TokenStream, item: TokenStream) -> TokenStream {
+    events::expand_subscriber(args.into(), item.into()).into()
 }

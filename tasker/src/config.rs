@@ -40,6 +40,11 @@ pub struct TaskerConfig {
     pub max_result_bytes: usize,
     /// Environment whose template overrides apply. Default: `TASKER_ENV`.
     pub environment: Option<String>,
+    /// Keys whose values are masked in events, logs and output (matched ignoring case, anywhere
+    /// in the key). Default: the seed's list, [`crate::redact::DEFAULT_KEYS`].
+    pub redact_keys: Vec<String>,
+    /// What replaces a masked value. Default: `[FILTERED]`.
+    pub redact_mask: String,
 }
 
 impl Default for TaskerConfig {
@@ -63,6 +68,11 @@ impl Default for TaskerConfig {
             max_context_bytes: 1 << 20,
             max_result_bytes: 1 << 20,
             environment: std::env::var("TASKER_ENV").ok(),
+            redact_keys: crate::redact::DEFAULT_KEYS
+                .iter()
+                .map(|k| (*k).to_owned())
+                .collect(),
+            redact_mask: crate::redact::DEFAULT_MASK.to_owned(),
         }
     }
 }
@@ -87,6 +97,8 @@ struct ConfigFile {
     max_result_bytes: Option<usize>,
     environment: Option<String>,
     backoff: Option<BackoffFile>,
+    redact_keys: Option<Vec<String>>,
+    redact_mask: Option<String>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -100,6 +112,11 @@ struct BackoffFile {
 }
 
 impl TaskerConfig {
+    /// The redactor these settings describe.
+    pub fn redactor(&self) -> crate::redact::Redactor {
+        crate::redact::Redactor::new(&self.redact_keys, self.redact_mask.clone())
+    }
+
     /// Reads a YAML configuration file (as `cargo tasker init` writes it) over the defaults.
     ///
     /// `TASKER_DATABASE_URL` and `TASKER_ENV`, when set, win over the file.
@@ -137,6 +154,12 @@ impl TaskerConfig {
             config.environment = file.environment;
         }
         config.pool_size = file.pool_size.unwrap_or(config.pool_size);
+        if let Some(keys) = file.redact_keys {
+            config.redact_keys = keys;
+        }
+        if let Some(mask) = file.redact_mask {
+            config.redact_mask = mask;
+        }
         config.migrate_on_start = file.migrate_on_start.unwrap_or(config.migrate_on_start);
         config.concurrency = file.concurrency.unwrap_or(config.concurrency);
         config.claim_batch = file.claim_batch.unwrap_or(config.claim_batch);

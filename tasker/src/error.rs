@@ -62,6 +62,21 @@ pub enum Error {
         /// The handler type.
         handler_type: &'static str,
     },
+    /// A `#[subscriber]` type that holds state was not handed to the builder.
+    #[error(
+        "subscriber `{0}` does not implement `Default`: hand an instance to the builder with `.subscriber(…)`, or turn automatic registration off with `.auto_register(false)`"
+    )]
+    SubscriberNeedsInstance(String),
+    /// A subscriber asks for events that do not exist.
+    #[error(
+        "subscriber `{subscriber}` asks for `{pattern}`, which matches no published or declared event (`cargo tasker events` lists them)"
+    )]
+    UnknownEvent {
+        /// The subscriber.
+        subscriber: String,
+        /// The pattern that matches nothing.
+        pattern: String,
+    },
     /// No template is registered under this name.
     #[error("no task template `{namespace}/{name}@{version}` is registered")]
     UnknownTemplate {

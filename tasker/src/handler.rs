@@ -179,7 +179,12 @@ struct StepContextInner {
     handler_config: Value,
     /// Where results of steps that are not parents are looked up.
     store: Option<Store>,
+    /// Where custom events go, and the names the step template declares.
+    events: Option<(Publisher, Vec<String>)>,
 }
+
+/// Publishes an event in the engine's process.
+pub(crate) type Publisher = Arc<dyn Fn(crate::events::Event) + Send + Sync>;
 
 impl StepContext {
     /// Builds a context; the engine does this for every attempt, tests may do it by hand.
@@ -201,6 +206,7 @@ impl StepContext {
                 parents,
                 handler_config,
                 store: None,
+                events: None,
             }),
             context: Arc::new(context),
         }
@@ -210,6 +216,15 @@ impl StepContext {
     pub(crate) fn with_store(mut self, store: Store) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.store = Some(store);
+        }
+        self
+    }
+
+    /// Lets the step publish custom events: `publisher` delivers them, `declared` are the names
+    /// its template's `custom_events` declare.
+    pub(crate) fn with_events(mut self, publisher: Publisher, declared: Vec<String>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.events = Some((publisher, declared));
         }
         self
     }
@@ -320,6 +335,58 @@ impl<C> StepContext<C> {
             )));
         }
         Ok(step.results.unwrap_or(Value::Null))
+    }
+
+    /// Publishes a custom event declared with [`custom_event!`](crate::custom_event), tagged
+    /// with this task, step and attempt. Sensitive keys of `payload` are masked.
+    pub fn publish(
+        &self,
+        event: &crate::events::CustomEvent,
+        payload: impl serde::Serialize,
+    ) -> Result<(), StepError> {
+        self.publish_event(event.name().into(), payload)
+    }
+
+    /// Publishes a custom event the step's template declares in `custom_events` (for events
+    /// named in YAML rather than with [`custom_event!`](crate::custom_event)).
+    pub fn publish_declared(
+        &self,
+        name: &str,
+        payload: impl serde::Serialize,
+    ) -> Result<(), StepError> {
+        let declared = self
+            .inner
+            .events
+            .as_ref()
+            .is_some_and(|(_, names)| names.iter().any(|n| n == name));
+        if !declared {
+            return Err(StepError::permanent(format!(
+                "step `{}` does not declare the custom event `{name}` in its template's `custom_events`",
+                self.inner.step_name
+            )));
+        }
+        self.publish_event(name.to_owned().into(), payload)
+    }
+
+    fn publish_event(
+        &self,
+        name: std::borrow::Cow<'static, str>,
+        payload: impl serde::Serialize,
+    ) -> Result<(), StepError> {
+        let payload = serde_json::to_value(payload)
+            .map_err(|e| StepError::permanent(format!("custom event `{name}`: {e}")))?;
+        let Some((publisher, _)) = &self.inner.events else {
+            // A context built by hand (in a unit test) has nowhere to publish.
+            return Ok(());
+        };
+        let mut event = crate::events::Event::new(name, crate::events::EventKind::Custom);
+        event.task_id = Some(self.inner.task_id);
+        event.step_id = Some(self.inner.step_id);
+        event.step_name = Some(self.inner.step_name.clone());
+        event.attempt = i32::try_from(self.inner.attempt).ok();
+        event.payload = payload;
+        publisher(event);
+        Ok(())
     }
 
     /// The step template's `handler_config` (JSON `null` when absent).

@@ -49,9 +49,14 @@ pub mod engine;
 mod error;
 pub mod events;
 pub mod handler;
+pub mod metrics;
+pub mod redact;
 pub mod registry;
 pub mod state;
 pub mod store;
+pub mod subscriber;
+#[cfg(feature = "opentelemetry")]
+pub mod telemetry;
 pub mod template;
 pub mod workflow;
 
@@ -61,6 +66,7 @@ pub use engine::{
     IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
 };
 pub use error::{Error, Result};
+pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};
@@ -68,11 +74,14 @@ pub use store::{
     Backend, EventRecord, MigrationStatus, NewTask, StepInfo, Store, TaskFilter, TaskRow,
     TransitionInfo,
 };
+pub use subscriber::{Subscriber, SubscriberError};
 pub use template::{StepTemplate, TaskTemplate};
 pub use workflow::{ResultExt, StepOutput, TaskContext, TaskHandler};
 
 #[cfg(feature = "macros")]
-pub use tasker_macros::{data, main, step, step_handler, task_handler, test};
+pub use tasker_macros::{
+    custom_event, data, main, step, step_handler, subscriber, task_handler, test,
+};
 
 /// The JSON library contexts and results are made of, for code that builds them untyped.
 pub use serde_json;
@@ -80,8 +89,12 @@ pub use serde_json;
 /// Not public API: what the macros' generated code names. It may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::events::{CustomEvent, CustomEventRegistration, Event};
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
+    };
+    pub use crate::subscriber::{
+        DynSubscriber, Subscriber, SubscriberError, SubscriberRegistration,
     };
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
     pub use crate::workflow::{
@@ -104,10 +117,11 @@ pub mod __private {
 
 /// The names most programs need: `use tasker::prelude::*;`.
 pub mod prelude {
+    pub use crate::{Event, Subscriber, SubscriberError};
     pub use crate::{
         ResultExt, StepContext, StepError, StepHandler, StepRef, StepResult, StepState,
         StepTemplate, TaskHandler, TaskRequest, TaskState, TaskTemplate, Tasker, handler_fn,
     };
     #[cfg(feature = "macros")]
-    pub use crate::{step_handler, task_handler};
+    pub use crate::{step_handler, subscriber, task_handler};
 }

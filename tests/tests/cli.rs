@@ -14,6 +14,11 @@ const WAIT: Duration = Duration::from_secs(30);
 
 conformance!(operations_on_a_live_database);
 
+tasker::custom_event! {
+    /// An order was audited.
+    pub ORDER_AUDITED = "order.audited";
+}
+
 /// Runs `cargo tasker ARGS --database-url URL` in-process, off the async runtime.
 async fn cli(url: &str, args: &[&str]) -> Result<String, CliError> {
     let mut argv: Vec<String> = vec!["cargo-tasker".into(), "tasker".into()];
@@ -65,7 +70,11 @@ async fn operations_on_a_live_database(db: TestDatabase) {
 
     let worker = tasker.start_worker();
     let failed = tasker
-        .create_task(request("order").reason("first"))
+        .create_task(
+            request("order")
+                .reason("first")
+                .context(json!({ "card": { "token": "tok_CANARY" }, "sku": "book" })),
+        )
         .await
         .expect("order");
     let done = tasker.create_task(request("ping")).await.expect("ping");
@@ -109,6 +118,10 @@ async fn operations_on_a_live_database(db: TestDatabase) {
     let show = cli(url, &["tasks", "show", &failed.id.to_string()])
         .await
         .expect("show");
+    assert!(
+        show.contains("\"sku\":\"book\"") && !show.contains("tok_CANARY"),
+        "{show}"
+    );
     assert!(show.contains("error: card declined"), "{show}");
     let shown: Value = serde_json::from_str(
         &cli(url, &["tasks", "show", &failed.id.to_string(), "--json"])
@@ -196,6 +209,19 @@ async fn operations_on_a_live_database(db: TestDatabase) {
     let charge = steps.iter().find(|s| s.name == "charge").expect("charge");
     assert_eq!(charge.state, StepState::ResolvedManually);
     assert_eq!(charge.results, Some(json!({ "charged": "by hand" })));
+
+    // Custom events declared in this program's code were recorded for tools like this one.
+    let events = cli(url, &["events"]).await.expect("events");
+    let line = events
+        .lines()
+        .find(|l| l.starts_with("order.audited"))
+        .unwrap_or_else(|| panic!("order.audited missing from:\n{events}"));
+    assert!(
+        line.contains("declared in code") && line.contains("An order was audited."),
+        "{line}"
+    );
+    assert!(events.contains("task.before_transition") && events.contains("Not published"));
+    let _ = ORDER_AUDITED;
 
     // Migrations and errors.
     let status = cli(url, &["status"]).await.expect("status");

@@ -129,10 +129,12 @@ async fn diamond(db: TestDatabase) {
         bottom.results.as_ref().expect("results")["seen"],
         json!(["left", "right"])
     );
-    // Exactly one event per recorded transition.
+    // Exactly one event per recorded transition (transitions are the events with a `to`).
     let mut published = Vec::new();
     while let Ok(event) = events.try_recv() {
-        published.push(event);
+        if event.to.is_some() {
+            published.push(event);
+        }
     }
     let mut recorded = tasker
         .task_transitions(done.task_id)
@@ -681,6 +683,7 @@ async fn stale_completion_is_fenced(db: TestDatabase) {
         owner: "zombie".to_owned(),
         concurrent: true,
         result: Ok(json!({ "by": "zombie" }).to_string()),
+        duration_ms: None,
     };
     assert_eq!(
         tasker.complete_steps(vec![late]).await.expect("complete"),

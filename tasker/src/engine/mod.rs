@@ -2,6 +2,7 @@
 
 pub mod backoff;
 mod request;
+pub(crate) mod spans;
 mod worker;
 
 use std::collections::HashMap;
@@ -18,12 +19,16 @@ pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
 use crate::error::{Error, Result};
+use crate::events::{Event, EventKind};
 use crate::handler::StepHandler;
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::TaskState;
 use crate::store::{
     self, EventRecord, NewTask, PreparedStep, PreparedTask, StepInfo, Store, TaskFilter, TaskRow,
     TransitionInfo, dispatch,
+};
+use crate::subscriber::{
+    DynSubscriber, Subscriber, SubscriberRegistration, SubscriberStats, Subscribers,
 };
 use crate::template::TaskTemplate;
 use crate::workflow::TaskHandler;
@@ -46,7 +51,13 @@ pub(crate) struct Inner {
     /// Templates by `named_task_id`, for workers resolving a claimed step.
     pub(crate) by_named_task: HashMap<i64, Arc<RegisteredTemplate>>,
     pub(crate) wake: Arc<Notify>,
-    events: broadcast::Sender<EventRecord>,
+    events: broadcast::Sender<Event>,
+    subscribers: Subscribers,
+    pub(crate) redactor: crate::redact::Redactor,
+    /// Correlation ids of the tasks this process works on.
+    pub(crate) correlations: std::sync::Mutex<HashMap<i64, String>>,
+    /// The open span of each task this process runs steps of.
+    pub(crate) task_spans: std::sync::Mutex<HashMap<i64, spans::TaskSpan>>,
     listener_stop: Arc<AtomicBool>,
 }
 
@@ -74,6 +85,7 @@ pub struct TaskerBuilder {
     auto_register: bool,
     /// `task_handler` registrations, run at `build` once the environment is known.
     task_handlers: Vec<PendingTaskHandler>,
+    subscribers: Vec<(String, Arc<dyn DynSubscriber>)>,
     error: Option<Error>,
 }
 
@@ -147,6 +159,14 @@ impl TaskerBuilder {
         self
     }
 
+    /// Adds a subscriber; it receives the events its [`Subscriber::events`] select, off the path
+    /// that runs steps (see [`mod@crate::subscriber`] for the delivery rules).
+    pub fn subscriber<S: Subscriber>(mut self, subscriber: S) -> Self {
+        self.subscribers
+            .push((std::any::type_name::<S>().to_owned(), Arc::new(subscriber)));
+        self
+    }
+
     /// Whether `build` adds every `#[task_handler]` and `#[step_handler]` compiled into the
     /// program (default `true`); with `false`, only what is registered on the builder runs.
     pub fn auto_register(mut self, enabled: bool) -> Self {
@@ -205,8 +225,48 @@ impl TaskerBuilder {
         for register in self.task_handlers {
             register(&mut registry)?;
         }
+        let mut subscribers = self.subscribers;
         if self.auto_register {
             registry.register_discovered()?;
+            for registration in inventory::iter::<SubscriberRegistration> {
+                if subscribers
+                    .iter()
+                    .any(|(name, _)| name == registration.name)
+                {
+                    continue;
+                }
+                match (registration.instance)() {
+                    Some(subscriber) => {
+                        subscribers.push((registration.name.to_owned(), subscriber))
+                    }
+                    None => {
+                        return Err(Error::SubscriberNeedsInstance(registration.name.to_owned()));
+                    }
+                }
+            }
+        }
+        let declared: Vec<String> = registry
+            .templates()
+            .iter()
+            .flat_map(|t| &t.step_templates)
+            .flat_map(|s| s.custom_events.iter().map(|e| e.name.clone()))
+            .collect();
+        for (name, subscriber) in &subscribers {
+            for pattern in subscriber.events_dyn() {
+                let known = crate::events::CATALOG
+                    .iter()
+                    .filter(|e| e.not_published.is_none())
+                    .map(|e| e.name)
+                    .chain(crate::events::custom_events().iter().map(|e| e.name()))
+                    .chain(declared.iter().map(String::as_str))
+                    .any(|event| crate::events::matches_pattern(event, pattern));
+                if !known {
+                    return Err(Error::UnknownEvent {
+                        subscriber: name.clone(),
+                        pattern: (*pattern).to_owned(),
+                    });
+                }
+            }
         }
         registry.validate()?;
         let config = self.config;
@@ -235,6 +295,15 @@ impl TaskerBuilder {
                 dispatch!(store, sync_templates(&refs))
             })
             .await?;
+        let custom: Vec<(String, String)> = crate::events::custom_events()
+            .iter()
+            .map(|e| (e.name().to_owned(), e.description().to_owned()))
+            .collect();
+        if !custom.is_empty() {
+            store
+                .run(move |store| dispatch!(store, sync_custom_events(&custom)))
+                .await?;
+        }
         let mut ids = HashMap::new();
         let mut by_named_task = HashMap::new();
         for (key, template_ids) in keys.into_iter().zip(synced) {
@@ -255,6 +324,8 @@ impl TaskerBuilder {
             );
         }
         let (events, _) = broadcast::channel(4096);
+        let subscribers = Subscribers::start(subscribers);
+        let redactor = config.redactor();
         Ok(Tasker {
             inner: Arc::new(Inner {
                 store,
@@ -265,6 +336,10 @@ impl TaskerBuilder {
                 by_named_task,
                 wake,
                 events,
+                subscribers,
+                redactor,
+                correlations: Default::default(),
+                task_spans: Default::default(),
                 listener_stop,
             }),
         })
@@ -280,6 +355,7 @@ impl Tasker {
             identity: IdentityStrategy::default(),
             auto_register: true,
             task_handlers: Vec::new(),
+            subscribers: Vec::new(),
             error: None,
         }
     }
@@ -301,8 +377,18 @@ impl Tasker {
 
     /// Receives every transition as it is committed by this process (lagging receivers miss
     /// the oldest events).
-    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Delivered, failed and dropped counts of each subscriber.
+    pub fn subscriber_stats(&self) -> Vec<SubscriberStats> {
+        self.inner.subscribers.stats()
+    }
+
+    /// Publishes an event in this process: to [`Tasker::subscribe`] receivers and subscribers.
+    pub(crate) fn emit(&self, event: Event) {
+        emit(&self.inner, event);
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {
@@ -319,7 +405,15 @@ impl Tasker {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<(T, Vec<EventRecord>)> + Send + 'static,
     {
-        let (value, events) = self.inner.store.run(write).await?;
+        let (value, events) = self
+            .inner
+            .store
+            .run(move |store| {
+                let (value, mut events) = write(store)?;
+                with_correlations(store, &mut events)?;
+                Ok((value, events))
+            })
+            .await?;
         self.publish(events);
         Ok(value)
     }
@@ -400,6 +494,15 @@ impl Tasker {
             }
         }
         if request
+            .correlation_id
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.len() > 128)
+        {
+            return Err(Error::InvalidRequest(
+                "`correlation_id` must be 1 to 128 bytes".to_owned(),
+            ));
+        }
+        if request
             .idempotency_key
             .as_ref()
             .is_some_and(|k| k.is_empty() || k.len() > 255)
@@ -456,6 +559,10 @@ impl Tasker {
             identity_hash,
             idempotency_key: request.idempotency_key.clone(),
             priority: request.priority,
+            correlation_id: request
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             steps,
             edges,
         })
@@ -477,12 +584,35 @@ impl Tasker {
     /// its steps, edges and initial transitions in one transaction. Nothing is written when any
     /// check fails.
     pub async fn create_task(&self, request: TaskRequest) -> Result<NewTask> {
+        let started = std::time::Instant::now();
         let prepared = self.prepare(&request)?;
         let created = self
             .commit(move |store| dispatch!(store, create_task(&prepared)))
             .await?;
         self.inner.wake.notify_one();
+        if !created.existing {
+            self.emit_created(&created, &request, started.elapsed());
+        }
         Ok(created)
+    }
+
+    /// `observability.task.enqueue`, and `observability.step.skip` for each bypassed step.
+    fn emit_created(&self, created: &NewTask, request: &TaskRequest, took: Duration) {
+        let mut enqueue = Event::new("observability.task.enqueue", EventKind::Observability);
+        enqueue.task_id = Some(created.id);
+        enqueue.duration_ms = Some(took.as_secs_f64() * 1000.0);
+        enqueue.payload = serde_json::json!({
+            "namespace": request.namespace,
+            "name": request.name,
+            "version": request.version,
+        });
+        self.emit(enqueue);
+        for step in &request.bypass_steps {
+            let mut skip = Event::new("observability.step.skip", EventKind::Observability);
+            skip.task_id = Some(created.id);
+            skip.step_name = Some(step.clone());
+            self.emit(skip);
+        }
     }
 
     /// Creates a task on the caller's connection, inside the caller's open transaction when there
@@ -505,6 +635,15 @@ impl Tasker {
         self.inner
             .store
             .run(move |store| dispatch!(store, list_tasks(&filter)))
+            .await
+    }
+
+    /// The custom events the programs running workers on this database declared, with their
+    /// descriptions.
+    pub async fn stored_custom_events(&self) -> Result<Vec<(String, Option<String>)>> {
+        self.inner
+            .store
+            .run(|store| dispatch!(store, list_custom_events()))
             .await
     }
 
@@ -609,7 +748,9 @@ impl Tasker {
             let _ = tokio::time::timeout(wait, async {
                 loop {
                     match events.recv().await {
-                        Ok(e) if e.task_id == task_id && e.step_id.is_none() => return,
+                        Ok(e) if e.task_id == Some(task_id) && e.kind == EventKind::Task => {
+                            return;
+                        }
                         Ok(_) => {}
                         Err(broadcast::error::RecvError::Lagged(_)) => return,
                         Err(broadcast::error::RecvError::Closed) => return,
@@ -676,16 +817,73 @@ fn changed(events: Vec<EventRecord>) -> (bool, Vec<EventRecord>) {
 }
 
 pub(crate) fn publish(inner: &Inner, events: Vec<EventRecord>) {
-    for event in events {
-        tracing::debug!(
-            event = event.name,
-            task_id = event.task_id,
-            step = event.step_name.as_deref(),
-            "transition"
-        );
-        // No receiver is not an error: nobody subscribed.
-        let _ = inner.events.send(event);
+    if let Ok(mut known) = inner.correlations.lock() {
+        // A bound on memory for long-lived processes; entries are re-read from the database.
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        for record in &events {
+            if let Some(correlation) = &record.correlation_id {
+                known
+                    .entry(record.task_id)
+                    .or_insert_with(|| correlation.clone());
+            }
+        }
     }
+    for record in events {
+        emit(inner, Event::from(record));
+    }
+}
+
+/// Fills in the correlation ids of the tasks `events` concern (one query).
+pub(crate) fn with_correlations(store: &Store, events: &mut [EventRecord]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<i64> = events.iter().map(|e| e.task_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let found = dispatch!(store, load_correlations(&ids))?;
+    for event in events {
+        event.correlation_id = found.get(&event.task_id).cloned();
+    }
+    Ok(())
+}
+
+/// The correlation id this process knows for `task_id`.
+pub(crate) fn correlation(inner: &Inner, task_id: i64) -> Option<String> {
+    inner.correlations.lock().ok()?.get(&task_id).cloned()
+}
+
+pub(crate) fn emit(inner: &Inner, mut event: Event) {
+    inner.redactor.redact(&mut event.payload);
+    if event.correlation_id.is_none()
+        && let Some(task_id) = event.task_id
+    {
+        event.correlation_id = correlation(inner, task_id);
+    }
+    if event.kind == EventKind::Task
+        && matches!(
+            event.to,
+            Some("complete" | "error" | "cancelled" | "resolved_manually")
+        )
+        && let Some(task_id) = event.task_id
+    {
+        spans::close_task(inner, task_id, event.to == Some("error"));
+        if let Ok(mut known) = inner.correlations.lock() {
+            known.remove(&task_id);
+        }
+    }
+    tracing::debug!(
+        event = %event.name,
+        task_id = event.task_id,
+        step = event.step_name.as_deref(),
+        "event"
+    );
+    crate::metrics::record(&event);
+    inner.subscribers.publish(&event);
+    // No receiver is not an error: nobody subscribed.
+    let _ = inner.events.send(event);
 }
 
 mod sealed {

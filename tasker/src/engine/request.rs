@@ -46,6 +46,10 @@ pub struct TaskRequest {
     /// Caller-provided idempotency key: a second request with the same key returns the first task.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Carried to every span and event of the task (default: a new UUID), so its work can be
+    /// followed across processes and into the caller's own logs.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -86,6 +90,7 @@ impl TaskRequest {
             requested_at: None,
             priority: 0,
             idempotency_key: None,
+            correlation_id: None,
         }
     }
 
@@ -137,7 +142,13 @@ impl TaskRequest {
         self
     }
 
-    /// Sets the claim priority.
+    /// Sets the correlation id carried to the task's spans and events.
+    pub fn correlation_id(mut self, correlation_id: impl Into<String>) -> Self {
+        self.correlation_id = Some(correlation_id.into());
+        self
+    }
+
+    /// Sets the claim priority: higher runs first.
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::config::TaskerConfig;
 use crate::engine::Tasker;
 use crate::error::Result;
+use crate::events::{Event, EventError, EventKind};
 use crate::handler::{StepContext, StepError};
 use crate::store::{ClaimedStep, CompletionOutcome, Failure, Outcome, dispatch};
 
@@ -115,6 +116,8 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
     let min_poll = Duration::from_millis(10);
     let mut idle = min_poll;
     let mut db_retry = Duration::from_millis(50);
+    // Whether the last claim found work, so `workflow.no_viable_steps` marks going idle once.
+    let mut busy = false;
 
     loop {
         while running.try_join_next().is_some() {}
@@ -134,6 +137,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
         }
         let (limit, lease) = (permits.len(), config.lease.as_secs_f64());
         let (who, ids) = (Arc::clone(&owner), Arc::clone(&named_task_ids));
+        let claim_started = std::time::Instant::now();
         let claimed = tasker
             .commit(move |store| dispatch!(store, claim(&who, limit, lease, &ids)))
             .await;
@@ -154,6 +158,10 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
             }
         };
         if claimed.is_empty() {
+            if busy {
+                busy = false;
+                tasker.emit(Event::new("workflow.no_viable_steps", EventKind::Workflow));
+            }
             drop(permits);
             tokio::select! {
                 _ = inner.wake.notified() => idle = min_poll,
@@ -163,6 +171,8 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
             continue;
         }
         idle = min_poll;
+        busy = true;
+        emit_claimed(&tasker, &claimed, claim_started.elapsed());
         if let Ok(mut set) = in_flight.lock() {
             set.extend(claimed.iter().map(|s| s.step_id));
         }
@@ -216,8 +226,34 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
 
 /// Runs one attempt of a claimed step and turns its result into an outcome to record.
 async fn run_step(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
-    let span = tracing::info_span!("step", task_id = step.task_id, step = %step.name, attempt = step.attempt);
-    run_attempt(tasker, owner, step).instrument(span).await
+    let inner = tasker.inner();
+    let task = super::spans::task_span(inner, step.task_id, step.named_task_id);
+    let span = tracing::info_span!(
+        parent: &task,
+        "tasker.step",
+        task_id = step.task_id,
+        step_id = step.step_id,
+        step = %step.name,
+        attempt = step.attempt,
+        correlation_id = super::correlation(inner, step.task_id),
+        otel.status_code = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let outcome = run_attempt(tasker, owner, step)
+        .instrument(span.clone())
+        .await;
+    match &outcome.result {
+        Ok(_) => {
+            span.record("otel.status_code", "OK");
+        }
+        Err(failure) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", failure.message.as_str());
+            span.record("error", failure.message.as_str());
+        }
+    }
+    outcome
 }
 
 /// Aborts the handler's task when the attempt is dropped (a shutdown past its grace period).
@@ -240,6 +276,7 @@ async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome
         owner: owner.to_owned(),
         concurrent: step.concurrent,
         result: Ok(String::new()),
+        duration_ms: None,
     };
     let template = inner.by_named_task.get(&step.named_task_id);
     let step_template = template.and_then(|t| t.template.find_step(&step.name));
@@ -247,7 +284,9 @@ async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome
     let (Some(step_template), Some(handler)) = (step_template, handler) else {
         let error =
             StepError::permanent(format!("no handler is registered for step `{}`", step.name));
-        outcome.result = Err(failure(&step, &error, config, "no_handler"));
+        let failed = failure(&step, &error, config, "no_handler");
+        tasker.emit(execution_failed(&step, &failed));
+        outcome.result = Err(failed);
         return outcome;
     };
     let context = serde_json::from_str(&step.context).unwrap_or(serde_json::Value::Null);
@@ -274,24 +313,48 @@ async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome
             .clone()
             .unwrap_or(serde_json::Value::Null),
     )
-    .with_store(inner.store.clone());
+    .with_store(inner.store.clone())
+    .with_events(
+        {
+            let tasker = tasker.clone();
+            Arc::new(move |event| tasker.emit(event))
+        },
+        step_template
+            .custom_events
+            .iter()
+            .map(|e| e.name.clone())
+            .collect(),
+    );
     let timeout = step_template
         .timeout_seconds
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64)
         .unwrap_or(config.default_step_timeout);
     let handler = Arc::clone(handler);
+    tasker.emit(step_event(&step, "step.before_handle", EventKind::Step));
+    let started = std::time::Instant::now();
     // The handler runs as its own task so a panic is caught as a failed attempt.
     let attempt = tokio::spawn(async move { handler.handle_dyn(&cx).await }.in_current_span());
     let _abort = AbortOnDrop(attempt.abort_handle());
-    let result = match tokio::time::timeout(timeout, attempt).await {
+    let joined = tokio::time::timeout(timeout, attempt).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    outcome.duration_ms = Some(took);
+    let result = match joined {
         Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(StepError::retryable(format!(
-            "step handler panicked: {join}"
-        ))),
+        Ok(Err(join)) => {
+            let error = StepError::retryable(format!("step handler panicked: {join}"));
+            let failed = failure(&step, &error, config, "panic");
+            emit_handled(tasker, &step, took, Some(&failed));
+            tasker.emit(execution_failed(&step, &failed));
+            outcome.result = Err(failed);
+            return outcome;
+        }
         Err(_) => {
             let error = StepError::retryable(format!("step timed out after {timeout:?}"));
-            outcome.result = Err(failure(&step, &error, config, "timeout"));
+            let failed = failure(&step, &error, config, "timeout");
+            emit_handled(tasker, &step, took, Some(&failed));
+            tasker.emit(execution_failed(&step, &failed));
+            outcome.result = Err(failed);
             return outcome;
         }
     };
@@ -320,7 +383,108 @@ async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome
             Err(failure(&step, &error, config, "step_error"))
         }
     };
+    emit_handled(tasker, &step, took, outcome.result.as_ref().err());
     outcome
+}
+
+/// An event about one claimed step's attempt.
+fn step_event(step: &ClaimedStep, name: &'static str, kind: EventKind) -> Event {
+    let mut event = Event::new(name, kind);
+    event.task_id = Some(step.task_id);
+    event.step_id = Some(step.step_id);
+    event.step_name = Some(step.name.clone());
+    event.attempt = Some(step.attempt);
+    event
+}
+
+fn event_error(failure: &Failure) -> EventError {
+    EventError {
+        class: failure.class.to_owned(),
+        message: failure.message.clone(),
+        reason: Some(failure.reason.to_owned()),
+    }
+}
+
+/// `step.handle` and `observability.step.handle`: the handler returned after `took` ms.
+fn emit_handled(tasker: &Tasker, step: &ClaimedStep, took: f64, failed: Option<&Failure>) {
+    let mut handled = step_event(step, "step.handle", EventKind::Step);
+    handled.duration_ms = Some(took);
+    handled.error = failed.map(event_error);
+    tasker.emit(handled);
+    let mut timing = step_event(step, "observability.step.handle", EventKind::Observability);
+    timing.duration_ms = Some(took);
+    tasker.emit(timing);
+}
+
+/// `workflow.step_execution_failed`: the attempt failed outside its handler's control.
+fn execution_failed(step: &ClaimedStep, failure: &Failure) -> Event {
+    let mut event = step_event(step, "workflow.step_execution_failed", EventKind::Workflow);
+    event.error = Some(event_error(failure));
+    event
+}
+
+/// The events of a claim that found steps.
+fn emit_claimed(tasker: &Tasker, claimed: &[ClaimedStep], took: Duration) {
+    let mut task_ids: Vec<i64> = claimed.iter().map(|s| s.task_id).collect();
+    task_ids.sort_unstable();
+    task_ids.dedup();
+    let count = claimed.len();
+    let mut found = Event::new("workflow.viable_steps_discovered", EventKind::Workflow);
+    found.payload = serde_json::json!({ "count": count, "task_ids": task_ids });
+    tasker.emit(found);
+    let mut timing = Event::new("observability.step.find_viable", EventKind::Observability);
+    timing.duration_ms = Some(took.as_secs_f64() * 1000.0);
+    timing.payload = serde_json::json!({ "count": count });
+    tasker.emit(timing);
+    let mut started = Event::new("workflow.steps_execution_started", EventKind::Workflow);
+    started.payload = serde_json::json!({ "count": count });
+    tasker.emit(started);
+}
+
+/// The events of a recorded batch: finalization, backoffs and exhausted retries.
+fn emit_recorded(
+    tasker: &Tasker,
+    outcomes: &[Outcome],
+    results: &[CompletionOutcome],
+    took: Duration,
+) {
+    let stale = results
+        .iter()
+        .filter(|r| **r == CompletionOutcome::Stale)
+        .count();
+    let mut finalized = Event::new("workflow.task_finalization_completed", EventKind::Workflow);
+    finalized.duration_ms = Some(took.as_secs_f64() * 1000.0);
+    finalized.payload = serde_json::json!({ "count": outcomes.len(), "stale": stale });
+    tasker.emit(finalized);
+    let mut completed = Event::new("workflow.steps_execution_completed", EventKind::Workflow);
+    completed.payload = serde_json::json!({ "count": outcomes.len() - stale });
+    tasker.emit(completed);
+    for (outcome, result) in outcomes.iter().zip(results) {
+        let (Err(failure), CompletionOutcome::Recorded) = (&outcome.result, result) else {
+            continue;
+        };
+        let base = |name: &'static str| {
+            let mut event = Event::new(name, EventKind::Observability);
+            event.task_id = Some(outcome.task_id);
+            event.step_id = Some(outcome.step_id);
+            event.step_name = Some(outcome.name.clone());
+            event.attempt = Some(outcome.attempt);
+            event
+        };
+        match failure.retry_in {
+            Some(delay) => {
+                let mut backoff = base("observability.step.backoff");
+                backoff.payload = serde_json::json!({ "retry_in_seconds": delay.as_secs_f64() });
+                tasker.emit(backoff);
+            }
+            None if failure.class == "retryable" => {
+                let mut exhausted = base("observability.step.max_retries_reached");
+                exhausted.error = Some(event_error(failure));
+                tasker.emit(exhausted);
+            }
+            None => {}
+        }
+    }
 }
 
 /// The recorded failure of an attempt: retried after a backoff when the error is retryable, the
@@ -359,6 +523,11 @@ pub(crate) fn retry_decision(
         retry_in: can_retry.then(|| config.backoff.delay(attempt.max(1) as u32, retry_after)),
         reason,
         message: error.message().to_owned(),
+        class: if error.is_retryable() {
+            "retryable"
+        } else {
+            "permanent"
+        },
     }
 }
 
@@ -383,6 +552,10 @@ async fn complete_loop(
             batch.into_iter().unzip();
         let shared = Arc::new(outcomes);
         let mut delay = Duration::from_millis(50);
+        let mut starting = Event::new("workflow.task_finalization_started", EventKind::Workflow);
+        starting.payload = serde_json::json!({ "count": shared.len() });
+        tasker.emit(starting);
+        let recording = std::time::Instant::now();
         // A database error must not lose an outcome: retry until it is written (fencing makes a
         // late write harmless if the lease expired meanwhile).
         for attempt in 1.. {
@@ -393,8 +566,8 @@ async fn complete_loop(
                 .await
             {
                 Ok((results, events)) => {
-                    for (outcome, result) in shared.iter().zip(results) {
-                        if result == CompletionOutcome::Stale {
+                    for (outcome, result) in shared.iter().zip(&results) {
+                        if *result == CompletionOutcome::Stale {
                             tracing::warn!(
                                 step_id = outcome.step_id,
                                 attempt = outcome.attempt,
@@ -403,6 +576,7 @@ async fn complete_loop(
                         }
                     }
                     tasker.publish(events);
+                    emit_recorded(&tasker, &shared, &results, recording.elapsed());
                     break;
                 }
                 Err(error) if attempt < 20 => {
@@ -474,6 +648,15 @@ async fn sweep_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
         if let Err(error) = sweep_expired(&tasker).await {
             tracing::warn!(%error, "lease sweep failed");
         }
+        super::spans::close_idle(&inner);
+        match inner
+            .store
+            .run(|store| dispatch!(store, ready_stats()))
+            .await
+        {
+            Ok((ready, oldest)) => crate::metrics::queue(ready, oldest),
+            Err(error) => tracing::debug!(%error, "queue sampling failed"),
+        }
     }
 }
 
@@ -511,6 +694,7 @@ pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
                 )),
                 owner: row.owner,
                 concurrent: row.concurrent,
+                duration_ms: None,
             })
             .collect();
         let results = tasker

@@ -189,6 +189,8 @@ pub struct EventRecord {
     pub to: &'static str,
     /// The transition's metadata.
     pub metadata: Value,
+    /// The task's correlation id, once looked up.
+    pub correlation_id: Option<String>,
 }
 
 impl EventRecord {
@@ -206,6 +208,7 @@ impl EventRecord {
             from: from.map(TaskState::as_str),
             to: to.as_str(),
             metadata,
+            correlation_id: None,
         }
     }
 
@@ -225,6 +228,7 @@ impl EventRecord {
             from: from.map(StepState::as_str),
             to: to.as_str(),
             metadata,
+            correlation_id: None,
         }
     }
 }
@@ -252,6 +256,7 @@ pub struct PreparedTask {
     pub(crate) identity_hash: String,
     pub(crate) idempotency_key: Option<String>,
     pub(crate) priority: i32,
+    pub(crate) correlation_id: String,
     pub(crate) steps: Vec<PreparedStep>,
     /// (parent index, child index) into `steps`.
     pub(crate) edges: Vec<(usize, usize)>,
@@ -314,15 +319,19 @@ pub struct Failure {
     pub reason: &'static str,
     /// The error message.
     pub message: String,
+    /// `retryable` or `permanent`: the error's class, whether or not attempts remain.
+    pub class: &'static str,
 }
 
 impl Failure {
-    fn metadata(&self, attempt: i32) -> Value {
+    fn metadata(&self, attempt: i32, duration_ms: Option<f64>) -> Value {
         serde_json::json!({
             "attempt": attempt,
             "reason": self.reason,
             "error": self.message,
+            "error_class": self.class,
             "retry_in_seconds": self.retry_in.map(|d| d.as_secs_f64()),
+            "duration_ms": duration_ms,
         })
     }
 }
@@ -344,6 +353,8 @@ pub struct Outcome {
     pub concurrent: bool,
     /// The JSON result (as text), or the failure.
     pub result: std::result::Result<String, Failure>,
+    /// How long the handler ran, when it ran.
+    pub duration_ms: Option<f64>,
 }
 
 /// Whether an outcome was recorded or rejected by fencing.

@@ -237,6 +237,7 @@ struct NewTaskRow<'a> {
     identity_hash: &'a str,
     idempotency_key: Option<&'a str>,
     priority: i32,
+    correlation_id: &'a str,
 }
 
 #[derive(Insertable)]
@@ -284,6 +285,7 @@ pub(crate) fn create_task(
             identity_hash: &task.identity_hash,
             idempotency_key: task.idempotency_key.as_deref(),
             priority: task.priority,
+            correlation_id: &task.correlation_id,
         };
         // ON CONFLICT DO NOTHING makes concurrent creators with one key wait for the first
         // and then see its row, instead of failing on the unique index.
@@ -699,7 +701,8 @@ pub(crate) fn complete(
             match &o.result {
                 Ok(_) => {
                     succeeded.push(o.step_id);
-                    let metadata = serde_json::json!({ "attempt": o.attempt });
+                    let metadata =
+                        serde_json::json!({ "attempt": o.attempt, "duration_ms": o.duration_ms });
                     transitions.push(TransitionRow::new(
                         o.step_id,
                         Some("in_progress"),
@@ -716,7 +719,7 @@ pub(crate) fn complete(
                     ));
                 }
                 Err(failure) => {
-                    let metadata = failure.metadata(o.attempt);
+                    let metadata = failure.metadata(o.attempt, o.duration_ms);
                     transitions.push(TransitionRow::new(
                         o.step_id,
                         Some("in_progress"),
@@ -1334,6 +1337,70 @@ pub(crate) fn list_tasks(c: &mut Conn, filter: &crate::store::TaskFilter) -> Res
         .offset(filter.offset.min(i64::MAX as u64) as i64)
         .load(c)?;
     Ok(rows.into_iter().map(TaskRow::from_tuple).collect())
+}
+
+/// The correlation ids of `task_ids` (tasks created before correlation ids have none).
+pub(crate) fn load_correlations(c: &mut Conn, task_ids: &[i64]) -> Result<HashMap<i64, String>> {
+    let rows: Vec<(i64, Option<String>)> = tasker_tasks::table
+        .filter(tasker_tasks::task_id.eq_any(task_ids))
+        .select((tasker_tasks::task_id, tasker_tasks::correlation_id))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, correlation)| Some((id, correlation?)))
+        .collect())
+}
+
+/// Records the custom events this program declares (name, description).
+pub(crate) fn sync_custom_events(c: &mut Conn, events: &[(String, String)]) -> Result<()> {
+    for (name, description) in events {
+        diesel::insert_into(tasker_custom_events::table)
+            .values((
+                tasker_custom_events::name.eq(name),
+                tasker_custom_events::description.eq(description),
+            ))
+            .on_conflict(tasker_custom_events::name)
+            .do_update()
+            .set((
+                tasker_custom_events::description.eq(description),
+                tasker_custom_events::updated_at.eq(now()),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Every custom event any worker declared, by name.
+pub(crate) fn list_custom_events(c: &mut Conn) -> Result<Vec<(String, Option<String>)>> {
+    Ok(tasker_custom_events::table
+        .order(tasker_custom_events::name.asc())
+        .select((
+            tasker_custom_events::name,
+            tasker_custom_events::description,
+        ))
+        .load(c)?)
+}
+
+/// How many steps are ready to run now, and how long (seconds, database clock) the oldest has
+/// been waiting.
+pub(crate) fn ready_stats(c: &mut Conn) -> Result<(i64, Option<f64>)> {
+    let ready = tasker_workflow_steps::table
+        .filter(tasker_workflow_steps::state.eq_any(["pending", "error"]))
+        .filter(tasker_workflow_steps::remaining_parents.eq(0))
+        .filter(tasker_workflow_steps::lease_owner.is_null())
+        .filter(tasker_workflow_steps::ready_at.le(now_plus_nullable(0.0)));
+    let count: i64 = ready.clone().count().get_result(c)?;
+    let oldest: Option<chrono::NaiveDateTime> = ready
+        .select(diesel::dsl::min(tasker_workflow_steps::ready_at))
+        .first(c)?;
+    let age = match oldest {
+        Some(oldest) => {
+            let now: chrono::NaiveDateTime = diesel::select(now()).first(c)?;
+            Some((now - oldest).num_milliseconds().max(0) as f64 / 1000.0)
+        }
+        None => None,
+    };
+    Ok((count, age))
 }
 
 /// The dependency edges of a task's steps, as `(parent, child)` step ids.

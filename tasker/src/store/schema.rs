@@ -78,6 +78,16 @@ diesel::table! {
         priority -> Integer,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        correlation_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tasker_custom_events (name) {
+        name -> Text,
+        description -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
     }
 }
 
@@ -188,4 +198,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasker_workflow_step_transitions,
     tasker_annotation_types,
     tasker_task_annotations,
+    tasker_custom_events,
 );

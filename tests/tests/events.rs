@@ -1,0 +1,457 @@
+//! Events and subscribers: the exact events a diamond with a retry publishes, custom events,
+//! and subscribers that fail, panic or hang without touching the workflow.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tasker::events::{Event, EventKind};
+use tasker::prelude::*;
+use tasker::serde_json::json;
+use tasker::subscriber::{Subscriber, SubscriberError};
+use tasker::{Error, StepResult};
+use tasker_tests::{TestDatabase, conformance};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+tasker::custom_event! {
+    /// A parcel was handed to the carrier.
+    pub PARCEL_SHIPPED = "parcel.shipped";
+}
+
+/// Keeps every event it is given.
+#[derive(Clone, Default)]
+struct Recorder {
+    patterns: &'static [&'static str],
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Recorder {
+    fn new(patterns: &'static [&'static str]) -> Self {
+        Self {
+            patterns,
+            events: Arc::default(),
+        }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Waits until `count` events arrived (delivery is asynchronous), then returns them.
+    async fn wait_for(&self, count: usize) -> Vec<Event> {
+        for _ in 0..300 {
+            if self.events().len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.events()
+    }
+}
+
+impl Subscriber for Recorder {
+    fn events(&self) -> &[&str] {
+        self.patterns
+    }
+
+    async fn handle(&self, event: &Event) -> Result<(), SubscriberError> {
+        if let Ok(mut events) = self.events.lock() {
+            events.push(event.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Fails on every event.
+struct Failing;
+
+impl Subscriber for Failing {
+    fn events(&self) -> &[&str] {
+        &["*"]
+    }
+
+    async fn handle(&self, _: &Event) -> Result<(), SubscriberError> {
+        Err("the alerting service is down".into())
+    }
+}
+
+/// Panics on every event.
+struct Panicking;
+
+impl Subscriber for Panicking {
+    fn events(&self) -> &[&str] {
+        &["step.*"]
+    }
+
+    async fn handle(&self, _: &Event) -> Result<(), SubscriberError> {
+        panic!("subscriber bug")
+    }
+}
+
+/// Never finishes handling its first event.
+struct Hanging;
+
+impl Subscriber for Hanging {
+    fn events(&self) -> &[&str] {
+        &["task.*"]
+    }
+
+    async fn handle(&self, _: &Event) -> Result<(), SubscriberError> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+/// Fails its first attempt with a retryable error, then succeeds.
+struct FlakyOnce(AtomicUsize);
+
+impl StepHandler for FlakyOnce {
+    async fn handle(&self, cx: &StepContext) -> StepResult {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(StepError::retryable("carrier API unavailable"));
+        }
+        cx.publish(
+            &PARCEL_SHIPPED,
+            json!({ "carrier": "ups", "api_token": "SECRET" }),
+        )?;
+        Ok(json!({ "shipped": true }))
+    }
+}
+
+fn diamond() -> TaskTemplate {
+    TaskTemplate::new("events", "diamond", "1.0.0")
+        .step(StepTemplate::new("start", "ok"))
+        .step(StepTemplate::new("left", "ok").depends_on(["start"]))
+        .step(StepTemplate::new("right", "flaky").depends_on(["start"]))
+        .step(StepTemplate::new("join", "ok").depends_on(["left", "right"]))
+}
+
+conformance!(a_diamond_with_a_retry_publishes_exactly_these_events);
+
+async fn a_diamond_with_a_retry_publishes_exactly_these_events(db: TestDatabase) {
+    let recorder = Recorder::new(&["task.*", "step.*"]);
+    let shipped = Recorder::new(&["parcel.*"]);
+    let tasker = db
+        .builder()
+        .template(diamond())
+        .handler("ok", handler_fn(|_| async { Ok(json!({ "ok": true })) }))
+        .handler("flaky", FlakyOnce(AtomicUsize::new(0)))
+        .subscriber(recorder.clone())
+        .subscriber(shipped.clone())
+        .subscriber(Failing)
+        .subscriber(Panicking)
+        .subscriber(Hanging)
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let task = tasker
+        .create_task(
+            TaskRequest::new("diamond")
+                .namespace("events")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("create");
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    // Failing, panicking and hanging subscribers did not stop or fail anything.
+    assert_eq!(done.state, TaskState::Complete);
+
+    let events = recorder.wait_for(28).await;
+    let of = |step: Option<&str>| -> Vec<&str> {
+        events
+            .iter()
+            .filter(|e| e.step_name.as_deref() == step)
+            .map(|e| e.name.as_ref())
+            .collect()
+    };
+    assert_eq!(
+        of(None),
+        [
+            "task.initialize_requested",
+            "task.start_requested",
+            "task.completed"
+        ]
+    );
+    let once = [
+        "step.initialize_requested",
+        "step.execution_requested",
+        "step.before_handle",
+        "step.handle",
+        "step.completed",
+    ];
+    for step in ["start", "left", "join"] {
+        assert_eq!(of(Some(step)), once, "{step}");
+    }
+    assert_eq!(
+        of(Some("right")),
+        [
+            "step.initialize_requested",
+            "step.execution_requested",
+            "step.before_handle",
+            "step.handle",
+            "step.failed",
+            "step.retry_requested",
+            "step.execution_requested",
+            "step.before_handle",
+            "step.handle",
+            "step.completed",
+        ]
+    );
+    assert_eq!(events.len(), 3 + 3 * 5 + 10, "{:#?}", names(&events));
+    assert_eq!(
+        events.last().map(|e| e.name.as_ref()),
+        Some("task.completed")
+    );
+    assert!(events.iter().all(|e| e.task_id == Some(task.id)));
+
+    // The failed attempt's event carries its attempt, error and timing.
+    let failed = events
+        .iter()
+        .find(|e| e.name == "step.failed")
+        .expect("failed");
+    assert_eq!(failed.attempt, Some(1));
+    let error = failed.error.as_ref().expect("error");
+    assert_eq!(
+        (error.class.as_str(), error.message.as_str()),
+        ("retryable", "carrier API unavailable")
+    );
+    assert!(failed.duration_ms.is_some());
+    let retried = events
+        .iter()
+        .filter(|e| e.step_name.as_deref() == Some("right") && e.name == "step.completed")
+        .collect::<Vec<_>>();
+    assert_eq!(retried[0].attempt, Some(2));
+
+    // The custom event arrived once, tagged with its step, its secret masked.
+    let custom = shipped.wait_for(1).await;
+    assert_eq!(custom.len(), 1);
+    assert_eq!(custom[0].kind, EventKind::Custom);
+    assert_eq!(custom[0].step_name.as_deref(), Some("right"));
+    assert_eq!(custom[0].payload["carrier"], "ups");
+    assert_eq!(custom[0].payload["api_token"], "[FILTERED]");
+
+    // Failures were counted, not propagated (delivery is asynchronous: wait for the counts).
+    for _ in 0..300 {
+        let stats = tasker.subscriber_stats();
+        if stats.iter().filter(|s| s.failed > 0).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = tasker.subscriber_stats();
+    let failing = stats
+        .iter()
+        .find(|s| s.name.ends_with("Failing"))
+        .expect("failing");
+    assert!(failing.failed > 0 && failing.delivered == 0, "{failing:?}");
+    let panicking = stats
+        .iter()
+        .find(|s| s.name.ends_with("Panicking"))
+        .expect("panicking");
+    assert!(panicking.failed > 0, "{panicking:?}");
+    let recorded = stats
+        .iter()
+        .find(|s| s.name.ends_with("Recorder"))
+        .expect("recorder");
+    assert_eq!(recorded.failed, 0);
+}
+
+fn names(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| format!("{} {}", e.name, e.step_name.as_deref().unwrap_or("")))
+        .collect()
+}
+
+#[tokio::test]
+async fn workflow_and_observability_events_describe_the_work() {
+    let db = TestDatabase::sqlite();
+    let recorder = Recorder::new(&["workflow.*", "observability.*"]);
+    let tasker = db
+        .builder()
+        .template(diamond())
+        .handler("ok", handler_fn(|_| async { Ok(json!({ "ok": true })) }))
+        .handler("flaky", FlakyOnce(AtomicUsize::new(0)))
+        .subscriber(recorder.clone())
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let task = tasker
+        .create_task(
+            TaskRequest::new("diamond")
+                .namespace("events")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("create");
+    tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    let events = recorder.wait_for(1).await;
+    let count = |name: &str| events.iter().filter(|e| e.name == name).count();
+    assert_eq!(count("observability.task.enqueue"), 1);
+    assert_eq!(
+        count("observability.step.handle"),
+        5,
+        "{:#?}",
+        names(&events)
+    );
+    assert_eq!(count("observability.step.backoff"), 1);
+    assert_eq!(count("observability.step.max_retries_reached"), 0);
+    assert!(count("workflow.viable_steps_discovered") >= 1);
+    assert!(count("workflow.task_finalization_completed") >= 1);
+    let backoff = events
+        .iter()
+        .find(|e| e.name == "observability.step.backoff")
+        .expect("backoff");
+    assert_eq!(backoff.step_name.as_deref(), Some("right"));
+    assert!(backoff.payload["retry_in_seconds"].as_f64().is_some());
+    // Every published name is in the catalog, as published.
+    for event in &events {
+        let info = tasker::events::find(&event.name).expect("in the catalog");
+        assert!(info.not_published.is_none(), "{}", event.name);
+    }
+}
+
+#[tokio::test]
+async fn a_declared_custom_event_is_in_the_catalog_and_an_undeclared_one_fails() {
+    assert!(
+        tasker::events::custom_events()
+            .iter()
+            .any(|e| e.name() == "parcel.shipped"
+                && e.description() == "A parcel was handed to the carrier.")
+    );
+    let db = TestDatabase::sqlite();
+    let recorder = Recorder::new(&["audit.*"]);
+    let mut audited = StepTemplate::new("audit", "audit");
+    audited
+        .custom_events
+        .push(tasker::template::CustomEventTemplate {
+            name: "audit.recorded".to_owned(),
+            description: None,
+        });
+    let tasker = db
+        .builder()
+        .template(TaskTemplate::new("events", "audit", "1.0.0").step(audited))
+        .template(
+            TaskTemplate::new("events", "rogue", "1.0.0").step(StepTemplate::new("rogue", "audit")),
+        )
+        .handler(
+            "audit",
+            handler_fn(|cx| async move {
+                cx.publish_declared("audit.recorded", json!({ "by": "test" }))?;
+                Ok(json!(null))
+            }),
+        )
+        .subscriber(recorder.clone())
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let ok = tasker
+        .create_task(
+            TaskRequest::new("audit")
+                .namespace("events")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("create");
+    let rogue = tasker
+        .create_task(
+            TaskRequest::new("rogue")
+                .namespace("events")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("create");
+    assert_eq!(
+        tasker.wait_for_task(ok.id, WAIT).await.expect("ok").state,
+        TaskState::Complete
+    );
+    assert_eq!(
+        tasker
+            .wait_for_task(rogue.id, WAIT)
+            .await
+            .expect("rogue")
+            .state,
+        TaskState::Error
+    );
+    worker.shutdown().await;
+    let events = recorder.wait_for(1).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].task_id, Some(ok.id));
+    let steps = tasker.steps(rogue.id).await.expect("steps");
+    let error = steps[0].results.as_ref().expect("error")["error"].to_string();
+    assert!(
+        error.contains("does not declare the custom event `audit.recorded`"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_for_unknown_events_is_refused_at_start_up() {
+    let db = TestDatabase::sqlite();
+    let error = db
+        .builder()
+        .subscriber(Recorder::new(&["step.exploded"]))
+        .build()
+        .await
+        .expect_err("unknown");
+    assert!(
+        matches!(&error, Error::UnknownEvent { pattern, .. } if pattern == "step.exploded"),
+        "{error}"
+    );
+}
+
+static SEEN_BY_MACRO: AtomicUsize = AtomicUsize::new(0);
+
+/// Registered by the macro: every builder in this binary runs it.
+#[tasker::subscriber(events = ["task.completed"])]
+async fn count_completions(event: &Event) -> Result<(), SubscriberError> {
+    if event.name == "task.completed" {
+        SEEN_BY_MACRO.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_subscriber_declared_with_the_macro_registers_itself() {
+    let db = TestDatabase::sqlite();
+    let tasker = db
+        .builder()
+        .template(
+            TaskTemplate::new("events", "single", "1.0.0").step(StepTemplate::new("only", "ok")),
+        )
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    assert!(
+        tasker
+            .subscriber_stats()
+            .iter()
+            .any(|s| s.name.ends_with("::count_completions"))
+    );
+    let before = SEEN_BY_MACRO.load(Ordering::SeqCst);
+    let worker = tasker.start_worker();
+    let task = tasker
+        .create_task(
+            TaskRequest::new("single")
+                .namespace("events")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("create");
+    tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    for _ in 0..300 {
+        if SEEN_BY_MACRO.load(Ordering::SeqCst) > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(SEEN_BY_MACRO.load(Ordering::SeqCst) > before);
+}
