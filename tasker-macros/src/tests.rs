@@ -151,3 +151,35 @@ fn data_and_main() {
     );
     insta::assert_snapshot!(format!("{}\n{}", pretty(data), pretty(main)));
 }
+
+#[test]
+fn custom_event_and_subscribers() {
+    let custom = crate::events::expand_custom_event(quote! {
+        /// The parcel left.
+        pub PARCEL_SHIPPED = "parcel.shipped";
+    });
+    let on_fn = crate::events::expand_subscriber(
+        quote!(events = ["step.failed", "task.*"]),
+        quote! {
+            async fn alerts(event: &Event) -> Result<(), SubscriberError> {
+                Ok(())
+            }
+        },
+    );
+    let on_impl = crate::events::expand_subscriber(
+        quote!(events = ["*"]),
+        quote! {
+            impl Subscriber for Audit {
+                async fn handle(&self, event: &Event) -> Result<(), SubscriberError> {
+                    Ok(())
+                }
+            }
+        },
+    );
+    insta::assert_snapshot!(format!(
+        "{}\n{}\n{}",
+        pretty(custom),
+        pretty(on_fn),
+        pretty(on_impl)
+    ));
+}

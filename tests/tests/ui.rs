@@ -11,6 +11,7 @@ fn ui() {
     cases.pass("ui/task_handler/pass/*.rs");
     cases.pass("ui/step_handler/pass/*.rs");
     cases.compile_fail("ui/step_handler/fail/*.rs");
+    cases.compile_fail("ui/events/fail/*.rs");
     for entry in std::fs::read_dir("ui/task_handler/fail").expect("ui cases") {
         let path = entry.expect("ui case").path();
         if path.extension().is_some_and(|e| e == "rs") {

@@ -1,0 +1,6 @@
+tasker::custom_event! {
+    /// Shipped.
+    pub SHIPPED = "shipped";
+}
+
+fn main() {}
