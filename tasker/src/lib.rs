@@ -49,6 +49,8 @@ pub mod engine;
 mod error;
 pub mod events;
 pub mod handler;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
 pub mod redact;
 pub mod registry;
