@@ -3,7 +3,6 @@
 //! The binary is a thin shim over [`run`], which parses arguments, runs one command and writes
 //! its output; errors come back as a [`CliError`] with the process exit code.
 
-mod diagram;
 mod names;
 mod ops;
 mod project;

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use tasker::{TaskFilter, Tasker};
 
-use crate::{CliError, Tasks, diagram, scaffold, table};
+use tasker::diagram;
+
+use crate::{CliError, Tasks, scaffold, table};
 
 /// Runs `f` on a runtime of its own: the commands are one-shot.
 fn block_on<T>(f: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
@@ -240,6 +242,7 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 state,
                 limit,
                 offset,
+                ..TaskFilter::default()
             };
             let mut tasks = block_on(async {
                 engine(&url)

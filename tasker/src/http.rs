@@ -107,11 +107,17 @@ pub struct ApiClient {
     client: reqwest::Client,
 }
 
+/// Makes rustls's `ring` provider the process default unless one is installed already; reqwest
+/// clients built without it panic (this crate builds reqwest without a bundled provider).
+pub fn install_crypto_provider() {
+    // Several libraries may install a provider; the first one wins, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl ApiClient {
     /// A client whose requests time out after `timeout` unless the request says otherwise.
     pub fn new(timeout: Duration) -> Result<Self, StepError> {
-        // Several libraries may install a provider; the first one wins, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()

@@ -45,6 +45,7 @@
 //! ```
 
 pub mod config;
+pub mod diagram;
 pub mod engine;
 mod error;
 pub mod events;
@@ -54,6 +55,8 @@ pub mod http;
 pub mod metrics;
 pub mod redact;
 pub mod registry;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod subscriber;
@@ -66,6 +69,7 @@ pub use config::TaskerConfig;
 pub use engine::backoff::BackoffConfig;
 pub use engine::{
     IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
+    shutdown_signal,
 };
 pub use error::{Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
@@ -73,7 +77,7 @@ pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, hand
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};
 pub use store::{
-    Backend, EventRecord, MigrationStatus, NewTask, StepInfo, Store, TaskFilter, TaskRow,
+    Backend, EventRecord, MigrationStatus, NewTask, StepInfo, Store, TaskFilter, TaskRow, TaskSort,
     TransitionInfo,
 };
 pub use subscriber::{Subscriber, SubscriberError};

@@ -64,6 +64,8 @@ pub fn install(provider: &SdkTracerProvider) -> crate::Result<()> {
 /// `info`) and exports spans over OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT` (default
 /// `http://localhost:4318`), as service `OTEL_SERVICE_NAME` or `service_name`.
 pub fn init_otlp(service_name: &str) -> crate::Result<TelemetryGuard> {
+    #[cfg(feature = "http")]
+    crate::http::install_crypto_provider();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

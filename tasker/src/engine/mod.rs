@@ -50,6 +50,9 @@ pub(crate) struct Inner {
     ids: HashMap<TemplateKey, store::TemplateIds>,
     /// Templates by `named_task_id`, for workers resolving a claimed step.
     pub(crate) by_named_task: HashMap<i64, Arc<RegisteredTemplate>>,
+    /// The `named_task_id`s whose steps this process can run (not those read from the
+    /// database only).
+    pub(crate) runnable: Vec<i64>,
     pub(crate) wake: Arc<Notify>,
     events: broadcast::Sender<Event>,
     subscribers: Subscribers,
@@ -83,6 +86,7 @@ pub struct TaskerBuilder {
     registry: Registry,
     identity: IdentityStrategy,
     auto_register: bool,
+    templates_from_database: bool,
     /// `task_handler` registrations, run at `build` once the environment is known.
     task_handlers: Vec<PendingTaskHandler>,
     subscribers: Vec<(String, Arc<dyn DynSubscriber>)>,
@@ -164,6 +168,14 @@ impl TaskerBuilder {
     pub fn subscriber<S: Subscriber>(mut self, subscriber: S) -> Self {
         self.subscribers
             .push((std::any::type_name::<S>().to_owned(), Arc::new(subscriber)));
+        self
+    }
+
+    /// Also loads the templates other programs stored in the database, so this process (an API
+    /// server, say) can create and inspect their tasks without linking their code. It runs
+    /// none of their steps.
+    pub fn templates_from_database(mut self, enabled: bool) -> Self {
+        self.templates_from_database = enabled;
         self
     }
 
@@ -283,6 +295,23 @@ impl TaskerBuilder {
         .await
         .map_err(|e| Error::Join(e.to_string()))??;
 
+        let local: std::collections::HashSet<TemplateKey> =
+            registry.templates.keys().cloned().collect();
+        if self.templates_from_database {
+            // Templates other programs registered: this process can create and inspect their
+            // tasks, but runs none of their steps.
+            let stored = store
+                .run(|store| dispatch!(store, load_templates()))
+                .await?;
+            for configuration in stored {
+                let Ok(template) = serde_json::from_str::<TaskTemplate>(&configuration) else {
+                    continue;
+                };
+                if !local.contains(&TemplateKey::of(&template)) {
+                    registry.register_template(template)?;
+                }
+            }
+        }
         let mut keys: Vec<TemplateKey> = registry.templates.keys().cloned().collect();
         keys.sort();
         let templates: Vec<TaskTemplate> = keys
@@ -306,12 +335,17 @@ impl TaskerBuilder {
         }
         let mut ids = HashMap::new();
         let mut by_named_task = HashMap::new();
+        let mut runnable = Vec::new();
         for (key, template_ids) in keys.into_iter().zip(synced) {
             if let Some(registered) = registry.templates.get(&key) {
                 by_named_task.insert(template_ids.named_task_id, Arc::clone(registered));
             }
+            if local.contains(&key) {
+                runnable.push(template_ids.named_task_id);
+            }
             ids.insert(key, template_ids);
         }
+        runnable.sort_unstable();
 
         let wake = Arc::new(Notify::new());
         let listener_stop = Arc::new(AtomicBool::new(false));
@@ -334,6 +368,7 @@ impl TaskerBuilder {
                 identity: self.identity,
                 ids,
                 by_named_task,
+                runnable,
                 wake,
                 events,
                 subscribers,
@@ -354,6 +389,7 @@ impl Tasker {
             registry: Registry::new(),
             identity: IdentityStrategy::default(),
             auto_register: true,
+            templates_from_database: false,
             task_handlers: Vec::new(),
             subscribers: Vec::new(),
             error: None,
@@ -638,6 +674,24 @@ impl Tasker {
             .await
     }
 
+    /// The redactor configured for this engine.
+    pub fn redactor(&self) -> &crate::redact::Redactor {
+        &self.inner.redactor
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.store.run(|store| dispatch!(store, ping())).await
+    }
+
+    /// How many tasks are in each state.
+    pub async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
+        self.inner
+            .store
+            .run(|store| dispatch!(store, tasks_by_state()))
+            .await
+    }
+
     /// The custom events the programs running workers on this database declared, with their
     /// descriptions.
     pub async fn stored_custom_events(&self) -> Result<Vec<(String, Option<String>)>> {
@@ -653,6 +707,47 @@ impl Tasker {
             .store
             .run(move |store| dispatch!(store, load_edges(task_id)))
             .await
+    }
+
+    /// Changes a task's reason and/or tags, the only fields that may change after creation.
+    pub async fn update_task(
+        &self,
+        task_id: i64,
+        reason: Option<String>,
+        tags: Option<Vec<String>>,
+    ) -> Result<TaskRow> {
+        let tags = tags.map(|t| serde_json::to_string(&t)).transpose()?;
+        let found = self
+            .inner
+            .store
+            .run(move |store| {
+                dispatch!(
+                    store,
+                    update_task(task_id, reason.as_deref(), tags.as_deref())
+                )
+            })
+            .await?;
+        if !found {
+            return Err(Error::TaskNotFound(task_id));
+        }
+        self.task(task_id).await
+    }
+
+    /// Sets the retry limit of a step of `task_id` (an operator giving a step more attempts).
+    pub async fn set_retry_limit(&self, task_id: i64, step_id: i64, limit: u32) -> Result<()> {
+        let limit =
+            i32::try_from(limit.clamp(1, crate::template::MAX_RETRY_LIMIT)).unwrap_or(i32::MAX);
+        let found = self
+            .inner
+            .store
+            .run(move |store| dispatch!(store, set_retry_limit(task_id, step_id, limit)))
+            .await?;
+        if found {
+            self.inner.wake.notify_one();
+            Ok(())
+        } else {
+            Err(Error::StepNotFound(step_id))
+        }
     }
 
     /// The task with id `task_id`.
@@ -814,6 +909,29 @@ impl Tasker {
 /// For operations whose only output is their events: whether anything changed, and the events.
 fn changed(events: Vec<EventRecord>) -> (bool, Vec<EventRecord>) {
     (!events.is_empty(), events)
+}
+
+/// Completes on ctrl-c, or SIGTERM on Unix: the signal to stop a worker or server gracefully.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub(crate) fn publish(inner: &Inner, events: Vec<EventRecord>) {

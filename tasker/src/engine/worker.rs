@@ -91,11 +91,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
     let inner = Arc::clone(tasker.inner());
     let config = inner.config.clone();
     let owner: Arc<str> = options.id.clone().into();
-    let named_task_ids: Arc<Vec<i64>> = Arc::new({
-        let mut ids: Vec<i64> = inner.by_named_task.keys().copied().collect();
-        ids.sort_unstable();
-        ids
-    });
+    let named_task_ids: Arc<Vec<i64>> = Arc::new(inner.runnable.clone());
     let slots = Arc::new(Semaphore::new(options.concurrency));
     let in_flight: InFlight = Arc::default();
     let (outcomes, outcome_rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();

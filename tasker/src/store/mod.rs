@@ -485,8 +485,26 @@ pub struct TaskFilter {
     pub state: Option<TaskState>,
     /// At most this many (1 to [`MAX_LIST_LIMIT`]; 0 means 1).
     pub limit: usize,
-    /// Skip this many of the newest first.
+    /// Skip this many (in the listing's order).
     pub offset: u64,
+    /// The order: by id (the default, newest first), request time, creation time or priority.
+    pub sort: TaskSort,
+    /// Oldest (or lowest) first instead of newest first.
+    pub ascending: bool,
+}
+
+/// What tasks are listed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskSort {
+    /// The task id (creation order).
+    #[default]
+    Id,
+    /// When the task was requested.
+    RequestedAt,
+    /// When the task was created.
+    CreatedAt,
+    /// The claim priority.
+    Priority,
 }
 
 /// One embedded migration and whether it has been applied.

@@ -1296,6 +1296,15 @@ pub(crate) fn load_task(c: &mut Conn, task_id: i64) -> Result<TaskRow> {
     Ok(TaskRow::from_tuple(row))
 }
 
+/// The configuration (template JSON) of every stored named task.
+pub(crate) fn load_templates(c: &mut Conn) -> Result<Vec<String>> {
+    let rows: Vec<Option<String>> = tasker_named_tasks::table
+        .order(tasker_named_tasks::named_task_id.asc())
+        .select(tasker_named_tasks::configuration)
+        .load(c)?;
+    Ok(rows.into_iter().flatten().collect())
+}
+
 /// Tasks matching `filter`, newest first.
 pub(crate) fn list_tasks(c: &mut Conn, filter: &crate::store::TaskFilter) -> Result<Vec<TaskRow>> {
     let mut query = tasker_tasks::table
@@ -1331,8 +1340,33 @@ pub(crate) fn list_tasks(c: &mut Conn, filter: &crate::store::TaskFilter) -> Res
     if let Some(state) = filter.state {
         query = query.filter(tasker_tasks::state.eq(state.as_str()));
     }
+    use crate::store::TaskSort;
+    query = match (filter.sort, filter.ascending) {
+        (TaskSort::Id, false) => query.order(tasker_tasks::task_id.desc()),
+        (TaskSort::Id, true) => query.order(tasker_tasks::task_id.asc()),
+        (TaskSort::RequestedAt, false) => query.order((
+            tasker_tasks::requested_at.desc(),
+            tasker_tasks::task_id.desc(),
+        )),
+        (TaskSort::RequestedAt, true) => query.order((
+            tasker_tasks::requested_at.asc(),
+            tasker_tasks::task_id.asc(),
+        )),
+        (TaskSort::CreatedAt, false) => query.order((
+            tasker_tasks::created_at.desc(),
+            tasker_tasks::task_id.desc(),
+        )),
+        (TaskSort::CreatedAt, true) => {
+            query.order((tasker_tasks::created_at.asc(), tasker_tasks::task_id.asc()))
+        }
+        (TaskSort::Priority, false) => {
+            query.order((tasker_tasks::priority.desc(), tasker_tasks::task_id.desc()))
+        }
+        (TaskSort::Priority, true) => {
+            query.order((tasker_tasks::priority.asc(), tasker_tasks::task_id.asc()))
+        }
+    };
     let rows = query
-        .order(tasker_tasks::task_id.desc())
         .limit(filter.limit.clamp(1, crate::store::MAX_LIST_LIMIT) as i64)
         .offset(filter.offset.min(i64::MAX as u64) as i64)
         .load(c)?;
@@ -1416,6 +1450,78 @@ pub(crate) fn load_edges(c: &mut Conn, task_id: i64) -> Result<Vec<(i64, i64)>> 
             tasker_workflow_step_edges::to_step_id,
         ))
         .load(c)?)
+}
+
+/// Changes a task's reason and tags (the only fields an update may change); `false` when there
+/// is no such task.
+pub(crate) fn update_task(
+    c: &mut Conn,
+    task_id: i64,
+    reason: Option<&str>,
+    tags: Option<&str>,
+) -> Result<bool> {
+    let target = tasker_tasks::table.filter(tasker_tasks::task_id.eq(task_id));
+    let updated = match (reason, tags) {
+        (Some(reason), Some(tags)) => diesel::update(target)
+            .set((
+                tasker_tasks::reason.eq(reason),
+                tasker_tasks::tags.eq(tags),
+                tasker_tasks::updated_at.eq(now()),
+            ))
+            .execute(c)?,
+        (Some(reason), None) => diesel::update(target)
+            .set((
+                tasker_tasks::reason.eq(reason),
+                tasker_tasks::updated_at.eq(now()),
+            ))
+            .execute(c)?,
+        (None, Some(tags)) => diesel::update(target)
+            .set((
+                tasker_tasks::tags.eq(tags),
+                tasker_tasks::updated_at.eq(now()),
+            ))
+            .execute(c)?,
+        (None, None) => target.count().get_result::<i64>(c)? as usize,
+    };
+    Ok(updated > 0)
+}
+
+/// Sets a step's retry limit; `false` when there is no such step in the task.
+pub(crate) fn set_retry_limit(
+    c: &mut Conn,
+    task_id: i64,
+    step_id: i64,
+    limit: i32,
+) -> Result<bool> {
+    let updated = diesel::update(
+        tasker_workflow_steps::table
+            .filter(tasker_workflow_steps::workflow_step_id.eq(step_id))
+            .filter(tasker_workflow_steps::task_id.eq(task_id)),
+    )
+    .set((
+        tasker_workflow_steps::retry_limit.eq(limit),
+        tasker_workflow_steps::updated_at.eq(now()),
+    ))
+    .execute(c)?;
+    Ok(updated > 0)
+}
+
+/// Runs a trivial query.
+pub(crate) fn ping(c: &mut Conn) -> Result<()> {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1")).execute(c)?;
+    Ok(())
+}
+
+/// How many tasks are in each state.
+pub(crate) fn tasks_by_state(c: &mut Conn) -> Result<Vec<(TaskState, i64)>> {
+    let rows: Vec<(String, i64)> = tasker_tasks::table
+        .group_by(tasker_tasks::state)
+        .select((tasker_tasks::state, diesel::dsl::count_star()))
+        .load(c)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(state, count)| Some((state.parse().ok()?, count)))
+        .collect())
 }
 
 /// The steps of a task, in creation order.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use tasker::{StepInfo, StepState, TaskTemplate};
+use crate::{StepInfo, StepState, TaskTemplate};
 
 /// One node of a flowchart.
 struct Node<'a> {
@@ -24,8 +24,8 @@ const CLASSES: &[(&str, &str)] = &[
     ),
 ];
 
-/// A template's steps and dependencies.
-pub(crate) fn template(template: &TaskTemplate) -> String {
+/// A Mermaid flowchart of a template's steps and dependencies.
+pub fn template(template: &TaskTemplate) -> String {
     let nodes: Vec<Node<'_>> = template
         .step_templates
         .iter()
@@ -54,8 +54,8 @@ pub(crate) fn template(template: &TaskTemplate) -> String {
     )
 }
 
-/// A task's steps, labelled and coloured by state, with `edges` as `(parent, child)` step ids.
-pub(crate) fn task(title: &str, steps: &[StepInfo], edges: &[(i64, i64)]) -> String {
+/// A Mermaid flowchart of a task's steps, labelled and coloured by state, with `edges` as `(parent, child)` step ids.
+pub fn task(title: &str, steps: &[StepInfo], edges: &[(i64, i64)]) -> String {
     let nodes: Vec<Node<'_>> = steps
         .iter()
         .map(|s| Node {
@@ -118,10 +118,10 @@ mod tests {
     #[test]
     fn a_diamond_template() {
         let template = TaskTemplate::new("shop", "order", "1.0.0")
-            .step(tasker::StepTemplate::new("fetch", "h"))
-            .step(tasker::StepTemplate::new("pay", "h").depends_on(["fetch"]))
-            .step(tasker::StepTemplate::new("ship", "h").depends_on(["fetch"]))
-            .step(tasker::StepTemplate::new("notify", "h").depends_on(["pay", "ship"]));
+            .step(crate::StepTemplate::new("fetch", "h"))
+            .step(crate::StepTemplate::new("pay", "h").depends_on(["fetch"]))
+            .step(crate::StepTemplate::new("ship", "h").depends_on(["fetch"]))
+            .step(crate::StepTemplate::new("notify", "h").depends_on(["pay", "ship"]));
         assert_eq!(
             template_diagram(&template),
             "---\ntitle: shop/order@1.0.0 (template)\n---\nflowchart TD\n    s0[\"fetch\"]\n    s1[\"pay\"]\n    s2[\"ship\"]\n    s3[\"notify\"]\n    s0 --> s1\n    s0 --> s2\n    s1 --> s3\n    s2 --> s3\n"

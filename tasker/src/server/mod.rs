@@ -1,0 +1,874 @@
+//! The REST API (feature `server`): the seed's routes under a prefix (default `/tasker`).
+//!
+//! [`router`] builds an axum [`Router`] over an engine; [`serve`] binds and runs it, refusing a
+//! non-loopback address without authentication unless [`ServerConfig::allow_insecure`] says
+//! so. Every error is JSON `{code, message, path}`; bodies over the limit get 413. The routes
+//! and the permission each needs are in [`ROUTES`], which also generates the OpenAPI document
+//! served at `/openapi.json`.
+
+mod auth;
+mod error;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+pub use auth::{ApiKey, Auth, JwtConfig};
+pub use error::ApiError;
+
+use crate::{StepInfo, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
+
+/// How the API is served.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the routes live (default `/tasker`; empty for the root).
+    pub prefix: String,
+    /// Who may call, and how they prove it (default: nobody needs to).
+    pub auth: Auth,
+    /// Largest accepted request body, in bytes (default 1 MiB + 64 KiB for the envelope).
+    pub body_limit: usize,
+    /// Serve without authentication on a non-loopback address (default `false`).
+    pub allow_insecure: bool,
+    /// What `/metrics` renders (see [`crate::metrics::install_prometheus`]).
+    pub metrics: Option<crate::metrics::PrometheusHandle>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            prefix: "/tasker".to_owned(),
+            auth: Auth::none(),
+            body_limit: (1 << 20) + (64 << 10),
+            allow_insecure: false,
+            metrics: None,
+        }
+    }
+}
+
+/// One route: method, path (under the prefix), the permission it needs (`None`: public) and
+/// what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// `GET`, `POST`, `PATCH` or `DELETE`.
+    pub method: &'static str,
+    /// The path, with `{id}`-style parameters.
+    pub path: &'static str,
+    /// The `resource:action` a caller needs, or `None` for public routes.
+    pub permission: Option<&'static str>,
+    /// What it does.
+    pub summary: &'static str,
+}
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    permission: Option<&'static str>,
+    summary: &'static str,
+) -> Route {
+    Route {
+        method,
+        path,
+        permission,
+        summary,
+    }
+}
+
+/// Every route of the API.
+pub const ROUTES: &[Route] = &[
+    route("GET", "/health/live", None, "The process is up."),
+    route(
+        "GET",
+        "/health/ready",
+        None,
+        "The database answers (503 when it does not).",
+    ),
+    route(
+        "GET",
+        "/health/status",
+        Some("tasker.health_status:index"),
+        "Tasks by state.",
+    ),
+    route(
+        "GET",
+        "/metrics",
+        Some("tasker.metrics:index"),
+        "Prometheus metrics.",
+    ),
+    route("GET", "/openapi.json", None, "This API's OpenAPI document."),
+    route(
+        "GET",
+        "/tasks",
+        Some("tasker.task:index"),
+        "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
+    ),
+    route(
+        "POST",
+        "/tasks",
+        Some("tasker.task:create"),
+        "Create a task from a task request; 201 with the task.",
+    ),
+    route("GET", "/tasks/{id}", Some("tasker.task:show"), "A task."),
+    route(
+        "PATCH",
+        "/tasks/{id}",
+        Some("tasker.task:update"),
+        "Change a task's reason and tags.",
+    ),
+    route(
+        "DELETE",
+        "/tasks/{id}",
+        Some("tasker.task:cancel"),
+        "Cancel a task and its unfinished steps.",
+    ),
+    route(
+        "POST",
+        "/tasks/{id}/retry",
+        Some("tasker.task:retry"),
+        "Send a task in error back to pending.",
+    ),
+    route(
+        "GET",
+        "/tasks/{id}/diagram",
+        Some("tasker.task:show"),
+        "A Mermaid flowchart of the task, coloured by step state.",
+    ),
+    route(
+        "GET",
+        "/tasks/{id}/workflow_steps",
+        Some("tasker.workflow_step:index"),
+        "A task's steps.",
+    ),
+    route(
+        "GET",
+        "/tasks/{id}/workflow_steps/{step_id}",
+        Some("tasker.workflow_step:show"),
+        "A step.",
+    ),
+    route(
+        "PATCH",
+        "/tasks/{id}/workflow_steps/{step_id}",
+        Some("tasker.workflow_step:update"),
+        "Set a step's retry_limit, or resolve it by hand (`resolve: true`, optional `results`).",
+    ),
+    route(
+        "GET",
+        "/handlers",
+        Some("tasker.handler:index"),
+        "Every registered template.",
+    ),
+    route(
+        "GET",
+        "/handlers/{namespace}",
+        Some("tasker.handler:index"),
+        "The templates of a namespace.",
+    ),
+    route(
+        "GET",
+        "/handlers/{namespace}/{name}",
+        Some("tasker.handler:show"),
+        "A template (`?version=`; default the highest) with its dependency graph.",
+    ),
+];
+
+struct AppState {
+    tasker: Tasker,
+    config: ServerConfig,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// The API's routes over `tasker`, under `config.prefix`.
+pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
+    let prefix = config.prefix.trim_end_matches('/').to_owned();
+    let body_limit = config.body_limit;
+    let state = Arc::new(AppState { tasker, config });
+    let api = Router::new()
+        .route("/health/live", get(health_live))
+        .route("/health/ready", get(health_ready))
+        .route("/health/status", get(health_status))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/tasks", get(list_tasks).post(create_task))
+        .route(
+            "/tasks/{id}",
+            get(show_task).patch(update_task).delete(cancel_task),
+        )
+        .route("/tasks/{id}/retry", post(retry_task))
+        .route("/tasks/{id}/diagram", get(task_diagram))
+        .route("/tasks/{id}/workflow_steps", get(list_steps))
+        .route(
+            "/tasks/{id}/workflow_steps/{step_id}",
+            get(show_step).patch(update_step),
+        )
+        .route("/handlers", get(list_handlers))
+        .route("/handlers/{namespace}", get(namespace_handlers))
+        .route("/handlers/{namespace}/{name}", get(show_handler))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    if prefix.is_empty() {
+        api
+    } else {
+        Router::new().nest(&prefix, api).fallback(not_found)
+    }
+}
+
+/// Listens on `addr` (`127.0.0.1:3000`), for [`serve`].
+pub async fn bind(addr: &str) -> crate::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::Error::Config(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Serves the API on `listener` until `shutdown` completes. Refuses a non-loopback address
+/// without authentication unless `config.allow_insecure`.
+pub async fn serve(
+    tasker: Tasker,
+    config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> crate::Result<()> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| crate::Error::Config(format!("listener has no address: {e}")))?;
+    check_exposure(&config, addr)?;
+    axum::serve(listener, router(tasker, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| crate::Error::Config(format!("server failed: {e}")))
+}
+
+/// Refuses to expose an unauthenticated API beyond this machine unless told to.
+pub fn check_exposure(config: &ServerConfig, addr: SocketAddr) -> crate::Result<()> {
+    if !addr.ip().is_loopback() && !config.auth.is_enabled() && !config.allow_insecure {
+        return Err(crate::Error::Config(format!(
+            "refusing to serve on {addr} without authentication: configure API keys or JWT, \
+             listen on a loopback address, or set `allow_insecure`"
+        )));
+    }
+    Ok(())
+}
+
+// --- extractors whose rejections are JSON errors -------------------------------------------
+
+/// A JSON body; malformed JSON is 400, JSON of the wrong shape 422, too large 413.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonDataError(_) => {
+            // serde_path_to_error's message starts with the path: "context.order_id: …".
+            let path = text
+                .split_once(": ")
+                .map(|(_, rest)| rest)
+                .and_then(|rest| rest.split_once(": "))
+                .map(|(path, _)| format!("/{}", path.replace('.', "/")));
+            let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text);
+            error.path = path;
+            error
+        }
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", text)
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", text)
+        }
+        _ => ApiError::new(status, "invalid_body", text),
+    }
+}
+
+/// Path parameters; a malformed one is 400.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Params(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiError {
+    ApiError::bad_request(rejection.body_text())
+}
+
+/// Query parameters; a malformed one is 400.
+struct QueryParams<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::bad_request(rejection.body_text())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method",
+    )
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap, permission: &str) -> Result<(), ApiError> {
+    state.config.auth.authenticate(headers)?.require(permission)
+}
+
+// --- representations -------------------------------------------------------------------
+
+fn task_json(state: &AppState, mut task: TaskRow) -> Value {
+    state.tasker.redactor().redact(&mut task.context);
+    let full_name = format!("{}/{}@{}", task.namespace, task.name, task.version);
+    let mut value = serde_json::to_value(&task).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("full_name".to_owned(), Value::String(full_name));
+    }
+    value
+}
+
+fn step_json(state: &AppState, mut step: StepInfo) -> Value {
+    if let Some(results) = &mut step.results {
+        state.tasker.redactor().redact(results);
+    }
+    serde_json::to_value(&step).unwrap_or(Value::Null)
+}
+
+// --- handlers ----------------------------------------------------------------------------
+
+async fn health_live() -> Json<Value> {
+    Json(json!({ "status": "live" }))
+}
+
+async fn health_ready(State(state): Shared) -> Response {
+    match state.tasker.ping().await {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err(error) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("the database does not answer: {error}"),
+        )
+        .into_response(),
+    }
+}
+
+async fn health_status(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.health_status:index")?;
+    let counts = state.tasker.task_counts().await?;
+    let by_state: serde_json::Map<String, Value> = counts
+        .into_iter()
+        .map(|(state, count)| (state.to_string(), json!(count)))
+        .collect();
+    Ok(Json(json!({ "status": "ok", "tasks": by_state })))
+}
+
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&state, &headers, "tasker.metrics:index")?;
+    let text = state
+        .config
+        .metrics
+        .as_ref()
+        .map(|handle| handle.render())
+        .unwrap_or_default();
+    Ok((
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
+
+async fn openapi(State(state): Shared) -> Json<Value> {
+    Json(openapi_document(&state.config.prefix))
+}
+
+/// The OpenAPI 3.1 document of [`ROUTES`] under `prefix`.
+pub fn openapi_document(prefix: &str) -> Value {
+    let prefix = prefix.trim_end_matches('/');
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        let mut operation = json!({
+            "summary": route.summary,
+            "parameters": parameters,
+            "responses": {
+                "200": { "description": "Success" },
+                "4XX": { "description": "`{code, message, path}`" },
+            },
+        });
+        if let Some(permission) = route.permission {
+            operation["security"] = json!([{ "apiKey": [] }, { "bearer": [] }]);
+            operation["x-tasker-permission"] = json!(permission);
+        }
+        let entry = paths
+            .entry(format!("{prefix}{}", route.path))
+            .or_insert_with(|| json!({}));
+        entry[route.method.to_ascii_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "tasker", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
+                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
+            }
+        },
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    namespace: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    state: Option<TaskState>,
+    limit: Option<usize>,
+    offset: Option<u64>,
+    sort_by: Option<String>,
+    sort_order: Option<String>,
+}
+
+async fn list_tasks(
+    State(state): Shared,
+    headers: HeaderMap,
+    QueryParams(query): QueryParams<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.task:index")?;
+    let sort = match query.sort_by.as_deref() {
+        None | Some("task_id") => TaskSort::Id,
+        Some("requested_at") => TaskSort::RequestedAt,
+        Some("created_at") => TaskSort::CreatedAt,
+        Some("priority") => TaskSort::Priority,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot sort by `{other}`: use `task_id`, `requested_at`, `created_at` or `priority`"
+            ))
+            .at("/sort_by"));
+        }
+    };
+    let ascending = match query.sort_order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "sort_order `{other}` is not `asc` or `desc`"
+            ))
+            .at("/sort_order"));
+        }
+    };
+    let limit = query.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 100").at("/limit"));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let tasks = state
+        .tasker
+        .tasks(TaskFilter {
+            namespace: query.namespace,
+            name: query.name,
+            version: query.version,
+            state: query.state,
+            limit,
+            offset,
+            sort,
+            ascending,
+        })
+        .await?;
+    let tasks: Vec<Value> = tasks.into_iter().map(|t| task_json(&state, t)).collect();
+    Ok(Json(
+        json!({ "tasks": tasks, "limit": limit, "offset": offset }),
+    ))
+}
+
+async fn create_task(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Body<Value>, ApiError>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, "tasker.task:create")?;
+    let Body(body) = body?;
+    // The seed's envelope `{"task": {...}}` and the bare request are both accepted.
+    let request = match body {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("task") => {
+            map.remove("task").unwrap_or(Value::Null)
+        }
+        other => other,
+    };
+    let request: TaskRequest = serde_path_to_error::deserialize(request).map_err(|e| {
+        let path = format!("/{}", e.path().to_string().replace('.', "/"));
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.inner().to_string(),
+        )
+        .at(if path == "/." { "/".to_owned() } else { path })
+    })?;
+    let created = state.tasker.create_task(request).await?;
+    let task = state.tasker.task(created.id).await?;
+    let status = if created.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(task_json(&state, task))).into_response())
+}
+
+async fn show_task(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(id): Params<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.task:show")?;
+    let task = state.tasker.task(id).await?;
+    let steps = state.tasker.steps(id).await?;
+    let mut value = task_json(&state, task);
+    value["workflow_steps"] =
+        Value::Array(steps.into_iter().map(|s| step_json(&state, s)).collect());
+    Ok(Json(value))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskUpdate {
+    reason: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+async fn update_task(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(id): Params<i64>,
+    body: Result<Body<TaskUpdate>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.task:update")?;
+    let Body(update) = body?;
+    if update
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 128)
+    {
+        return Err(ApiError::bad_request("`reason` is longer than 128 characters").at("/reason"));
+    }
+    let task = state
+        .tasker
+        .update_task(id, update.reason, update.tags)
+        .await?;
+    Ok(Json(task_json(&state, task)))
+}
+
+async fn cancel_task(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(id): Params<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.task:cancel")?;
+    let changed = state.tasker.cancel_task(id).await?;
+    Ok(Json(json!({ "cancelled": true, "changed": changed })))
+}
+
+async fn retry_task(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(id): Params<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.task:retry")?;
+    state.tasker.retry_task(id).await?;
+    Ok(Json(task_json(&state, state.tasker.task(id).await?)))
+}
+
+async fn task_diagram(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(id): Params<i64>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, "tasker.task:show")?;
+    let task = state.tasker.task(id).await?;
+    let steps = state.tasker.steps(id).await?;
+    let edges = state.tasker.step_edges(id).await?;
+    let title = format!(
+        "task {} {}/{}@{} ({})",
+        task.task_id, task.namespace, task.name, task.version, task.state
+    );
+    Ok((
+        [("content-type", "text/plain; charset=utf-8")],
+        crate::diagram::task(&title, &steps, &edges),
+    )
+        .into_response())
+}
+
+async fn list_steps(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(id): Params<i64>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.workflow_step:index")?;
+    state.tasker.task(id).await?;
+    let steps = state.tasker.steps(id).await?;
+    Ok(Json(json!({
+        "workflow_steps": steps.into_iter().map(|s| step_json(&state, s)).collect::<Vec<_>>()
+    })))
+}
+
+async fn find_step(state: &AppState, task_id: i64, step_id: i64) -> Result<StepInfo, ApiError> {
+    state
+        .tasker
+        .steps(task_id)
+        .await?
+        .into_iter()
+        .find(|s| s.step_id == step_id)
+        .ok_or_else(|| ApiError::not_found(format!("task {task_id} has no step {step_id}")))
+}
+
+async fn show_step(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params((id, step_id)): Params<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.workflow_step:show")?;
+    let step = find_step(&state, id, step_id).await?;
+    Ok(Json(step_json(&state, step)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepUpdate {
+    retry_limit: Option<u32>,
+    #[serde(default)]
+    resolve: bool,
+    results: Option<Value>,
+}
+
+async fn update_step(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params((id, step_id)): Params<(i64, i64)>,
+    body: Result<Body<StepUpdate>, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.workflow_step:update")?;
+    let Body(update) = body?;
+    find_step(&state, id, step_id).await?;
+    if update.retry_limit.is_none() && !update.resolve {
+        return Err(ApiError::bad_request(
+            "give `retry_limit`, or `resolve: true` (with optional `results`)",
+        ));
+    }
+    if update.results.is_some() && !update.resolve {
+        return Err(
+            ApiError::bad_request("`results` is only taken with `resolve: true`").at("/results"),
+        );
+    }
+    if let Some(limit) = update.retry_limit {
+        if !(1..=crate::template::MAX_RETRY_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "retry_limit must be 1 to {}",
+                crate::template::MAX_RETRY_LIMIT
+            ))
+            .at("/retry_limit"));
+        }
+        state.tasker.set_retry_limit(id, step_id, limit).await?;
+    }
+    if update.resolve {
+        state.tasker.resolve_step(step_id, update.results).await?;
+    }
+    Ok(Json(step_json(
+        &state,
+        find_step(&state, id, step_id).await?,
+    )))
+}
+
+fn template_json(template: &crate::TaskTemplate, with_graph: bool) -> Value {
+    let mut value = json!({
+        "namespace": template.namespace_name,
+        "name": template.name,
+        "version": template.version,
+        "full_name": template.full_name(),
+        "description": template.description,
+        "concurrent": template.concurrent,
+        "steps": template.step_templates.iter().map(|s| json!({
+            "name": s.name,
+            "description": s.description,
+            "depends_on": s.dependencies(),
+            "retryable": s.default_retryable,
+            "retry_limit": s.default_retry_limit,
+            "skippable": s.skippable,
+        })).collect::<Vec<_>>(),
+    });
+    if with_graph {
+        value["schema"] = template.schema.clone().unwrap_or(Value::Null);
+        value["dependency_graph"] = dependency_graph(template);
+    }
+    value
+}
+
+/// Nodes, edges, roots, leaves and levels (depth from the roots) of a template.
+fn dependency_graph(template: &crate::TaskTemplate) -> Value {
+    let steps = &template.step_templates;
+    let mut edges = Vec::new();
+    for step in steps {
+        for parent in step.dependencies() {
+            edges.push(json!({ "from": parent, "to": step.name }));
+        }
+    }
+    let mut level: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    {
+        for i in template.topological_order() {
+            let step = &steps[i];
+            let depth = step
+                .dependencies()
+                .iter()
+                .filter_map(|p| level.get(p))
+                .map(|d| d + 1)
+                .max()
+                .unwrap_or(0);
+            level.insert(&step.name, depth);
+        }
+    }
+    let roots: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.dependencies().is_empty())
+        .map(|s| s.name.as_str())
+        .collect();
+    let leaves: Vec<&str> = steps
+        .iter()
+        .filter(|s| {
+            !steps
+                .iter()
+                .any(|c| c.dependencies().contains(&s.name.as_str()))
+        })
+        .map(|s| s.name.as_str())
+        .collect();
+    json!({
+        "nodes": steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "edges": edges,
+        "roots": roots,
+        "leaves": leaves,
+        "levels": level,
+    })
+}
+
+async fn list_handlers(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.handler:index")?;
+    let templates: Vec<Value> = state
+        .tasker
+        .registry()
+        .templates()
+        .into_iter()
+        .map(|t| template_json(t, false))
+        .collect();
+    Ok(Json(json!({ "handlers": templates })))
+}
+
+async fn namespace_handlers(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params(namespace): Params<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.handler:index")?;
+    let templates: Vec<Value> = state
+        .tasker
+        .registry()
+        .templates()
+        .into_iter()
+        .filter(|t| t.namespace_name == namespace)
+        .map(|t| template_json(t, false))
+        .collect();
+    if templates.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no templates in namespace `{namespace}`"
+        )));
+    }
+    Ok(Json(
+        json!({ "namespace": namespace, "handlers": templates }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionQuery {
+    version: Option<String>,
+}
+
+async fn show_handler(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params((namespace, name)): Params<(String, String)>,
+    QueryParams(query): QueryParams<VersionQuery>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.handler:show")?;
+    let registry = state.tasker.registry();
+    let mut matching: Vec<&crate::TaskTemplate> = registry
+        .templates()
+        .into_iter()
+        .filter(|t| t.namespace_name == namespace && t.name == name)
+        .filter(|t| query.version.as_ref().is_none_or(|v| *v == t.version))
+        .collect();
+    // The highest version when none is asked for (semver order on MAJOR.MINOR.PATCH).
+    matching.sort_by_key(|t| {
+        t.version
+            .split(['.', '-', '+'])
+            .take(3)
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    let template = matching.last().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no template `{namespace}/{name}`{}",
+            query
+                .version
+                .as_ref()
+                .map(|v| format!("@{v}"))
+                .unwrap_or_default()
+        ))
+    })?;
+    Ok(Json(template_json(template, true)))
+}

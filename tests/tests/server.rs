@@ -1,0 +1,853 @@
+//! The REST API over real HTTP on 127.0.0.1: a task's whole life, the auth matrix, a corpus of
+//! malformed requests, and the refusal to expose an unauthenticated API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use tasker::prelude::*;
+use tasker::serde_json::{Value, json};
+use tasker::server::{ApiKey, Auth, JwtConfig, ROUTES, ServerConfig};
+use tasker_tests::{TestDatabase, conformance};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A running API server and a client for it.
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start(tasker: Tasker, config: ServerConfig) -> Api {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}/tasker", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = tasker::server::serve(tasker, config, listener, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    tasker::http::install_crypto_provider();
+    Api {
+        base,
+        client: reqwest::Client::new(),
+        stop: Some(stop),
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        auth: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (name, value) in auth {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None, &[]).await
+    }
+}
+
+fn templates() -> Vec<TaskTemplate> {
+    vec![
+        TaskTemplate::new("shop", "order", "1.0.0")
+            .schema(json!({
+                "type": "object",
+                "required": ["order_id"],
+                "properties": { "order_id": { "type": "integer" } }
+            }))
+            .step(StepTemplate::new("fetch", "ok"))
+            .step(StepTemplate::new("charge", "charge").depends_on(["fetch"])),
+        TaskTemplate::new("shop", "stuck", "1.0.0")
+            .step(StepTemplate::new("blocked", "never"))
+            .step(StepTemplate::new("after", "ok").depends_on(["blocked"])),
+    ]
+}
+
+conformance!(a_task_lives_its_whole_life_over_http);
+
+async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
+    // The worker process knows the handlers; the API process only the database.
+    let charge_fails = Arc::new(AtomicBool::new(false));
+    let fails = Arc::clone(&charge_fails);
+    let mut worker_builder = db.builder();
+    for template in templates() {
+        worker_builder = worker_builder.template(template);
+    }
+    let worker_side = worker_builder
+        .handler(
+            "ok",
+            handler_fn(|_| async { Ok(json!({ "ok": true, "password": "hunter2" })) }),
+        )
+        .handler(
+            "charge",
+            handler_fn(move |_| {
+                let fails = Arc::clone(&fails);
+                async move {
+                    if fails.load(Ordering::SeqCst) {
+                        Err(StepError::permanent("card declined"))
+                    } else {
+                        Ok(json!({ "charged": true }))
+                    }
+                }
+            }),
+        )
+        .handler(
+            "never",
+            handler_fn(|_| async { Err(StepError::permanent("needs a human")) }),
+        )
+        .build()
+        .await
+        .expect("worker side");
+    let api_side = db
+        .builder()
+        .auto_register(false)
+        .templates_from_database(true)
+        .build()
+        .await
+        .expect("api side");
+    let api = start(api_side, ServerConfig::default()).await;
+    let worker = worker_side.start_worker();
+
+    // Create, and watch it complete.
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/tasks",
+            Some(json!({ "task": {
+                "name": "order", "namespace": "shop", "version": "1.0.0",
+                "context": { "order_id": 7 }, "initiator": "api-test", "reason": "http",
+            }})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["task_id"].as_i64().expect("task id");
+    assert_eq!(created["full_name"], "shop/order@1.0.0");
+    worker_side.wait_for_task(id, WAIT).await.expect("wait");
+    let (status, shown) = api.get(&format!("/tasks/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["state"], "complete", "{shown}");
+    let steps = shown["workflow_steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 2);
+    // Results are shown without their secrets.
+    assert_eq!(steps[0]["results"]["password"], "[FILTERED]");
+
+    // List and filter.
+    let (_, listed) = api
+        .get("/tasks?state=complete&namespace=shop&sort_by=task_id&sort_order=asc")
+        .await;
+    let ids: Vec<i64> = listed["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["task_id"].as_i64())
+        .collect();
+    assert_eq!(ids, [id]);
+    let (status, _) = api.get("/tasks?sort_by=password").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Steps, one step, the diagram, handlers, health, OpenAPI.
+    let (_, listed) = api.get(&format!("/tasks/{id}/workflow_steps")).await;
+    let step_id = listed["workflow_steps"][1]["step_id"]
+        .as_i64()
+        .expect("step id");
+    let (status, step) = api
+        .get(&format!("/tasks/{id}/workflow_steps/{step_id}"))
+        .await;
+    assert_eq!(
+        (status, step["name"].as_str()),
+        (StatusCode::OK, Some("charge"))
+    );
+    let (status, diagram) = api.get(&format!("/tasks/{id}/diagram")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        diagram
+            .as_str()
+            .is_some_and(|d| d.contains("class s1 complete")),
+        "{diagram}"
+    );
+    let (_, handlers) = api.get("/handlers").await;
+    assert_eq!(handlers["handlers"].as_array().map(Vec::len), Some(2));
+    let (_, handler) = api.get("/handlers/shop/order").await;
+    assert_eq!(handler["dependency_graph"]["roots"], json!(["fetch"]));
+    assert_eq!(handler["dependency_graph"]["levels"]["charge"], 1);
+    let (status, _) = api.get("/handlers/shop/order?version=9.9.9").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(api.get("/health/live").await.0, StatusCode::OK);
+    assert_eq!(api.get("/health/ready").await.0, StatusCode::OK);
+    let (_, status_counts) = api.get("/health/status").await;
+    assert_eq!(status_counts["tasks"]["complete"], 1);
+    let (_, openapi) = api.get("/openapi.json").await;
+    for route in ROUTES {
+        let path = format!("/tasker{}", route.path);
+        assert!(
+            openapi["paths"][&path][route.method.to_ascii_lowercase()].is_object(),
+            "{path}"
+        );
+    }
+
+    // Update reason and tags.
+    let (status, updated) = api
+        .call(
+            Method::PATCH,
+            &format!("/tasks/{id}"),
+            Some(json!({ "reason": "audited", "tags": ["vip"] })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (updated["reason"].as_str(), updated["tags"].clone()),
+        (Some("audited"), json!(["vip"]))
+    );
+
+    // Retry a failed task.
+    charge_fails.store(true, Ordering::SeqCst);
+    let (_, failing) = api
+        .call(Method::POST, "/tasks", Some(json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 8 } })), &[])
+        .await;
+    let failing = failing["task_id"].as_i64().expect("id");
+    assert_eq!(
+        worker_side
+            .wait_for_task(failing, WAIT)
+            .await
+            .expect("wait")
+            .state,
+        TaskState::Error
+    );
+    charge_fails.store(false, Ordering::SeqCst);
+    let (status, retried) = api
+        .call(Method::POST, &format!("/tasks/{failing}/retry"), None, &[])
+        .await;
+    assert_eq!(
+        (status, retried["state"].as_str()),
+        (StatusCode::OK, Some("pending"))
+    );
+    assert_eq!(
+        worker_side
+            .wait_for_task(failing, WAIT)
+            .await
+            .expect("wait")
+            .state,
+        TaskState::Complete
+    );
+
+    // Resolve a step by hand.
+    let (_, stuck) = api
+        .call(
+            Method::POST,
+            "/tasks",
+            Some(json!({ "name": "stuck", "namespace": "shop", "version": "1.0.0" })),
+            &[],
+        )
+        .await;
+    let stuck = stuck["task_id"].as_i64().expect("id");
+    assert_eq!(
+        worker_side
+            .wait_for_task(stuck, WAIT)
+            .await
+            .expect("wait")
+            .state,
+        TaskState::Error
+    );
+    let (_, steps) = api.get(&format!("/tasks/{stuck}/workflow_steps")).await;
+    let blocked = steps["workflow_steps"][0]["step_id"].as_i64().expect("id");
+    let (status, resolved) = api
+        .call(
+            Method::PATCH,
+            &format!("/tasks/{stuck}/workflow_steps/{blocked}"),
+            Some(json!({ "resolve": true, "results": { "by": "ops" } })),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, resolved["state"].as_str()),
+        (StatusCode::OK, Some("resolved_manually")),
+        "{resolved}"
+    );
+    assert_eq!(
+        worker_side
+            .wait_for_task(stuck, WAIT)
+            .await
+            .expect("wait")
+            .state,
+        TaskState::Complete
+    );
+    let (status, limited) = api
+        .call(
+            Method::PATCH,
+            &format!("/tasks/{stuck}/workflow_steps/{blocked}"),
+            Some(json!({ "retry_limit": 9 })),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (status, limited["retry_limit"].as_i64()),
+        (StatusCode::OK, Some(9))
+    );
+
+    // Cancel another.
+    worker.shutdown().await;
+    let (_, waiting) = api
+        .call(Method::POST, "/tasks", Some(json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 9 } })), &[])
+        .await;
+    let waiting = waiting["task_id"].as_i64().expect("id");
+    let (status, cancelled) = api
+        .call(Method::DELETE, &format!("/tasks/{waiting}"), None, &[])
+        .await;
+    assert_eq!(
+        (status, cancelled["cancelled"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    assert_eq!(
+        api.get(&format!("/tasks/{waiting}")).await.1["state"],
+        "cancelled"
+    );
+}
+
+fn token(
+    secret: &[u8],
+    algorithm: jsonwebtoken::Algorithm,
+    permissions: &[&str],
+    expires_in: i64,
+) -> String {
+    let exp = chrono_now() + expires_in;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(algorithm),
+        &json!({ "sub": "tester", "exp": exp, "permissions": permissions }),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("token")
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_auth_matrix() {
+    let db = TestDatabase::sqlite();
+    let mut builder = db.builder();
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    let tasker = builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let secret = b"a-secret-of-at-least-thirty-two-bytes!!";
+    let auth = Auth::none()
+        .api_key(ApiKey::from_secret("admin", "k-admin", ["*"]))
+        .api_key(ApiKey::from_secret(
+            "reader",
+            "k-reader",
+            ["tasker.task:index", "tasker.task:show"],
+        ))
+        .jwt(JwtConfig::hs256(secret));
+    let api = start(
+        tasker,
+        ServerConfig {
+            auth,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let create = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
+    let good_jwt = token(
+        secret,
+        jsonwebtoken::Algorithm::HS256,
+        &["tasker.task:create"],
+        600,
+    );
+    let expired = token(secret, jsonwebtoken::Algorithm::HS256, &["*"], -600);
+    let other_alg = token(secret, jsonwebtoken::Algorithm::HS384, &["*"], 600);
+    let wrong_secret = token(
+        b"another-secret-of-thirty-two-bytes!!!!",
+        jsonwebtoken::Algorithm::HS256,
+        &["*"],
+        600,
+    );
+    // `alg: none` with no signature.
+    let unsigned = {
+        use base64_like::encode;
+        format!(
+            "{}.{}.",
+            encode(br#"{"alg":"none","typ":"JWT"}"#),
+            encode(
+                format!(
+                    r#"{{"sub":"x","exp":{},"permissions":["*"]}}"#,
+                    chrono_now() + 600
+                )
+                .as_bytes()
+            )
+        )
+    };
+    let bearer = |t: &str| format!("Bearer {t}");
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "public liveness",
+            Method::GET,
+            "/health/live",
+            None,
+            vec![],
+            StatusCode::OK,
+        ),
+        (
+            "public readiness",
+            Method::GET,
+            "/health/ready",
+            None,
+            vec![],
+            StatusCode::OK,
+        ),
+        (
+            "no credentials",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong key",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("x-api-key", "k-wrong".to_owned())],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "wrong key as bearer",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("authorization", bearer("k-wrong"))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "expired token",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("authorization", bearer(&expired))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "token signed with HS384",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("authorization", bearer(&other_alg))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "token with another secret",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("authorization", bearer(&wrong_secret))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "unsigned token",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("authorization", bearer(&unsigned))],
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "reader may list",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("x-api-key", "k-reader".to_owned())],
+            StatusCode::OK,
+        ),
+        (
+            "reader may not create",
+            Method::POST,
+            "/tasks",
+            Some(create.clone()),
+            vec![("x-api-key", "k-reader".to_owned())],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "reader may not see metrics",
+            Method::GET,
+            "/metrics",
+            None,
+            vec![("x-api-key", "k-reader".to_owned())],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "token may create",
+            Method::POST,
+            "/tasks",
+            Some(create.clone()),
+            vec![("authorization", bearer(&good_jwt))],
+            StatusCode::CREATED,
+        ),
+        (
+            "token may not list",
+            Method::GET,
+            "/tasks",
+            None,
+            vec![("authorization", bearer(&good_jwt))],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "admin key as bearer",
+            Method::GET,
+            "/handlers",
+            None,
+            vec![("authorization", bearer("k-admin"))],
+            StatusCode::OK,
+        ),
+        (
+            "admin may cancel",
+            Method::DELETE,
+            "/tasks/1",
+            None,
+            vec![("x-api-key", "k-admin".to_owned())],
+            StatusCode::OK,
+        ),
+    ];
+    for (what, method, path, body, headers, expected) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let (status, answer) = api.call(method, path, body, &headers).await;
+        assert_eq!(status, expected, "{what}: {answer}");
+        if !status.is_success() {
+            assert!(
+                answer["code"].is_string() && answer["message"].is_string(),
+                "{what}: {answer}"
+            );
+        }
+    }
+}
+
+/// One row of the auth matrix: what, method, path, body, headers, expected status.
+type Case<'a> = (
+    &'a str,
+    Method,
+    &'a str,
+    Option<Value>,
+    Vec<(&'a str, String)>,
+    StatusCode,
+);
+
+/// Base64url without padding, for hand-made tokens.
+mod base64_like {
+    pub(super) fn encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+}
+
+/// At least 300 malformed requests: every one gets a 4xx with a JSON error, none a 5xx.
+#[tokio::test]
+async fn malformed_requests_get_json_4xx_answers() {
+    let db = TestDatabase::sqlite();
+    let mut builder = db.builder();
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    let tasker = builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let created = tasker
+        .create_task(
+            TaskRequest::new("order")
+                .namespace("shop")
+                .version("1.0.0")
+                .context(json!({ "order_id": 1 })),
+        )
+        .await
+        .expect("task");
+    let api = start(
+        tasker,
+        ServerConfig {
+            body_limit: 64 * 1024,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+
+    let valid = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
+    let full = json!({
+        "name": "order", "namespace": "shop", "version": "1.0.0",
+        "context": { "order_id": 1, "lines": [{ "sku": "book", "quantity": 2 }] },
+        "initiator": "corpus", "source_system": "tests", "reason": "malformed", "tags": ["a", "b"],
+        "priority": 5, "idempotency_key": "k-1",
+    });
+    let text = full.to_string();
+    let mut bodies: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
+    let task_path = format!("/tasks/{}", created.id);
+    // Every proper prefix of a valid body.
+    for cut in 0..text.len() {
+        bodies.push(("POST", "/tasks".to_owned(), text.as_bytes()[..cut].to_vec()));
+    }
+    // Each field with values of every wrong type for it.
+    let (int, boolean, list, object, null, string) = (
+        json!(1),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!(null),
+        json!("text"),
+    );
+    let strings = [&int, &boolean, &list, &object, &null];
+    let lists = [&int, &boolean, &object, &null, &string];
+    let optional_strings = [&int, &boolean, &list, &object];
+    let wrong: Vec<(&str, Vec<&Value>)> = vec![
+        ("name", strings.to_vec()),
+        ("namespace", strings.to_vec()),
+        ("version", strings.to_vec()),
+        ("initiator", strings.to_vec()),
+        ("source_system", strings.to_vec()),
+        ("reason", strings.to_vec()),
+        (
+            "context",
+            vec![&int, &boolean, &list, &object, &null, &string],
+        ),
+        ("tags", lists.to_vec()),
+        ("bypass_steps", lists.to_vec()),
+        (
+            "requested_at",
+            vec![&int, &boolean, &list, &object, &string],
+        ),
+        ("priority", vec![&boolean, &list, &object, &null, &string]),
+        ("idempotency_key", optional_strings.to_vec()),
+        ("correlation_id", optional_strings.to_vec()),
+    ];
+    for (field, values) in wrong {
+        for value in values {
+            let mut body = valid.clone();
+            body[field] = value.clone();
+            bodies.push(("POST", "/tasks".to_owned(), body.to_string().into_bytes()));
+        }
+    }
+    // Contexts the schema refuses, unknown templates and fields, other shapes.
+    for context in [
+        json!({}),
+        json!({ "order_id": "7" }),
+        json!({ "order_id": 1.5 }),
+        json!([1]),
+        json!("x"),
+    ] {
+        let mut body = valid.clone();
+        body["context"] = context;
+        bodies.push(("POST", "/tasks".to_owned(), body.to_string().into_bytes()));
+    }
+    for extra in ["retries", "task", "status", "complete"] {
+        let mut body = valid.clone();
+        body[extra] = json!(3);
+        bodies.push(("POST", "/tasks".to_owned(), body.to_string().into_bytes()));
+    }
+    for shape in [
+        "null",
+        "1",
+        "\"x\"",
+        "[]",
+        "{}",
+        "{\"task\": 1}",
+        "{\"task\": {}}",
+        "{\"name\": \"missing\"}",
+        "{\"name\": \"\"}",
+        "\u{feff}{}",
+        "{\"name\": \"order\", \"bypass_steps\": [\"fetch\"]}",
+    ] {
+        bodies.push(("POST", "/tasks".to_owned(), shape.as_bytes().to_vec()));
+    }
+    bodies.push(("POST", "/tasks".to_owned(), vec![0xff, 0xfe, 0x7b, 0x7d]));
+    bodies.push((
+        "POST",
+        "/tasks".to_owned(),
+        "[".repeat(100_000).into_bytes(),
+    ));
+    bodies.push((
+        "POST",
+        "/tasks".to_owned(),
+        format!("{{\"name\": \"{}\"}}", "x".repeat(200_000)).into_bytes(),
+    ));
+    bodies.push((
+        "POST",
+        "/tasks".to_owned(),
+        format!("{{\"name\": \"{}\"}}", "x".repeat(1000)).into_bytes(),
+    ));
+    // Updates of tasks and steps.
+    for body in [
+        "",
+        "{",
+        "[]",
+        "{\"reason\": 5}",
+        "{\"tags\": \"vip\"}",
+        "{\"status\": \"complete\"}",
+        "{\"reason\": \"r\", \"x\": 1}",
+        &format!("{{\"reason\": \"{}\"}}", "r".repeat(200)),
+    ] {
+        bodies.push(("PATCH", task_path.clone(), body.as_bytes().to_vec()));
+        bodies.push((
+            "PATCH",
+            "/tasks/987654".to_owned(),
+            body.as_bytes().to_vec(),
+        ));
+        bodies.push((
+            "PATCH",
+            format!("{task_path}/workflow_steps/1"),
+            body.as_bytes().to_vec(),
+        ));
+    }
+    for body in [
+        "{}",
+        "{\"retry_limit\": 0}",
+        "{\"retry_limit\": -1}",
+        "{\"retry_limit\": 100000}",
+        "{\"retry_limit\": \"3\"}",
+        "{\"resolve\": \"yes\"}",
+        "{\"results\": {}}",
+        "{\"resolve\": false}",
+    ] {
+        bodies.push((
+            "PATCH",
+            format!("{task_path}/workflow_steps/1"),
+            body.as_bytes().to_vec(),
+        ));
+        bodies.push((
+            "PATCH",
+            format!("{task_path}/workflow_steps/999999"),
+            body.as_bytes().to_vec(),
+        ));
+    }
+    // Malformed paths and queries.
+    for path in [
+        "/tasks/abc",
+        "/tasks/-",
+        "/tasks/99999999999999999999",
+        "/tasks/1/workflow_steps/x",
+        "/tasks?limit=0",
+        "/tasks?limit=1000",
+        "/tasks?limit=x",
+        "/tasks?state=done",
+        "/tasks?offset=-1",
+        "/tasks?sort_order=up",
+        "/tasks?unknown=1",
+        "/handlers/shop/none",
+        "/handlers/nobody",
+        "/nowhere",
+        "/tasks/1/nowhere",
+    ] {
+        bodies.push(("GET", path.to_owned(), Vec::new()));
+    }
+    assert!(bodies.len() >= 300, "only {} cases", bodies.len());
+
+    let client = api.client.clone();
+    let mut statuses = std::collections::BTreeMap::new();
+    for (method, path, body) in &bodies {
+        let response = client
+            .request(
+                Method::from_bytes(method.as_bytes()).expect("method"),
+                format!("{}{path}", api.base),
+            )
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        assert!(
+            status.is_client_error(),
+            "{method} {path} {shown:?}: {status} {answer}"
+        );
+        assert!(
+            answer["code"].is_string() && answer["message"].is_string(),
+            "{method} {path} {shown:?}: {answer}"
+        );
+        *statuses.entry(status.as_u16()).or_insert(0) += 1;
+    }
+    // The context error names its field.
+    let (status, answer) = api
+        .call(Method::POST, "/tasks", Some(json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": "7" } })), &[])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["path"], "/context/order_id", "{answer}");
+    assert!(statuses.contains_key(&413), "{statuses:?}");
+    eprintln!("{} malformed requests: {statuses:?}", bodies.len());
+}
+
+#[tokio::test]
+async fn an_unauthenticated_api_is_not_exposed_beyond_loopback() {
+    let config = ServerConfig::default();
+    let public: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+    let error = tasker::server::check_exposure(&config, public).expect_err("refused");
+    assert!(
+        error.to_string().contains("without authentication"),
+        "{error}"
+    );
+    assert!(
+        tasker::server::check_exposure(&config, "127.0.0.1:8080".parse().expect("addr")).is_ok()
+    );
+    let insecure = ServerConfig {
+        allow_insecure: true,
+        ..ServerConfig::default()
+    };
+    assert!(tasker::server::check_exposure(&insecure, public).is_ok());
+    let authenticated = ServerConfig {
+        auth: Auth::none().api_key(ApiKey::from_secret("k", "secret", ["*"])),
+        ..ServerConfig::default()
+    };
+    assert!(tasker::server::check_exposure(&authenticated, public).is_ok());
+}
