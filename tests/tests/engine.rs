@@ -46,6 +46,7 @@ conformance!(
     shutdown_releases_unfinished_steps,
     hash_identity_refuses_duplicate_requests,
     heartbeat_keeps_long_steps_leased,
+    cancelling_a_step_fails_its_task,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1097,4 +1098,43 @@ async fn heartbeat_keeps_long_steps_leased(db: TestDatabase) {
         (step.attempts, step.results),
         (1, Some(json!({ "attempt": 1 })))
     );
+}
+
+async fn cancelling_a_step_fails_its_task(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "two", "1.0.0")
+        .step(StepTemplate::new("a", "echo"))
+        .step(StepTemplate::new("b", "echo").depends_on(["a"]))
+        .step(StepTemplate::new("c", "echo").depends_on(["b"]));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let task = tasker.create_task(request("two")).await.expect("create");
+    let steps = tasker.steps(task.id).await.expect("steps");
+    let b = steps.iter().find(|s| s.name == "b").expect("b").step_id;
+    assert!(tasker.cancel_step(task.id, b).await.expect("cancel"));
+    assert!(!tasker.cancel_step(task.id, b).await.expect("again"));
+    assert!(matches!(
+        tasker.cancel_step(task.id + 1000, b).await,
+        Err(Error::StepNotFound(_))
+    ));
+    let worker = tasker.start_worker();
+    let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    // `a` ran; `b` is cancelled, so `c` never runs and the task fails.
+    assert_eq!(done.state, TaskState::Error);
+    let steps = tasker.steps(task.id).await.expect("steps");
+    let state = |name: &str| steps.iter().find(|s| s.name == name).expect("step").state;
+    assert_eq!(
+        (state("a"), state("b"), state("c")),
+        (
+            StepState::Complete,
+            StepState::Cancelled,
+            StepState::Pending
+        )
+    );
+    assert_history_consistent(&tasker, task.id).await;
 }

@@ -733,6 +733,14 @@ impl Tasker {
         self.task(task_id).await
     }
 
+    /// Cancels one step of `task_id` for good: its dependents never run and the task ends in
+    /// `error` once nothing else can run (resolve a step instead to skip it). Returns `false`
+    /// when it was already cancelled.
+    pub async fn cancel_step(&self, task_id: i64, step_id: i64) -> Result<bool> {
+        self.commit(move |store| dispatch!(store, cancel_step(task_id, step_id)).map(changed))
+            .await
+    }
+
     /// Sets the retry limit of a step of `task_id` (an operator giving a step more attempts).
     pub async fn set_retry_limit(&self, task_id: i64, step_id: i64, limit: u32) -> Result<()> {
         let limit =

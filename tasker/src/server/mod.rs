@@ -208,7 +208,7 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
         .route("/tasks/{id}/workflow_steps", get(list_steps))
         .route(
             "/tasks/{id}/workflow_steps/{step_id}",
-            get(show_step).patch(update_step),
+            get(show_step).patch(update_step).delete(cancel_step),
         )
         .route("/handlers", get(list_handlers))
         .route("/handlers/{namespace}", get(namespace_handlers))
@@ -724,6 +724,19 @@ async fn update_step(
         &state,
         find_step(&state, id, step_id).await?,
     )))
+}
+
+async fn cancel_step(
+    State(state): Shared,
+    headers: HeaderMap,
+    Params((id, step_id)): Params<(i64, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers, "tasker.workflow_step:cancel")?;
+    let changed = state.tasker.cancel_step(id, step_id).await?;
+    let step = find_step(&state, id, step_id).await?;
+    let mut value = step_json(&state, step);
+    value["changed"] = json!(changed);
+    Ok(Json(value))
 }
 
 fn template_json(template: &crate::TaskTemplate, with_graph: bool) -> Value {

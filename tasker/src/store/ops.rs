@@ -812,7 +812,7 @@ fn task_counts(c: &mut Conn, task_ids: &[i64]) -> Result<Vec<TaskCounts>> {
            SUM(CASE WHEN state IN ('complete', 'resolved_manually') THEN 1 ELSE 0 END) AS done, \
            SUM(CASE WHEN state = 'in_progress' THEN 1 ELSE 0 END) AS running, \
            SUM(CASE WHEN state IN ('pending', 'error') AND remaining_parents = 0 AND ready_at IS NOT NULL THEN 1 ELSE 0 END) AS runnable, \
-           SUM(CASE WHEN state = 'error' AND ready_at IS NULL THEN 1 ELSE 0 END) AS failed \
+           SUM(CASE WHEN (state = 'error' AND ready_at IS NULL) OR state = 'cancelled' THEN 1 ELSE 0 END) AS failed \
          FROM tasker_workflow_steps WHERE task_id IN ({list}) GROUP BY task_id"
     ))
     .load(c)?;
@@ -1171,6 +1171,72 @@ pub(crate) fn retry_task(c: &mut Conn, task_id: i64) -> Result<Vec<EventRecord>>
             &[TransitionRow::new(task_id, Some("error"), "pending", "{}")],
         )?;
         <Conn as Dialect>::notify_ready(c)?;
+        Ok(events)
+    })
+}
+
+/// Cancels one step of `task_id` for good: its dependents never run and its task, unless
+/// cancelled itself, goes to `error` (a cancelled step blocks it as a failure would). A running
+/// attempt's late result is rejected by fencing. Returns no events when already cancelled.
+pub(crate) fn cancel_step(c: &mut Conn, task_id: i64, step_id: i64) -> Result<Vec<EventRecord>> {
+    <Conn as Dialect>::write(c, |c| {
+        let (name, state): (String, String) = tasker_workflow_steps::table
+            .filter(tasker_workflow_steps::workflow_step_id.eq(step_id))
+            .filter(tasker_workflow_steps::task_id.eq(task_id))
+            .select((tasker_workflow_steps::name, tasker_workflow_steps::state))
+            .first(c)
+            .optional()?
+            .ok_or(Error::StepNotFound(step_id))?;
+        let mut from: StepState = state.parse().unwrap_or(StepState::Pending);
+        if from == StepState::Cancelled {
+            return Ok(Vec::new());
+        }
+        let mut transitions = Vec::new();
+        let mut events = Vec::new();
+        // `error → cancelled` is not an allowed step transition; go through `pending`.
+        if from == StepState::Error {
+            transitions.push(TransitionRow::new(step_id, Some("error"), "pending", "{}"));
+            events.push(EventRecord::step(
+                task_id,
+                step_id,
+                &name,
+                Some(StepState::Error),
+                StepState::Pending,
+                serde_json::Value::Null,
+            ));
+            from = StepState::Pending;
+        }
+        check_step(step_id, from, StepState::Cancelled)?;
+        diesel::update(
+            tasker_workflow_steps::table
+                .filter(tasker_workflow_steps::workflow_step_id.eq(step_id)),
+        )
+        .set((
+            tasker_workflow_steps::state.eq(StepState::Cancelled.as_str()),
+            tasker_workflow_steps::ready_at.eq(None::<chrono::NaiveDateTime>),
+            tasker_workflow_steps::in_process.eq(false),
+            tasker_workflow_steps::lease_owner.eq(None::<String>),
+            tasker_workflow_steps::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+            tasker_workflow_steps::updated_at.eq(now()),
+        ))
+        .execute(c)?;
+        release_serial(c, &[step_id])?;
+        transitions.push(TransitionRow::new(
+            step_id,
+            Some(from.as_str()),
+            "cancelled",
+            "{}",
+        ));
+        events.push(EventRecord::step(
+            task_id,
+            step_id,
+            &name,
+            Some(from),
+            StepState::Cancelled,
+            serde_json::Value::Null,
+        ));
+        record_step_transitions(c, &transitions)?;
+        events.extend(finalize_tasks(c, &[task_id])?);
         Ok(events)
     })
 }
