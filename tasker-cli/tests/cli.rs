@@ -11,6 +11,9 @@ fn tasker(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .env_remove("TASKER_DATABASE_URL")
         .env_remove("TASKER_ENV")
+        // `init` runs `cargo add`; everything it needs is in the local registry cache once the
+        // workspace has built, so the tests do not depend on the network.
+        .env("CARGO_NET_OFFLINE", "true")
         .output()
         .expect("run cargo-tasker")
 }
