@@ -1,0 +1,438 @@
+//! `cargo run --release -p tasker-bench -- [--backend sqlite|postgres|both] [--scale quick|full]`
+//!
+//! Measures, on each backend, the database's own floor (one small UPDATE per transaction) and
+//! then the engine on trivial workflows: end-to-end steps/s and tasks/s from the first create
+//! to the last completion, the create rate, commits per step (PostgreSQL), the idle latency of
+//! a 4-step linear task, and peak RSS. Figures are rates and ratios to the floor, so they can
+//! be compared across machines. PostgreSQL is `TASKER_BENCH_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each run uses its own schema, dropped after.
+#![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use tasker::prelude::*;
+
+/// How large a run is.
+#[derive(Clone, Copy, PartialEq)]
+enum Scale {
+    Quick,
+    Full,
+}
+
+/// One workflow shape.
+struct Shape {
+    name: &'static str,
+    tasks: usize,
+    template: TaskTemplate,
+}
+
+fn shapes(scale: Scale) -> Vec<Shape> {
+    let n = |quick: usize, full: usize| if scale == Scale::Full { full } else { quick };
+    let mut fan =
+        TaskTemplate::new("bench", "fanout", "1.0.0").step(StepTemplate::new("root", "noop"));
+    let middle: Vec<String> = (0..50).map(|i| format!("m{i}")).collect();
+    for name in &middle {
+        fan = fan.step(StepTemplate::new(name, "noop").depends_on(["root"]));
+    }
+    fan = fan.step(StepTemplate::new("join", "noop").depends_on(middle.clone()));
+    let mut wide =
+        TaskTemplate::new("bench", "wide", "1.0.0").step(StepTemplate::new("root", "noop"));
+    let fanned: Vec<String> = (0..998).map(|i| format!("w{i}")).collect();
+    for name in &fanned {
+        wide = wide.step(StepTemplate::new(name, "noop").depends_on(["root"]));
+    }
+    wide = wide.step(StepTemplate::new("sink", "noop").depends_on(fanned));
+    vec![
+        Shape {
+            name: "single",
+            tasks: n(2000, 10_000),
+            template: TaskTemplate::new("bench", "single", "1.0.0")
+                .step(StepTemplate::new("only", "noop")),
+        },
+        Shape {
+            name: "linear4",
+            tasks: n(500, 2500),
+            template: TaskTemplate::new("bench", "linear4", "1.0.0")
+                .step(StepTemplate::new("a", "noop"))
+                .step(StepTemplate::new("b", "noop").depends_on(["a"]))
+                .step(StepTemplate::new("c", "noop").depends_on(["b"]))
+                .step(StepTemplate::new("d", "noop").depends_on(["c"])),
+        },
+        Shape {
+            name: "diamond4",
+            tasks: n(500, 2500),
+            template: TaskTemplate::new("bench", "diamond4", "1.0.0")
+                .step(StepTemplate::new("a", "noop"))
+                .step(StepTemplate::new("b", "noop").depends_on(["a"]))
+                .step(StepTemplate::new("c", "noop").depends_on(["a"]))
+                .step(StepTemplate::new("d", "noop").depends_on(["b", "c"])),
+        },
+        Shape {
+            name: "fanout50",
+            tasks: n(40, 200),
+            template: fan,
+        },
+        Shape {
+            name: "wide1000",
+            tasks: 1,
+            template: wide,
+        },
+    ]
+}
+
+/// A database for one measurement, removed afterwards.
+struct Database {
+    url: String,
+    cleanup: Box<dyn FnOnce()>,
+}
+
+fn sqlite_database() -> Database {
+    let path =
+        std::env::temp_dir().join(format!("tasker-bench-{}.db", uuid::Uuid::new_v4().simple()));
+    let url = path.display().to_string();
+    Database {
+        url,
+        cleanup: Box::new(move || {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+        }),
+    }
+}
+
+fn postgres_database(server: &str) -> Result<Database, String> {
+    let schema = format!("tasker_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::establish(server).map_err(|e| format!("{server}: {e}"))?;
+    admin
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .map_err(|e| e.to_string())?;
+    let separator = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+    let server = server.to_owned();
+    Ok(Database {
+        url,
+        cleanup: Box::new(move || {
+            if let Ok(mut admin) = PgConnection::establish(&server) {
+                let _ = admin.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"));
+            }
+        }),
+    })
+}
+
+/// Commits per second of one small UPDATE per transaction, with `clients` connections.
+fn floor(url: &str, sqlite: bool, clients: usize, commits: usize) -> Result<f64, String> {
+    let setup =
+        "CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)";
+    if sqlite {
+        let mut c = SqliteConnection::establish(url).map_err(|e| e.to_string())?;
+        c.batch_execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(|e| e.to_string())?;
+        c.batch_execute(setup).map_err(|e| e.to_string())?;
+        c.batch_execute("INSERT OR IGNORE INTO bench_floor VALUES (1, 0)")
+            .map_err(|e| e.to_string())?;
+        let start = Instant::now();
+        for _ in 0..commits {
+            c.batch_execute(
+                "BEGIN IMMEDIATE; UPDATE bench_floor SET n = n + 1 WHERE id = 1; COMMIT;",
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        return Ok(commits as f64 / start.elapsed().as_secs_f64());
+    }
+    let mut c = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    c.batch_execute(setup).map_err(|e| e.to_string())?;
+    c.batch_execute(&format!(
+        "INSERT INTO bench_floor SELECT g, 0 FROM generate_series(1, {clients}) g ON CONFLICT DO NOTHING"
+    ))
+    .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|client| {
+            let url = url.to_owned();
+            std::thread::spawn(move || -> Result<(), String> {
+                let mut c = PgConnection::establish(&url).map_err(|e| e.to_string())?;
+                let sql = format!("UPDATE bench_floor SET n = n + 1 WHERE id = {}", client + 1);
+                for _ in 0..commits {
+                    c.batch_execute(&sql).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .map_err(|_| "floor thread panicked".to_owned())??;
+    }
+    Ok((clients * commits) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Committed transactions of the current database so far (PostgreSQL statistics).
+fn pg_commits(url: &str) -> Option<i64> {
+    #[derive(QueryableByName)]
+    struct Commits {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        commits: i64,
+    }
+    let mut c = PgConnection::establish(url).ok()?;
+    // Statistics are flushed by each backend at most once a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = c.batch_execute("SELECT pg_stat_clear_snapshot()");
+    diesel::sql_query(
+        "SELECT xact_commit AS commits FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .get_result::<Commits>(&mut c)
+    .ok()
+    .map(|r| r.commits)
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn engine(url: &str, templates: Vec<TaskTemplate>) -> Result<Tasker, String> {
+    let mut builder = Tasker::builder()
+        .auto_register(false)
+        .database_url(url)
+        .configure(|c| {
+            c.concurrency = 16;
+            c.claim_batch = 32;
+            c.pool_size = 8;
+            c.max_poll_interval = Duration::from_millis(50);
+        })
+        .handler(
+            "noop",
+            handler_fn(|_| async { Ok(tasker::serde_json::Value::Null) }),
+        );
+    for template in templates {
+        builder = builder.template(template);
+    }
+    builder.build().await.map_err(|e| e.to_string())
+}
+
+/// Runs `shape.tasks` tasks through one worker: end-to-end rate, create rate, commits.
+async fn throughput(url: &str, sqlite: bool, shape: Shape, floor: f64) -> Result<(), String> {
+    let steps_per_task = shape.template.step_templates.len();
+    let name = shape.template.name.clone();
+    let tasker = engine(url, vec![shape.template]).await?;
+    let commits_before = if sqlite { None } else { pg_commits(url) };
+    let worker = tasker.start_worker();
+    let start = Instant::now();
+    let creators = 4;
+    let per = shape.tasks.div_ceil(creators);
+    let mut handles = Vec::new();
+    for c in 0..creators {
+        let tasker = tasker.clone();
+        let name = name.clone();
+        let count = per.min(shape.tasks.saturating_sub(c * per));
+        handles.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                let request = TaskRequest::new(&name).namespace("bench").version("1.0.0");
+                ids.push(
+                    tasker
+                        .create_task(request)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .id,
+                );
+            }
+            Ok::<_, String>(ids)
+        }));
+    }
+    let mut ids = Vec::new();
+    for handle in handles {
+        ids.extend(handle.await.map_err(|e| e.to_string())??);
+    }
+    let created = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    // Done when the last task is complete (tasks finish roughly in creation order).
+    loop {
+        let mut all = true;
+        for &id in ids.iter().rev().take(1).chain(ids.iter().take(1)) {
+            if tasker.task(id).await.map_err(|e| e.to_string())?.state != TaskState::Complete {
+                all = false;
+            }
+        }
+        if all {
+            let counts = tasker.task_counts().await.map_err(|e| e.to_string())?;
+            let complete = counts
+                .iter()
+                .find(|(s, _)| *s == TaskState::Complete)
+                .map_or(0, |(_, n)| *n);
+            if complete as usize >= shape.tasks {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name}: not finished after 10 minutes"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = start.elapsed();
+    worker.shutdown().await;
+    let steps = shape.tasks * steps_per_task;
+    let steps_per_s = steps as f64 / total.as_secs_f64();
+    let commits = match (commits_before, if sqlite { None } else { pg_commits(url) }) {
+        (Some(before), Some(after)) => format!("{:.2}", (after - before) as f64 / steps as f64),
+        _ => "-".to_owned(),
+    };
+    println!(
+        "{:<8} {:<9} {:>6} tasks {:>6} steps  {:>8.0} steps/s {:>7.0} tasks/s  create {:>6.0}/s  commits/step {:>5}  steps/s ÷ floor {:>5.2}",
+        if sqlite { "sqlite" } else { "postgres" },
+        shape.name,
+        shape.tasks,
+        steps,
+        steps_per_s,
+        shape.tasks as f64 / total.as_secs_f64(),
+        shape.tasks as f64 / created.as_secs_f64(),
+        commits,
+        steps_per_s / floor,
+    );
+    Ok(())
+}
+
+/// p50/p99 from create to complete of a 4-step linear task on an idle engine.
+async fn idle_latency(url: &str, sqlite: bool, runs: usize) -> Result<(), String> {
+    let template = TaskTemplate::new("bench", "idle4", "1.0.0")
+        .step(StepTemplate::new("a", "noop"))
+        .step(StepTemplate::new("b", "noop").depends_on(["a"]))
+        .step(StepTemplate::new("c", "noop").depends_on(["b"]))
+        .step(StepTemplate::new("d", "noop").depends_on(["c"]));
+    let tasker = engine(url, vec![template]).await?;
+    let worker = tasker.start_worker();
+    // Let the worker go idle first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let task = tasker
+            .create_task(
+                TaskRequest::new("idle4")
+                    .namespace("bench")
+                    .version("1.0.0"),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let done = tasker
+            .wait_for_task(task.id, Duration::from_secs(30))
+            .await
+            .map_err(|e| e.to_string())?;
+        if done.state != TaskState::Complete {
+            return Err(format!("idle task ended in {}", done.state));
+        }
+        samples.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    samples.sort();
+    println!(
+        "{:<8} idle linear4 latency (create → complete, {runs} runs): p50 {:.1} ms  p99 {:.1} ms",
+        if sqlite { "sqlite" } else { "postgres" },
+        percentile(&samples, 0.5).as_secs_f64() * 1000.0,
+        percentile(&samples, 0.99).as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
+
+async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
+    let label = if sqlite { "sqlite" } else { "postgres" };
+    let commits = if scale == Scale::Full { 5000 } else { 2000 };
+    let db = if sqlite {
+        sqlite_database()
+    } else {
+        postgres_database(server)?
+    };
+    let one = floor(&db.url, sqlite, 1, commits)?;
+    let four = if sqlite {
+        None
+    } else {
+        Some(floor(&db.url, sqlite, 4, commits / 2)?)
+    };
+    (db.cleanup)();
+    match four {
+        Some(four) => println!(
+            "{label:<8} floor: one UPDATE per commit  {one:.0} commits/s (1 client)  {four:.0} commits/s (4 clients)"
+        ),
+        None => println!(
+            "{label:<8} floor: one UPDATE per commit  {one:.0} commits/s (WAL, synchronous=NORMAL, the engine's setting)"
+        ),
+    }
+    for shape in shapes(scale) {
+        let db = if sqlite {
+            sqlite_database()
+        } else {
+            postgres_database(server)?
+        };
+        let result = throughput(&db.url, sqlite, shape, one).await;
+        (db.cleanup)();
+        result?;
+    }
+    let db = if sqlite {
+        sqlite_database()
+    } else {
+        postgres_database(server)?
+    };
+    let result = idle_latency(&db.url, sqlite, if scale == Scale::Full { 200 } else { 50 }).await;
+    (db.cleanup)();
+    result
+}
+
+#[tasker::main]
+async fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let scale = match value("--scale").as_deref() {
+        None | Some("quick") => Scale::Quick,
+        Some("full") => Scale::Full,
+        Some(other) => return Err(format!("--scale {other}: expected quick or full")),
+    };
+    let backends: &[bool] = match value("--backend").as_deref() {
+        None | Some("both") => &[true, false],
+        Some("sqlite") => &[true],
+        Some("postgres") => &[false],
+        Some(other) => {
+            return Err(format!(
+                "--backend {other}: expected sqlite, postgres or both"
+            ));
+        }
+    };
+    let server = std::env::var("TASKER_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    println!(
+        "tasker-bench: scale {}, {} CPUs, one worker (concurrency 16, claim batch 32) and 4 creating clients",
+        if scale == Scale::Full {
+            "full"
+        } else {
+            "quick"
+        },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    for &sqlite in backends {
+        run_backend(sqlite, scale, &server).await?;
+    }
+    if let Some(rss) = peak_rss_mib() {
+        println!("peak RSS {rss:.0} MiB");
+    }
+    Ok(())
+}
