@@ -2,7 +2,9 @@
 //!
 //! **Delivery.** Each subscriber has its own bounded queue (1,024 events) and its own task, so a
 //! slow subscriber delays only itself and a failing one fails only itself. Events are delivered
-//! in the order this process published them, after their transaction committed, at most once:
+//! in the order this process published them, after their transaction committed: a task's
+//! creation events come before any other of its events, and a step's events follow its own
+//! history (claimed, handled, completed or failed, retried). Delivery is at most once:
 //! when a queue is full the event is dropped for that subscriber and counted; a handler that
 //! returns an error, panics or runs past 30 s is logged and counted, and the next event is
 //! delivered. Events published by other processes are not delivered here. For work that must

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) redactor: crate::redact::Redactor,
     /// Correlation ids of the tasks this process works on.
     pub(crate) correlations: std::sync::Mutex<HashMap<i64, String>>,
+    /// Held by creations until they have published, so later writes publish after them.
+    pub(crate) creations: tokio::sync::RwLock<()>,
     /// The open span of each task this process runs steps of.
     pub(crate) task_spans: std::sync::Mutex<HashMap<i64, spans::TaskSpan>>,
     listener_stop: Arc<AtomicBool>,
@@ -374,6 +376,7 @@ impl TaskerBuilder {
                 subscribers,
                 redactor,
                 correlations: Default::default(),
+                creations: tokio::sync::RwLock::new(()),
                 task_spans: Default::default(),
                 listener_stop,
             }),
@@ -450,8 +453,19 @@ impl Tasker {
                 Ok((value, events))
             })
             .await?;
-        self.publish(events);
+        self.publish_in_order(events).await;
         Ok(value)
+    }
+
+    /// Publishes events of a write that committed after any task creation in flight here has
+    /// published its own: a task's first events then always precede the events of its steps,
+    /// which a worker here may claim the moment the creation commits.
+    pub(crate) async fn publish_in_order(&self, events: Vec<EventRecord>) {
+        if events.is_empty() {
+            return;
+        }
+        let _after_creations = self.inner.creations.write().await;
+        self.publish(events);
     }
 
     /// Checks a request against its template and builds the rows to insert.
@@ -622,9 +636,20 @@ impl Tasker {
     pub async fn create_task(&self, request: TaskRequest) -> Result<NewTask> {
         let started = std::time::Instant::now();
         let prepared = self.prepare(&request)?;
-        let created = self
-            .commit(move |store| dispatch!(store, create_task(&prepared)))
+        // Held from before the commit until the events are out (see `publish_in_order`);
+        // creations share it, so they do not wait for each other.
+        let creating = self.inner.creations.read().await;
+        let (created, events) = self
+            .inner
+            .store
+            .run(move |store| {
+                let (created, mut events) = dispatch!(store, create_task(&prepared))?;
+                with_correlations(store, &mut events)?;
+                Ok((created, events))
+            })
             .await?;
+        self.publish(events);
+        drop(creating);
         self.inner.wake.notify_one();
         if !created.existing {
             self.emit_created(&created, &request, started.elapsed());

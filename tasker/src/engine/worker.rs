@@ -209,7 +209,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
             .run(move |store| dispatch!(store, release(&who, &abandoned)))
             .await
         {
-            Ok(events) => tasker.publish(events),
+            Ok(events) => tasker.publish_in_order(events).await,
             Err(error) => {
                 tracing::warn!(%error, "releasing steps at shutdown failed; their leases will expire")
             }
@@ -571,7 +571,7 @@ async fn complete_loop(
                             );
                         }
                     }
-                    tasker.publish(events);
+                    tasker.publish_in_order(events).await;
                     emit_recorded(&tasker, &shared, &results, recording.elapsed());
                     break;
                 }
