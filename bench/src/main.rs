@@ -179,7 +179,7 @@ fn pg_commits(url: &str) -> Option<i64> {
         commits: i64,
     }
     let mut c = PgConnection::establish(url).ok()?;
-    // Statistics are flushed by each backend at most once a second.
+    // A backend flushes its statistics when it exits, and at most once a second otherwise.
     std::thread::sleep(Duration::from_millis(1100));
     let _ = c.batch_execute("SELECT pg_stat_clear_snapshot()");
     diesel::sql_query(
@@ -286,6 +286,9 @@ async fn throughput(url: &str, sqlite: bool, shape: Shape, floor: f64) -> Result
     }
     let total = start.elapsed();
     worker.shutdown().await;
+    // Closing the engine's connections makes PostgreSQL flush their statistics.
+    drop(tasker);
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let steps = shape.tasks * steps_per_task;
     let steps_per_s = steps as f64 / total.as_secs_f64();
     let commits = match (commits_before, if sqlite { None } else { pg_commits(url) }) {
