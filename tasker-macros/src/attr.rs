@@ -118,3 +118,13 @@ pub(crate) fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
         )),
     }
 }
+
+/// `crate = path` or `crate = "path"`: where tasker is, for re-exporters.
+pub(crate) fn crate_path(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
+    let value = meta.value()?;
+    if value.peek(LitStr) {
+        value.parse::<LitStr>()?.parse::<syn::Path>()
+    } else {
+        value.parse::<syn::Path>()
+    }
+}

@@ -21,12 +21,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             let value = attr::string(&meta)?;
             name.set(&mut cx, span, value);
         } else if meta.path.is_ident("crate") {
-            let value = meta.value()?;
-            let path = if value.peek(LitStr) {
-                value.parse::<LitStr>()?.parse::<syn::Path>()?
-            } else {
-                value.parse::<syn::Path>()?
-            };
+            let path = attr::crate_path(&meta)?;
             krate.set(&mut cx, span, path);
         } else {
             attr::unknown_option(&mut cx, &meta, "step_handler", symbol::STEP_HANDLER_OPTIONS)?;

@@ -183,12 +183,7 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream, attrs: &[Attribute]) -> TaskO
             let value = attr::string(&meta)?;
             options.template.set(cx, span, value);
         } else if meta.path.is_ident("crate") {
-            let value = meta.value()?;
-            let path = if value.peek(LitStr) {
-                value.parse::<LitStr>()?.parse::<syn::Path>()?
-            } else {
-                value.parse::<syn::Path>()?
-            };
+            let path = attr::crate_path(&meta)?;
             options.krate.set(cx, span, path);
         } else {
             attr::unknown_option(cx, &meta, "task_handler", symbol::TASK_OPTIONS)?;

@@ -1333,12 +1333,10 @@ fn task_state(c: &mut Conn, task_id: i64) -> Result<TaskState> {
     Ok(state.parse().unwrap_or(TaskState::Pending))
 }
 
-/// One task with its template's identity.
-pub(crate) fn load_task(c: &mut Conn, task_id: i64) -> Result<TaskRow> {
-    let row = tasker_tasks::table
-        .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
-        .filter(tasker_tasks::task_id.eq(task_id))
-        .select((
+/// The columns of a [`TaskRow`], over tasks joined with their named task and namespace.
+macro_rules! task_columns {
+    () => {
+        (
             tasker_tasks::task_id,
             tasker_task_namespaces::name,
             tasker_named_tasks::name,
@@ -1355,7 +1353,16 @@ pub(crate) fn load_task(c: &mut Conn, task_id: i64) -> Result<TaskRow> {
             tasker_tasks::requested_at,
             tasker_tasks::created_at,
             tasker_tasks::updated_at,
-        ))
+        )
+    };
+}
+
+/// One task with its template's identity.
+pub(crate) fn load_task(c: &mut Conn, task_id: i64) -> Result<TaskRow> {
+    let row = tasker_tasks::table
+        .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
+        .filter(tasker_tasks::task_id.eq(task_id))
+        .select(task_columns!())
         .first(c)
         .optional()?
         .ok_or(Error::TaskNotFound(task_id))?;
@@ -1375,24 +1382,7 @@ pub(crate) fn load_templates(c: &mut Conn) -> Result<Vec<String>> {
 pub(crate) fn list_tasks(c: &mut Conn, filter: &crate::store::TaskFilter) -> Result<Vec<TaskRow>> {
     let mut query = tasker_tasks::table
         .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
-        .select((
-            tasker_tasks::task_id,
-            tasker_task_namespaces::name,
-            tasker_named_tasks::name,
-            tasker_named_tasks::version,
-            tasker_tasks::state,
-            tasker_tasks::context,
-            tasker_tasks::initiator,
-            tasker_tasks::source_system,
-            tasker_tasks::reason,
-            tasker_tasks::tags,
-            tasker_tasks::bypass_steps,
-            tasker_tasks::priority,
-            tasker_tasks::idempotency_key,
-            tasker_tasks::requested_at,
-            tasker_tasks::created_at,
-            tasker_tasks::updated_at,
-        ))
+        .select(task_columns!())
         .into_boxed();
     if let Some(namespace) = &filter.namespace {
         query = query.filter(tasker_task_namespaces::name.eq(namespace.clone()));
