@@ -3,6 +3,7 @@
 use proc_macro2::TokenStream;
 use proc_macro2::{Group, Span, TokenTree};
 use quote::{format_ident, quote};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 
 use super::parse::{Step, TaskHandler};
@@ -342,7 +343,8 @@ fn step_refs(model: &TaskHandler, paths: &Paths) -> TokenStream {
     let consts = model.steps.iter().filter_map(|step| {
         let output = step.output.as_ref()?;
         let vis = &step.vis;
-        let constant = format_ident!("{}", step.method.to_string().to_uppercase());
+        // `r#type` names the constant `TYPE`.
+        let constant = format_ident!("{}", step.method.unraw().to_string().to_uppercase());
         let name = &step.name;
         let doc = format!("The output of step `{name}`, for `StepContext::output`.");
         Some(quote! {

@@ -1,6 +1,7 @@
 //! From tokens to a typed model of the workflow.
 
 use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
     Attribute, Expr, FnArg, Ident, ImplItem, ItemImpl, Lit, LitStr, Pat, ReturnType, Token, Type,
@@ -202,7 +203,7 @@ fn parse_step(cx: &mut Ctxt, attr: &Attribute, method: &syn::ImplItemFn) -> Step
     let mut step = Step {
         method: sig.ident.clone(),
         vis: method.vis.clone(),
-        name: sig.ident.to_string(),
+        name: sig.ident.unraw().to_string(),
         name_span: sig.ident.span(),
         depends_on: Vec::new(),
         depends_on_span: None,

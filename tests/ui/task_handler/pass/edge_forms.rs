@@ -34,6 +34,12 @@ impl Flow {
         Ok(format!("{first}{again}"))
     }
 
+    /// A raw identifier names the step `type` and its constant `TYPE`.
+    #[step(depends_on = third)]
+    async fn r#type(&self, _cx: &StepContext, third: String) -> Result<usize, StepError> {
+        Ok(third.len())
+    }
+
     /// Not a step: ordinary methods stay as they are.
     fn helper(&self) -> u8 {
         7
@@ -46,7 +52,8 @@ fn main() {
     assert_eq!(template.full_name(), "default/flow@0.1.0");
     assert!(!template.concurrent);
     let names: Vec<&str> = template.step_templates.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["first", "second-step", "third"]);
+    assert_eq!(names, ["first", "second-step", "third", "type"]);
+    assert_eq!(Flow::TYPE.name(), "type");
     assert_eq!(template.step_templates[2].dependencies(), ["first", "second-step"]);
     assert_eq!(Flow::SECOND.name(), "second-step");
 }
