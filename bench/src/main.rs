@@ -205,12 +205,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn engine(url: &str, templates: Vec<TaskTemplate>) -> Result<Tasker, String> {
+async fn engine(
+    url: &str,
+    templates: Vec<TaskTemplate>,
+    concurrency: usize,
+) -> Result<Tasker, String> {
     let mut builder = Tasker::builder()
         .auto_register(false)
         .database_url(url)
         .configure(|c| {
-            c.concurrency = 16;
+            c.concurrency = concurrency;
             c.claim_batch = 32;
             c.pool_size = 8;
             c.max_poll_interval = Duration::from_millis(50);
@@ -226,10 +230,16 @@ async fn engine(url: &str, templates: Vec<TaskTemplate>) -> Result<Tasker, Strin
 }
 
 /// Runs `shape.tasks` tasks through one worker: end-to-end rate, create rate, commits.
-async fn throughput(url: &str, sqlite: bool, shape: Shape, floor: f64) -> Result<(), String> {
+async fn throughput(
+    url: &str,
+    sqlite: bool,
+    shape: Shape,
+    floor: f64,
+    concurrency: usize,
+) -> Result<(), String> {
     let steps_per_task = shape.template.step_templates.len();
     let name = shape.template.name.clone();
-    let tasker = engine(url, vec![shape.template]).await?;
+    let tasker = engine(url, vec![shape.template], concurrency).await?;
     let commits_before = if sqlite { None } else { pg_commits(url) };
     let worker = tasker.start_worker();
     let start = Instant::now();
@@ -295,10 +305,15 @@ async fn throughput(url: &str, sqlite: bool, shape: Shape, floor: f64) -> Result
         (Some(before), Some(after)) => format!("{:.2}", (after - before) as f64 / steps as f64),
         _ => "-".to_owned(),
     };
+    let label = if concurrency == 16 {
+        shape.name.to_owned()
+    } else {
+        format!("{} c={concurrency}", shape.name)
+    };
     println!(
-        "{:<8} {:<9} {:>6} tasks {:>6} steps  {:>8.0} steps/s {:>7.0} tasks/s  create {:>6.0}/s  commits/step {:>5}  steps/s ÷ floor {:>5.2}",
+        "{:<8} {:<14} {:>6} tasks {:>6} steps  {:>8.0} steps/s {:>7.0} tasks/s  create {:>6.0}/s  commits/step {:>5}  steps/s ÷ floor {:>5.2}",
         if sqlite { "sqlite" } else { "postgres" },
-        shape.name,
+        label,
         shape.tasks,
         steps,
         steps_per_s,
@@ -317,7 +332,7 @@ async fn idle_latency(url: &str, sqlite: bool, runs: usize) -> Result<(), String
         .step(StepTemplate::new("b", "noop").depends_on(["a"]))
         .step(StepTemplate::new("c", "noop").depends_on(["b"]))
         .step(StepTemplate::new("d", "noop").depends_on(["c"]));
-    let tasker = engine(url, vec![template]).await?;
+    let tasker = engine(url, vec![template], 16).await?;
     let worker = tasker.start_worker();
     // Let the worker go idle first.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -382,7 +397,21 @@ async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), Str
         } else {
             postgres_database(server)?
         };
-        let result = throughput(&db.url, sqlite, shape, one).await;
+        let result = throughput(&db.url, sqlite, shape, one, 16).await;
+        (db.cleanup)();
+        result?;
+    }
+    // Scaling: the diamond shape with one worker at concurrency 1 and 4 (16 is above).
+    for concurrency in [1, 4] {
+        let Some(shape) = shapes(scale).into_iter().find(|s| s.name == "diamond4") else {
+            continue;
+        };
+        let db = if sqlite {
+            sqlite_database()
+        } else {
+            postgres_database(server)?
+        };
+        let result = throughput(&db.url, sqlite, shape, one, concurrency).await;
         (db.cleanup)();
         result?;
     }
