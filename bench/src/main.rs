@@ -325,6 +325,95 @@ async fn throughput(
     Ok(())
 }
 
+/// The diamond shape run by `processes` worker processes (this binary, re-executed) while this
+/// process creates the tasks: PostgreSQL's scale-out configuration.
+async fn multi_process(
+    url: &str,
+    scale: Scale,
+    processes: usize,
+    floor4: f64,
+) -> Result<(), String> {
+    let Some(shape) = shapes(scale).into_iter().find(|s| s.name == "diamond4") else {
+        return Ok(());
+    };
+    let steps = shape.tasks * shape.template.step_templates.len();
+    // Templates are stored by the first engine; the children register the same one.
+    let creator = engine(url, vec![shape.template], 16).await?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for _ in 0..processes {
+        children.push(
+            std::process::Command::new(&exe)
+                .args(["--worker-url", url, "--worker-shape", "diamond4"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start a worker process: {e}"))?,
+        );
+    }
+    // Let the children connect before the clock starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let commits_before = pg_commits(url);
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    let per = shape.tasks.div_ceil(4);
+    for c in 0..4 {
+        let creator = creator.clone();
+        let count = per.min(shape.tasks.saturating_sub(c * per));
+        handles.push(tokio::spawn(async move {
+            for _ in 0..count {
+                let request = TaskRequest::new("diamond4")
+                    .namespace("bench")
+                    .version("1.0.0");
+                creator
+                    .create_task(request)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for handle in handles {
+        handle.await.map_err(|e| e.to_string())??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let counts = creator.task_counts().await.map_err(|e| e.to_string())?;
+        let complete = counts
+            .iter()
+            .find(|(s, _)| *s == TaskState::Complete)
+            .map_or(0, |(_, n)| *n);
+        if complete as usize >= shape.tasks {
+            break;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = start.elapsed();
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(creator);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let commits = match (commits_before, pg_commits(url)) {
+        (Some(before), Some(after)) => format!("{:.2}", (after - before) as f64 / steps as f64),
+        _ => "-".to_owned(),
+    };
+    let steps_per_s = steps as f64 / total.as_secs_f64();
+    println!(
+        "postgres diamond4 ×{processes} proc {:>6} tasks {:>6} steps  {:>8.0} steps/s {:>7.0} tasks/s  commits/step {:>5}  steps/s ÷ 4-client floor {:>5.2}",
+        shape.tasks,
+        steps,
+        steps_per_s,
+        shape.tasks as f64 / total.as_secs_f64(),
+        commits,
+        steps_per_s / floor4,
+    );
+    Ok(())
+}
+
 /// p50/p99 from create to complete of a 4-step linear task on an idle engine.
 async fn idle_latency(url: &str, sqlite: bool, runs: usize) -> Result<(), String> {
     let template = TaskTemplate::new("bench", "idle4", "1.0.0")
@@ -401,6 +490,12 @@ async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), Str
         (db.cleanup)();
         result?;
     }
+    if let Some(four) = four {
+        let db = postgres_database(server)?;
+        let result = multi_process(&db.url, scale, 4, four).await;
+        (db.cleanup)();
+        result?;
+    }
     // Scaling: the diamond shape with one worker at concurrency 1 and 4 (16 is above).
     for concurrency in [1, 4] {
         let Some(shape) = shapes(scale).into_iter().find(|s| s.name == "diamond4") else {
@@ -434,6 +529,17 @@ async fn main() -> Result<(), String> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    // A child worker process of the multi-process measurement: runs a worker until killed.
+    if let (Some(url), Some(shape)) = (value("--worker-url"), value("--worker-shape")) {
+        let Some(shape) = shapes(Scale::Quick).into_iter().find(|s| s.name == shape) else {
+            return Err(format!("unknown shape {shape}"));
+        };
+        let tasker = engine(&url, vec![shape.template], 16).await?;
+        let worker = tasker.start_worker();
+        tasker::shutdown_signal().await;
+        worker.shutdown().await;
+        return Ok(());
+    }
     let scale = match value("--scale").as_deref() {
         None | Some("quick") => Scale::Quick,
         Some("full") => Scale::Full,
