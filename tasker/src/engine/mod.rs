@@ -444,17 +444,25 @@ impl Tasker {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<(T, Vec<EventRecord>)> + Send + 'static,
     {
-        let (value, events) = self
-            .inner
+        let (value, events) = self.write(write).await?;
+        self.publish_in_order(events).await;
+        Ok(value)
+    }
+
+    /// Runs a write on the store and fills in the correlation ids of the events it recorded.
+    async fn write<T, F>(&self, write: F) -> Result<(T, Vec<EventRecord>)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<(T, Vec<EventRecord>)> + Send + 'static,
+    {
+        self.inner
             .store
             .run(move |store| {
                 let (value, mut events) = write(store)?;
                 with_correlations(store, &mut events)?;
                 Ok((value, events))
             })
-            .await?;
-        self.publish_in_order(events).await;
-        Ok(value)
+            .await
     }
 
     /// Publishes events of a write that committed after any task creation in flight here has
@@ -640,13 +648,7 @@ impl Tasker {
         // creations share it, so they do not wait for each other.
         let creating = self.inner.creations.read().await;
         let (created, events) = self
-            .inner
-            .store
-            .run(move |store| {
-                let (created, mut events) = dispatch!(store, create_task(&prepared))?;
-                with_correlations(store, &mut events)?;
-                Ok((created, events))
-            })
+            .write(move |store| dispatch!(store, create_task(&prepared)))
             .await?;
         self.publish(events);
         drop(creating);

@@ -1050,54 +1050,66 @@ pub(crate) fn cancel_task(c: &mut Conn, task_id: i64) -> Result<Vec<EventRecord>
                 tasker_workflow_steps::state,
             ))
             .load(c)?;
-        let ids: Vec<i64> = open.iter().map(|r| r.0).collect();
-        diesel::update(
-            tasker_workflow_steps::table
-                .filter(tasker_workflow_steps::workflow_step_id.eq_any(&ids)),
-        )
-        .set((
-            tasker_workflow_steps::state.eq(StepState::Cancelled.as_str()),
-            tasker_workflow_steps::ready_at.eq(None::<chrono::NaiveDateTime>),
-            tasker_workflow_steps::in_process.eq(false),
-            tasker_workflow_steps::lease_owner.eq(None::<String>),
-            tasker_workflow_steps::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-            tasker_workflow_steps::updated_at.eq(now()),
-        ))
-        .execute(c)?;
-        let mut transitions = Vec::new();
-        for (id, name, state) in open {
-            let mut from: StepState = state.parse().unwrap_or(StepState::Pending);
-            // `error → cancelled` is not an allowed step transition; go through `pending`.
-            if from == StepState::Error {
-                transitions.push(TransitionRow::new(id, Some("error"), "pending", "{}"));
-                events.push(EventRecord::step(
-                    task_id,
-                    id,
-                    &name,
-                    Some(from),
-                    StepState::Pending,
-                    serde_json::Value::Null,
-                ));
-                from = StepState::Pending;
-            }
-            transitions.push(TransitionRow::new(
-                id,
-                Some(from.as_str()),
-                "cancelled",
-                "{}",
-            ));
+        events.extend(cancel_open_steps(c, task_id, &open)?);
+        Ok(events)
+    })
+}
+
+/// Cancels `open` steps (id, name, state) of `task_id`: one update, and a transition and event
+/// each; an errored step goes through `pending`, as `error → cancelled` is not allowed.
+fn cancel_open_steps(
+    c: &mut Conn,
+    task_id: i64,
+    open: &[(i64, String, String)],
+) -> Result<Vec<EventRecord>> {
+    let mut events = Vec::new();
+    let ids: Vec<i64> = open.iter().map(|r| r.0).collect();
+    diesel::update(
+        tasker_workflow_steps::table.filter(tasker_workflow_steps::workflow_step_id.eq_any(&ids)),
+    )
+    .set((
+        tasker_workflow_steps::state.eq(StepState::Cancelled.as_str()),
+        tasker_workflow_steps::ready_at.eq(None::<chrono::NaiveDateTime>),
+        tasker_workflow_steps::in_process.eq(false),
+        tasker_workflow_steps::lease_owner.eq(None::<String>),
+        tasker_workflow_steps::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
+        tasker_workflow_steps::updated_at.eq(now()),
+    ))
+    .execute(c)?;
+    let mut transitions = Vec::new();
+    for (id, name, state) in open {
+        let id = *id;
+        let mut from: StepState = state.parse().unwrap_or(StepState::Pending);
+        // `error → cancelled` is not an allowed step transition; go through `pending`.
+        if from == StepState::Error {
+            transitions.push(TransitionRow::new(id, Some("error"), "pending", "{}"));
             events.push(EventRecord::step(
                 task_id,
                 id,
-                &name,
+                name,
                 Some(from),
-                StepState::Cancelled,
+                StepState::Pending,
                 serde_json::Value::Null,
             ));
+            from = StepState::Pending;
         }
-        record_step_transitions(c, &transitions)?;
-        Ok(events)
-    })
+        transitions.push(TransitionRow::new(
+            id,
+            Some(from.as_str()),
+            "cancelled",
+            "{}",
+        ));
+        events.push(EventRecord::step(
+            task_id,
+            id,
+            name,
+            Some(from),
+            StepState::Cancelled,
+            serde_json::Value::Null,
+        ));
+    }
+    record_step_transitions(c, &transitions)?;
+    Ok(events)
 }
 
 /// Puts a task in `error` back to `pending` and re-arms its failed steps with a fresh retry
@@ -1187,55 +1199,16 @@ pub(crate) fn cancel_step(c: &mut Conn, task_id: i64, step_id: i64) -> Result<Ve
             .first(c)
             .optional()?
             .ok_or(Error::StepNotFound(step_id))?;
-        let mut from: StepState = state.parse().unwrap_or(StepState::Pending);
+        let from: StepState = state.parse().unwrap_or(StepState::Pending);
         if from == StepState::Cancelled {
             return Ok(Vec::new());
         }
-        let mut transitions = Vec::new();
-        let mut events = Vec::new();
-        // `error → cancelled` is not an allowed step transition; go through `pending`.
-        if from == StepState::Error {
-            transitions.push(TransitionRow::new(step_id, Some("error"), "pending", "{}"));
-            events.push(EventRecord::step(
-                task_id,
-                step_id,
-                &name,
-                Some(StepState::Error),
-                StepState::Pending,
-                serde_json::Value::Null,
-            ));
-            from = StepState::Pending;
+        // An errored step is cancelled through `pending`; finished steps cannot be cancelled.
+        if from != StepState::Error {
+            check_step(step_id, from, StepState::Cancelled)?;
         }
-        check_step(step_id, from, StepState::Cancelled)?;
-        diesel::update(
-            tasker_workflow_steps::table
-                .filter(tasker_workflow_steps::workflow_step_id.eq(step_id)),
-        )
-        .set((
-            tasker_workflow_steps::state.eq(StepState::Cancelled.as_str()),
-            tasker_workflow_steps::ready_at.eq(None::<chrono::NaiveDateTime>),
-            tasker_workflow_steps::in_process.eq(false),
-            tasker_workflow_steps::lease_owner.eq(None::<String>),
-            tasker_workflow_steps::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-            tasker_workflow_steps::updated_at.eq(now()),
-        ))
-        .execute(c)?;
+        let mut events = cancel_open_steps(c, task_id, &[(step_id, name, state)])?;
         release_serial(c, &[step_id])?;
-        transitions.push(TransitionRow::new(
-            step_id,
-            Some(from.as_str()),
-            "cancelled",
-            "{}",
-        ));
-        events.push(EventRecord::step(
-            task_id,
-            step_id,
-            &name,
-            Some(from),
-            StepState::Cancelled,
-            serde_json::Value::Null,
-        ));
-        record_step_transitions(c, &transitions)?;
         events.extend(finalize_tasks(c, &[task_id])?);
         Ok(events)
     })
