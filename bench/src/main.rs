@@ -3,16 +3,26 @@
 //! Measures, on each backend, the database's own floor (one small UPDATE per transaction) and
 //! then the engine on trivial workflows: end-to-end steps/s and tasks/s from the first create
 //! to the last completion, the create rate, commits per step (PostgreSQL), the idle latency of
-//! a 4-step linear task, and peak RSS. Figures are rates and ratios to the floor, so they can
-//! be compared across machines. PostgreSQL is `TASKER_BENCH_POSTGRES_URL` (default
+//! a 4-step linear task, and peak RSS. After each throughput run it reads from the database
+//! the ready → start latency of every step, and counts the statements the engine sent
+//! (client-side, see `statements.rs`). Last, the growth ratio: claim-and-complete cost with
+//! 1,000 and with 1,000,000 finished steps in the tables (100,000 at `--scale quick`).
+//! Figures are rates and ratios to the floor, so they can be compared across machines.
+//! `--top-statements N` also prints each run's N most frequent statement shapes. PostgreSQL is `TASKER_BENCH_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); each run uses its own schema, dropped after.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+mod growth;
+mod probe;
+mod statements;
 
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use tasker::prelude::*;
+
+use crate::probe::Probe;
 
 /// How large a run is.
 #[derive(Clone, Copy, PartialEq)]
@@ -63,11 +73,7 @@ fn shapes(scale: Scale) -> Vec<Shape> {
         Shape {
             name: "diamond4",
             tasks: n(500, 2500),
-            template: TaskTemplate::new("bench", "diamond4", "1.0.0")
-                .step(StepTemplate::new("a", "noop"))
-                .step(StepTemplate::new("b", "noop").depends_on(["a"]))
-                .step(StepTemplate::new("c", "noop").depends_on(["a"]))
-                .step(StepTemplate::new("d", "noop").depends_on(["b", "c"])),
+            template: growth::diamond(),
         },
         Shape {
             name: "fanout50",
@@ -105,6 +111,7 @@ fn sqlite_database() -> Database {
 fn postgres_database(server: &str) -> Result<Database, String> {
     let schema = format!("tasker_bench_{}", uuid::Uuid::new_v4().simple());
     let mut admin = PgConnection::establish(server).map_err(|e| format!("{server}: {e}"))?;
+    statements::silence(&mut admin);
     admin
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .map_err(|e| e.to_string())?;
@@ -179,6 +186,7 @@ fn pg_commits(url: &str) -> Option<i64> {
         commits: i64,
     }
     let mut c = PgConnection::establish(url).ok()?;
+    statements::silence(&mut c);
     // A backend flushes its statistics when it exits, and at most once a second otherwise.
     std::thread::sleep(Duration::from_millis(1100));
     let _ = c.batch_execute("SELECT pg_stat_clear_snapshot()");
@@ -205,7 +213,56 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn engine(
+/// p50 and p99 of `samples` (milliseconds), and how many there were.
+fn percentiles_ms(mut samples: Vec<f64>) -> (f64, f64, usize) {
+    samples.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let i = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples.get(i).copied().unwrap_or(f64::NAN)
+    };
+    (at(0.5), at(0.99), samples.len())
+}
+
+/// Prints the ready → start latency of every step of the run in `probe`'s database, and the
+/// statements the engine's connections sent per step (`None`: not counted here).
+fn print_latency_and_statements(
+    probe: &mut Probe,
+    label: &str,
+    steps: usize,
+    statements: Option<(statements::Snapshot, statements::Snapshot)>,
+    top: usize,
+) -> Result<(), String> {
+    let (p50, p99, n) = percentiles_ms(probe.ready_to_start_ms()?);
+    let backend = if probe.is_sqlite() {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let counted = match statements {
+        Some((before, after)) => format!(
+            "statements/step {:>5.2}  transactions/step {:>4.2}",
+            (after.statements - before.statements) as f64 / steps as f64,
+            (after.transactions - before.transactions) as f64 / steps as f64,
+        ),
+        None => "statements/step     -  (sent by the worker processes)".to_owned(),
+    };
+    println!(
+        "{backend:<8} {label:<14} ready→start p50 {p50:>6.1} ms  p99 {p99:>6.1} ms ({n} steps)  {counted}"
+    );
+    if statements.is_some() {
+        for (shape, count) in statements::top(top) {
+            let shape: String = shape.chars().take(150).collect();
+            println!(
+                "{backend:<8} {label:<14}   {:>6.2}/step  {shape}",
+                count as f64 / steps as f64
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Builds an engine on `url` with a `noop` handler and `templates`, for one measurement.
+pub(crate) async fn engine(
     url: &str,
     templates: Vec<TaskTemplate>,
     concurrency: usize,
@@ -229,18 +286,23 @@ async fn engine(
     builder.build().await.map_err(|e| e.to_string())
 }
 
-/// Runs `shape.tasks` tasks through one worker: end-to-end rate, create rate, commits.
+/// Runs `shape.tasks` tasks through one worker: end-to-end rate, create rate, commits, then the
+/// ready → start latency and the engine's statements per step.
 async fn throughput(
     url: &str,
     sqlite: bool,
     shape: Shape,
     floor: f64,
     concurrency: usize,
+    top: usize,
 ) -> Result<(), String> {
     let steps_per_task = shape.template.step_templates.len();
     let name = shape.template.name.clone();
     let tasker = engine(url, vec![shape.template], concurrency).await?;
+    // Progress is polled on the benchmark's own connection, so it is not counted.
+    let mut probe = Probe::connect(url, sqlite)?;
     let commits_before = if sqlite { None } else { pg_commits(url) };
+    let statements_before = statements::snapshot();
     let worker = tasker.start_worker();
     let start = Instant::now();
     let creators = 4;
@@ -271,23 +333,10 @@ async fn throughput(
     }
     let created = start.elapsed();
     let deadline = Instant::now() + Duration::from_secs(600);
-    // Done when the last task is complete (tasks finish roughly in creation order).
     loop {
-        let mut all = true;
-        for &id in ids.iter().rev().take(1).chain(ids.iter().take(1)) {
-            if tasker.task(id).await.map_err(|e| e.to_string())?.state != TaskState::Complete {
-                all = false;
-            }
-        }
-        if all {
-            let counts = tasker.task_counts().await.map_err(|e| e.to_string())?;
-            let complete = counts
-                .iter()
-                .find(|(s, _)| *s == TaskState::Complete)
-                .map_or(0, |(_, n)| *n);
-            if complete as usize >= shape.tasks {
-                break;
-            }
+        let complete = tokio::task::block_in_place(|| probe.complete_tasks())?;
+        if complete as usize >= ids.len() {
+            break;
         }
         if Instant::now() > deadline {
             return Err(format!("{name}: not finished after 10 minutes"));
@@ -295,6 +344,7 @@ async fn throughput(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = start.elapsed();
+    let statements_after = statements::peek();
     worker.shutdown().await;
     // Closing the engine's connections makes PostgreSQL flush their statistics.
     drop(tasker);
@@ -322,7 +372,13 @@ async fn throughput(
         commits,
         steps_per_s / floor,
     );
-    Ok(())
+    print_latency_and_statements(
+        &mut probe,
+        &label,
+        steps,
+        Some((statements_before, statements_after)),
+        top,
+    )
 }
 
 /// The diamond shape run by `processes` worker processes (this binary, re-executed) while this
@@ -411,7 +467,14 @@ async fn multi_process(
         commits,
         steps_per_s / floor4,
     );
-    Ok(())
+    let mut probe = Probe::connect(url, false)?;
+    print_latency_and_statements(
+        &mut probe,
+        &format!("diamond4 ×{processes}"),
+        steps,
+        None,
+        0,
+    )
 }
 
 /// p50/p99 from create to complete of a 4-step linear task on an idle engine.
@@ -457,7 +520,49 @@ async fn idle_latency(url: &str, sqlite: bool, runs: usize) -> Result<(), String
     Ok(())
 }
 
-async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
+/// Claim-and-complete cost with a small and a large finished history, and their ratio.
+async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
+    let label = if sqlite { "sqlite" } else { "postgres" };
+    let large = if scale == Scale::Full {
+        1_000_000
+    } else {
+        100_000
+    };
+    let (tasks, rounds) = (if scale == Scale::Full { 1000 } else { 250 }, 3);
+    let mut figures = Vec::new();
+    for history in [1_000, large] {
+        let db = if sqlite {
+            sqlite_database()
+        } else {
+            postgres_database(server)?
+        };
+        let result = growth::measure(&db.url, sqlite, history, tasks, rounds).await;
+        (db.cleanup)();
+        let f = result?;
+        println!(
+            "{label:<8} growth: {:>9} finished steps  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
+            f.finished, f.claim_complete, f.create, f.seed_seconds,
+        );
+        figures.push(f);
+    }
+    if let [small, large] = figures.as_slice() {
+        println!(
+            "{label:<8} growth ratio (cost with {} ÷ with {} finished steps): claim+complete {:.2}  create {:.2}  (target < 1.5{})",
+            large.finished,
+            small.finished,
+            small.claim_complete / large.claim_complete,
+            small.create / large.create,
+            if scale == Scale::Full {
+                ""
+            } else {
+                "; quick scale: 100k, full: 1M"
+            },
+        );
+    }
+    Ok(())
+}
+
+async fn run_backend(sqlite: bool, scale: Scale, server: &str, top: usize) -> Result<(), String> {
     let label = if sqlite { "sqlite" } else { "postgres" };
     let commits = if scale == Scale::Full { 5000 } else { 2000 };
     let db = if sqlite {
@@ -486,7 +591,7 @@ async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), Str
         } else {
             postgres_database(server)?
         };
-        let result = throughput(&db.url, sqlite, shape, one, 16).await;
+        let result = throughput(&db.url, sqlite, shape, one, 16, top).await;
         (db.cleanup)();
         result?;
     }
@@ -506,7 +611,7 @@ async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), Str
         } else {
             postgres_database(server)?
         };
-        let result = throughput(&db.url, sqlite, shape, one, concurrency).await;
+        let result = throughput(&db.url, sqlite, shape, one, concurrency, top).await;
         (db.cleanup)();
         result?;
     }
@@ -517,7 +622,8 @@ async fn run_backend(sqlite: bool, scale: Scale, server: &str) -> Result<(), Str
     };
     let result = idle_latency(&db.url, sqlite, if scale == Scale::Full { 200 } else { 50 }).await;
     (db.cleanup)();
-    result
+    result?;
+    growth_ratio(sqlite, scale, server).await
 }
 
 #[tasker::main]
@@ -529,6 +635,14 @@ async fn main() -> Result<(), String> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    let top: usize = match value("--top-statements") {
+        None => 0,
+        Some(n) => n
+            .parse()
+            .map_err(|_| format!("--top-statements {n}: expected a number"))?,
+    };
+    // Before any engine connects, so every connection it opens counts.
+    statements::install(top > 0)?;
     // A child worker process of the multi-process measurement: runs a worker until killed.
     if let (Some(url), Some(shape)) = (value("--worker-url"), value("--worker-shape")) {
         let Some(shape) = shapes(Scale::Quick).into_iter().find(|s| s.name == shape) else {
@@ -567,7 +681,7 @@ async fn main() -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     for &sqlite in backends {
-        run_backend(sqlite, scale, &server).await?;
+        run_backend(sqlite, scale, &server, top).await?;
     }
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS {rss:.0} MiB");

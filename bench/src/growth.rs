@@ -1,0 +1,239 @@
+//! Growth: what claiming and completing steps costs with little and with much finished history
+//! in the tables. History is copied in bulk SQL from one real diamond task that ran to the end,
+//! so every row (task, steps, edges, transitions) looks like what the engine writes.
+
+use std::time::{Duration, Instant};
+
+use tasker::prelude::*;
+use tasker::store::Outcome;
+
+use crate::probe::Probe;
+
+/// What one history size measured (medians over the rounds).
+pub(crate) struct Figures {
+    /// Complete steps in the tables before the rounds.
+    pub(crate) finished: i64,
+    /// Seconds spent copying the history and analysing the tables.
+    pub(crate) seed_seconds: f64,
+    /// Steps claimed and completed per second, in batches of 32, one claimer.
+    pub(crate) claim_complete: f64,
+    /// Tasks created per second, one creator.
+    pub(crate) create: f64,
+}
+
+/// The shape whose history is seeded and whose tasks are measured.
+pub(crate) fn diamond() -> TaskTemplate {
+    TaskTemplate::new("bench", "diamond4", "1.0.0")
+        .step(StepTemplate::new("a", "noop"))
+        .step(StepTemplate::new("b", "noop").depends_on(["a"]))
+        .step(StepTemplate::new("c", "noop").depends_on(["a"]))
+        .step(StepTemplate::new("d", "noop").depends_on(["b", "c"]))
+}
+
+fn request() -> TaskRequest {
+    TaskRequest::new("diamond4")
+        .namespace("bench")
+        .version("1.0.0")
+}
+
+/// Seeds `history_steps` finished steps into the empty database at `url`, then runs `rounds`
+/// rounds of `tasks` diamond tasks: created one by one, then claimed and completed until done.
+/// Each round's tasks are deleted after it, so every round sees the same history.
+pub(crate) async fn measure(
+    url: &str,
+    sqlite: bool,
+    history_steps: usize,
+    tasks: usize,
+    rounds: usize,
+) -> Result<Figures, String> {
+    let template = diamond();
+    let width = template.step_templates.len();
+    let tasker = crate::engine(url, vec![template], 16).await?;
+    let mut probe = Probe::connect(url, sqlite)?;
+    let pattern = tasker
+        .create_task(request())
+        .await
+        .map_err(|e| e.to_string())?
+        .id;
+    drain(&tasker, width).await?;
+    let started = Instant::now();
+    seed(
+        &mut probe,
+        pattern,
+        (history_steps / width).saturating_sub(1),
+    )?;
+    let seed_seconds = started.elapsed().as_secs_f64();
+    let finished =
+        probe.count("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE state = 'complete'")?;
+    let last_history = probe.count("SELECT MAX(task_id) AS n FROM tasker_tasks")?;
+    let mut claim_complete = Vec::with_capacity(rounds);
+    let mut create = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for _ in 0..tasks {
+            tasker
+                .create_task(request())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        create.push(tasks as f64 / start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        drain(&tasker, tasks * width).await?;
+        claim_complete.push((tasks * width) as f64 / start.elapsed().as_secs_f64());
+        probe.batch(&format!(
+            "DELETE FROM tasker_tasks WHERE task_id > {last_history}"
+        ))?;
+    }
+    Ok(Figures {
+        finished,
+        seed_seconds,
+        claim_complete: median(claim_complete),
+        create: median(create),
+    })
+}
+
+/// Claims and completes (with a `null` result) until `steps` steps are done, as a worker does
+/// with a claim batch of 32, minus the handlers.
+async fn drain(tasker: &Tasker, steps: usize) -> Result<(), String> {
+    const OWNER: &str = "bench-growth";
+    let mut done = 0;
+    let mut idle = 0;
+    while done < steps {
+        let claimed = tasker
+            .claim_steps(OWNER, 32, Duration::from_secs(300))
+            .await
+            .map_err(|e| e.to_string())?;
+        if claimed.is_empty() {
+            // A child is ready as soon as its parent's completion commits; allow for a clock
+            // tick on SQLite's millisecond timestamps.
+            idle += 1;
+            if idle > 1000 {
+                return Err(format!("growth: {done} of {steps} steps done, none ready"));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        let outcomes = claimed
+            .into_iter()
+            .map(|s| Outcome {
+                step_id: s.step_id,
+                task_id: s.task_id,
+                name: s.name,
+                attempt: s.attempt,
+                owner: OWNER.to_owned(),
+                concurrent: s.concurrent,
+                result: Ok("null".to_owned()),
+                duration_ms: Some(0.0),
+            })
+            .collect::<Vec<_>>();
+        done += outcomes.len();
+        tasker
+            .complete_steps(outcomes)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Copies the finished task `pattern` (with its steps, edges and transitions) `copies` times in
+/// one transaction, then analyses the tables.
+fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
+    if copies == 0 {
+        return Ok(());
+    }
+    let first = probe.count(&format!(
+        "SELECT MIN(workflow_step_id) AS n FROM tasker_workflow_steps WHERE task_id = {pattern}"
+    ))?;
+    let last = probe.count(&format!(
+        "SELECT MAX(workflow_step_id) AS n FROM tasker_workflow_steps WHERE task_id = {pattern}"
+    ))?;
+    let top_task = probe.count("SELECT MAX(task_id) AS n FROM tasker_tasks")?;
+    let top_step = probe.count("SELECT MAX(workflow_step_id) AS n FROM tasker_workflow_steps")?;
+    let width = last - first + 1;
+    let series = if probe.is_sqlite() {
+        format!(
+            "(WITH RECURSIVE s(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM s WHERE k < {copies}) \
+             SELECT k FROM s) g"
+        )
+    } else {
+        format!("generate_series(1, {copies}) AS g(k)")
+    };
+    // Copy k of step `id` gets a fresh id after every existing one, in blocks of `width`.
+    let step = |id: &str| format!("{top_step} + (g.k - 1) * {width} + ({id} - {first}) + 1");
+    let steps_of_pattern = format!("BETWEEN {first} AND {last}");
+    let mut sql = String::from("BEGIN;\n");
+    sql.push_str(&format!(
+        "INSERT INTO tasker_tasks (task_id, named_task_id, state, complete, concurrent, \
+           running_step_id, requested_at, initiator, source_system, reason, bypass_steps, tags, \
+           context, identity_hash, idempotency_key, priority, created_at, updated_at, \
+           correlation_id) \
+         SELECT {top_task} + g.k, named_task_id, state, complete, concurrent, NULL, requested_at, \
+           initiator, source_system, reason, bypass_steps, tags, context, 'history-' || g.k, \
+           NULL, priority, created_at, updated_at, 'history-' || g.k \
+         FROM {series} CROSS JOIN tasker_tasks t WHERE t.task_id = {pattern};\n"
+    ));
+    sql.push_str(&format!(
+        "INSERT INTO tasker_workflow_steps (workflow_step_id, task_id, named_step_id, name, \
+           state, retryable, retry_limit, in_process, processed, processed_at, attempts, \
+           last_attempted_at, backoff_request_seconds, inputs, results, skippable, \
+           remaining_parents, ready_at, lease_owner, lease_expires_at, priority, created_at, \
+           updated_at) \
+         SELECT {}, {top_task} + g.k, named_step_id, name, state, retryable, retry_limit, \
+           in_process, processed, processed_at, attempts, last_attempted_at, \
+           backoff_request_seconds, inputs, results, skippable, remaining_parents, ready_at, \
+           lease_owner, lease_expires_at, priority, created_at, updated_at \
+         FROM {series} CROSS JOIN tasker_workflow_steps s \
+         WHERE s.workflow_step_id {steps_of_pattern};\n",
+        step("s.workflow_step_id"),
+    ));
+    sql.push_str(&format!(
+        "INSERT INTO tasker_workflow_step_edges (from_step_id, to_step_id, name, created_at, \
+           updated_at) \
+         SELECT {}, {}, name, created_at, updated_at \
+         FROM {series} CROSS JOIN tasker_workflow_step_edges e \
+         WHERE e.from_step_id {steps_of_pattern};\n",
+        step("e.from_step_id"),
+        step("e.to_step_id"),
+    ));
+    sql.push_str(&format!(
+        "INSERT INTO tasker_workflow_step_transitions (workflow_step_id, from_state, to_state, \
+           metadata, sort_key, most_recent, created_at, updated_at) \
+         SELECT {}, from_state, to_state, metadata, sort_key, most_recent, created_at, \
+           updated_at \
+         FROM {series} CROSS JOIN tasker_workflow_step_transitions t \
+         WHERE t.workflow_step_id {steps_of_pattern};\n",
+        step("t.workflow_step_id"),
+    ));
+    sql.push_str(&format!(
+        "INSERT INTO tasker_task_transitions (task_id, from_state, to_state, metadata, sort_key, \
+           most_recent, created_at, updated_at) \
+         SELECT {top_task} + g.k, from_state, to_state, metadata, sort_key, most_recent, \
+           created_at, updated_at \
+         FROM {series} CROSS JOIN tasker_task_transitions t WHERE t.task_id = {pattern};\n"
+    ));
+    if !probe.is_sqlite() {
+        // Explicit ids leave the sequences behind; the engine's next inserts must not collide.
+        for (table, column) in [
+            ("tasker_tasks", "task_id"),
+            ("tasker_workflow_steps", "workflow_step_id"),
+        ] {
+            sql.push_str(&format!(
+                "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
+                   (SELECT MAX({column}) FROM {table}));\n"
+            ));
+        }
+    }
+    sql.push_str("COMMIT;\n");
+    probe.batch(&sql)?;
+    probe.batch(if probe.is_sqlite() {
+        "ANALYZE"
+    } else {
+        "ANALYZE tasker_tasks, tasker_workflow_steps, tasker_workflow_step_edges, \
+         tasker_workflow_step_transitions, tasker_task_transitions"
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
