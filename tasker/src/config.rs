@@ -14,6 +14,10 @@ pub struct TaskerConfig {
     pub pool_size: u32,
     /// How long to wait for a pooled connection before failing. Default: 10 s.
     pub connection_timeout: Duration,
+    /// Deadline of every database statement (PostgreSQL `statement_timeout`, and the limit on an
+    /// idle open transaction); SQLite waits this long for another process's write lock.
+    /// Default: 30 s.
+    pub statement_timeout: Duration,
     /// Apply the embedded migrations when the engine starts. Default: true.
     pub migrate_on_start: bool,
     /// Steps one worker runs at the same time. Default: 8.
@@ -55,6 +59,7 @@ impl Default for TaskerConfig {
                 .unwrap_or_else(|_| "tasker.db".to_owned()),
             pool_size: 8,
             connection_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
             migrate_on_start: true,
             concurrency: 8,
             claim_batch: 32,
@@ -84,6 +89,7 @@ struct ConfigFile {
     database_url: Option<String>,
     pool_size: Option<u32>,
     connection_timeout_seconds: Option<f64>,
+    statement_timeout_seconds: Option<f64>,
     migrate_on_start: Option<bool>,
     concurrency: Option<usize>,
     claim_batch: Option<usize>,
@@ -170,6 +176,9 @@ impl TaskerConfig {
             file.connection_timeout_seconds,
         )? {
             config.connection_timeout = d;
+        }
+        if let Some(d) = seconds("statement_timeout_seconds", file.statement_timeout_seconds)? {
+            config.statement_timeout = d;
         }
         if let Some(d) = seconds("lease_seconds", file.lease_seconds)? {
             config.lease = d;

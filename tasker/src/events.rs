@@ -83,7 +83,8 @@ const NO_REENQUEUE: &str = "tasks are never re-enqueued: ready steps are claimed
 
 use EventKind::{Observability, Step, Task, Workflow};
 
-/// Every event of the seed's task, step, workflow and observability catalogs, by its exact name.
+/// Every event of the seed's task, step, workflow and observability catalogs, by its exact name,
+/// and the one this engine adds (`workflow.step_result_rejected`).
 /// Payloads are [`Event`] fields: ids, step name, attempt, states, error and duration.
 pub const CATALOG: &[EventInfo] = &[
     event(
@@ -279,6 +280,11 @@ pub const CATALOG: &[EventInfo] = &[
         "workflow.steps_execution_started",
         Workflow,
         "A worker started running a claimed batch (`payload.count`).",
+    ),
+    event(
+        "workflow.step_result_rejected",
+        Workflow,
+        "A finished attempt's result was refused because its lease had expired and the step moved on (another attempt owns it); the newer result stands (`error.class` is `lease_lost`, `payload.worker` the late worker). Not in the seed's catalog.",
     ),
     event(
         "workflow.steps_execution_completed",
@@ -517,7 +523,7 @@ mod tests {
         for e in CATALOG {
             assert!(e.name.starts_with(e.kind.as_str()), "{}", e.name);
         }
-        assert_eq!(CATALOG.len(), 8 + 10 + 19 + 8);
+        assert_eq!(CATALOG.len(), 8 + 10 + 20 + 8);
     }
 
     #[test]

@@ -250,3 +250,4 @@ pub fn states(transitions: &[tasker::TransitionInfo]) -> Vec<&str> {
 /// The README's Rust examples, compiled as doctests so they stay true to the code.
 #[doc = include_str!("../../README.md")]
 pub mod readme {}
+pub mod battery;

@@ -285,10 +285,14 @@ impl TaskerBuilder {
         registry.validate()?;
         let config = self.config;
         let url = config.database_url.clone();
-        let (pool_size, timeout) = (config.pool_size, config.connection_timeout);
+        let options = store::ConnectOptions {
+            pool_size: config.pool_size,
+            connection_timeout: config.connection_timeout,
+            statement_timeout: config.statement_timeout,
+        };
         let migrate = config.migrate_on_start;
         let store = tokio::task::spawn_blocking(move || -> Result<Store> {
-            let store = Store::connect(&url, pool_size, timeout)?;
+            let store = Store::connect_with(&url, options)?;
             if migrate {
                 store.migrate()?;
             }
@@ -354,7 +358,11 @@ impl TaskerBuilder {
         #[cfg(feature = "postgres")]
         if store.backend() == store::Backend::Postgres {
             store::spawn_listener(
-                store.url().to_owned(),
+                store::with_deadlines(
+                    store.url(),
+                    config.connection_timeout,
+                    config.statement_timeout,
+                ),
                 Arc::clone(&wake),
                 Arc::clone(&listener_stop),
             );
@@ -927,6 +935,31 @@ impl Tasker {
             .await?;
         self.inner.wake.notify_one();
         Ok(results)
+    }
+
+    /// Records one attempt's outcome as a worker does; an attempt that no longer owns its step
+    /// (its lease expired and the step moved on) is refused with [`Error::StaleCompletion`].
+    pub async fn complete_step(&self, outcome: store::Outcome) -> Result<()> {
+        let (step_id, attempt, owner) = (outcome.step_id, outcome.attempt, outcome.owner.clone());
+        match self.complete_steps(vec![outcome]).await?.first() {
+            Some(store::CompletionOutcome::Recorded) => Ok(()),
+            _ => Err(Error::StaleCompletion {
+                step_id,
+                attempt,
+                owner,
+            }),
+        }
+    }
+
+    /// Runs a worker until ctrl-c or SIGTERM, then shuts it down gracefully: no new claims,
+    /// running steps get [`TaskerConfig::shutdown_grace`], the rest are released. What a worker
+    /// process's `main` calls.
+    pub async fn run_worker(&self) {
+        let worker = self.start_worker();
+        tracing::info!(worker = worker.id(), "worker started");
+        shutdown_signal().await;
+        tracing::info!(worker = worker.id(), "shutting down");
+        worker.shutdown().await;
     }
 
     /// Fails every step whose lease has expired under its retry policy, as each worker's sweeper

@@ -99,6 +99,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
         tasker.clone(),
         outcome_rx,
         Arc::clone(&in_flight),
+        stopped.clone(),
     ));
     let (bg_stop, bg_stopped) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat_loop(
@@ -456,6 +457,31 @@ fn emit_recorded(
     completed.payload = serde_json::json!({ "count": outcomes.len() - stale });
     tasker.emit(completed);
     for (outcome, result) in outcomes.iter().zip(results) {
+        if *result == CompletionOutcome::Stale {
+            tracing::warn!(
+                step_id = outcome.step_id,
+                attempt = outcome.attempt,
+                "late result rejected: this attempt's lease expired and the step moved on"
+            );
+            let mut rejected = Event::new("workflow.step_result_rejected", EventKind::Workflow);
+            rejected.task_id = Some(outcome.task_id);
+            rejected.step_id = Some(outcome.step_id);
+            rejected.step_name = Some(outcome.name.clone());
+            rejected.attempt = Some(outcome.attempt);
+            rejected.error = Some(EventError {
+                class: "lease_lost".to_owned(),
+                message: crate::Error::StaleCompletion {
+                    step_id: outcome.step_id,
+                    attempt: outcome.attempt,
+                    owner: outcome.owner.clone(),
+                }
+                .to_string(),
+                reason: Some("stale_attempt".to_owned()),
+            });
+            rejected.payload = serde_json::json!({ "worker": outcome.owner });
+            tasker.emit(rejected);
+            continue;
+        }
         let (Err(failure), CompletionOutcome::Recorded) = (&outcome.result, result) else {
             continue;
         };
@@ -533,6 +559,7 @@ async fn complete_loop(
     tasker: Tasker,
     mut rx: mpsc::UnboundedReceiver<(Outcome, OwnedSemaphorePermit)>,
     in_flight: InFlight,
+    stopping: watch::Receiver<bool>,
 ) {
     const MAX_BATCH: usize = 128;
     let inner = Arc::clone(tasker.inner());
@@ -552,8 +579,10 @@ async fn complete_loop(
         starting.payload = serde_json::json!({ "count": shared.len() });
         tasker.emit(starting);
         let recording = std::time::Instant::now();
-        // A database error must not lose an outcome: retry until it is written (fencing makes a
-        // late write harmless if the lease expired meanwhile).
+        // A database error must not lose an outcome: retry until it is written, through a
+        // database restart (fencing makes a late write harmless if the lease expired
+        // meanwhile). Only a shutdown bounds the wait, by its grace period.
+        let mut gave_up_at: Option<tokio::time::Instant> = None;
         for attempt in 1.. {
             let outcomes = Arc::clone(&shared);
             match inner
@@ -562,27 +591,23 @@ async fn complete_loop(
                 .await
             {
                 Ok((results, events)) => {
-                    for (outcome, result) in shared.iter().zip(&results) {
-                        if *result == CompletionOutcome::Stale {
-                            tracing::warn!(
-                                step_id = outcome.step_id,
-                                attempt = outcome.attempt,
-                                "stale completion rejected: a newer attempt owns the step"
-                            );
-                        }
-                    }
                     tasker.publish_in_order(events).await;
                     emit_recorded(&tasker, &shared, &results, recording.elapsed());
                     break;
                 }
-                Err(error) if attempt < 20 => {
+                Err(error) => {
+                    if *stopping.borrow() {
+                        let deadline = *gave_up_at.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + inner.config.shutdown_grace
+                        });
+                        if tokio::time::Instant::now() >= deadline {
+                            tracing::error!(%error, "shutting down without recording step outcomes; their leases will expire and they will run again");
+                            break;
+                        }
+                    }
                     tracing::warn!(%error, attempt, "recording step outcomes failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => {
-                    tracing::error!(%error, "giving up recording step outcomes; their leases will expire and they will run again");
-                    break;
                 }
             }
         }
@@ -621,12 +646,29 @@ async fn heartbeat_loop(
             continue;
         }
         let who = Arc::clone(&owner);
-        if let Err(error) = inner
+        let asked = running.clone();
+        match inner
             .store
-            .run(move |store| dispatch!(store, heartbeat(&who, &running, lease)))
+            .run(move |store| dispatch!(store, heartbeat(&who, &asked, lease)))
             .await
         {
-            tracing::warn!(%error, "lease heartbeat failed");
+            Ok(extended) => {
+                // A step finished between the snapshot and the UPDATE is not lost; only one
+                // still running here whose lease another worker took is.
+                let still: HashSet<i64> = in_flight
+                    .lock()
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default();
+                for step_id in running {
+                    if !extended.contains(&step_id) && still.contains(&step_id) {
+                        tracing::warn!(
+                            step_id,
+                            "lease lost while running: the step was recovered by another worker, and this attempt's result will be rejected"
+                        );
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "lease heartbeat failed"),
         }
     }
 }
@@ -656,6 +698,31 @@ async fn sweep_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
     }
 }
 
+/// The failure recorded for an attempt whose lease expired. It counts as an attempt (it may
+/// have had effects, and a step that kills its worker every time must not loop forever), but
+/// it is retried at once: the worker died, not the step's dependency, so there is nothing to
+/// back off from.
+fn lease_expired(
+    attempt: i32,
+    retryable: bool,
+    retry_limit: i32,
+    error: &StepError,
+    config: &TaskerConfig,
+) -> Failure {
+    let mut failure = retry_decision(
+        attempt,
+        retryable,
+        retry_limit,
+        error,
+        config,
+        "lease_expired",
+    );
+    if failure.retry_in.is_some() {
+        failure.retry_in = Some(Duration::ZERO);
+    }
+    failure
+}
+
 /// One sweep: repeats until no expired lease is left, so a backlog never hides work.
 pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
     const BATCH: usize = 100;
@@ -680,13 +747,12 @@ pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
                 task_id: row.task_id,
                 name: row.name,
                 attempt: row.attempts,
-                result: Err(retry_decision(
+                result: Err(lease_expired(
                     row.attempts,
                     row.retryable,
                     row.retry_limit,
                     &error,
                     &inner.config,
-                    "lease_expired",
                 )),
                 owner: row.owner,
                 concurrent: row.concurrent,

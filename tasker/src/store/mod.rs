@@ -653,7 +653,9 @@ impl From<TransitionTuple> for TransitionInfo {
 }
 
 #[derive(Debug)]
-struct SqlitePragmas;
+struct SqlitePragmas {
+    busy_timeout: Duration,
+}
 
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(
@@ -662,16 +664,100 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     ) -> std::result::Result<(), diesel::r2d2::Error> {
         // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints, which keeps
         // every committed transaction across a process crash (not across power loss).
-        conn.batch_execute(
+        conn.batch_execute(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-        )
+             PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+            self.busy_timeout.as_millis()
+        ))
         .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
+/// Deadlines on every PostgreSQL session, so no call waits forever on a stuck server.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+struct PgSession {
+    statement_timeout: Duration,
+}
+
+#[cfg(feature = "postgres")]
+impl CustomizeConnection<diesel::pg::PgConnection, diesel::r2d2::Error> for PgSession {
+    fn on_acquire(
+        &self,
+        conn: &mut diesel::pg::PgConnection,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        let ms = self.statement_timeout.as_millis().max(1);
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
+             SET lock_timeout = {ms}"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// `url` with libpq's connection deadlines added where it sets none: a connect timeout, and
+/// TCP keepalives and a user timeout so a connection to a vanished server fails instead of
+/// hanging (a server-side `statement_timeout` cannot end a call the network swallowed).
+#[cfg(feature = "postgres")]
+pub(crate) fn with_deadlines(url: &str, connect: Duration, statement: Duration) -> String {
+    let mut out = url.to_owned();
+    let defaults = [
+        ("connect_timeout", connect.as_secs().max(1).to_string()),
+        ("keepalives_idle", "10".to_owned()),
+        ("keepalives_interval", "5".to_owned()),
+        ("keepalives_count", "3".to_owned()),
+        (
+            "tcp_user_timeout",
+            (statement.as_millis() + 5000).to_string(),
+        ),
+    ];
+    for (key, value) in defaults {
+        if !url.contains(&format!("{key}=")) {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(&format!("{key}={value}"));
+        }
+    }
+    out
+}
+
+/// How [`Store::connect_with`] connects.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Most connections in the pool.
+    pub pool_size: u32,
+    /// How long to wait for a pooled (or new) connection.
+    pub connection_timeout: Duration,
+    /// Deadline of every statement (see [`crate::TaskerConfig::statement_timeout`]).
+    pub statement_timeout: Duration,
+}
+
+/// Serialises this process's access to one SQLite file. SQLite has one writer at a time; without
+/// the gate, contending connections meet `SQLITE_BUSY` and SQLite's busy handler sleeps for
+/// milliseconds, which throttles a busy engine to a fraction of what the file can commit. Other
+/// processes on the same file still wait through `busy_timeout`.
+pub(crate) type Gate = Arc<std::sync::Mutex<()>>;
+
+/// The gate of each SQLite file this process has open, by canonical path.
+fn sqlite_gate(path: &str) -> Gate {
+    static GATES: std::sync::OnceLock<std::sync::Mutex<HashMap<std::path::PathBuf, Gate>>> =
+        std::sync::OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+    let mut gates = GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+    Arc::clone(gates.entry(key).or_default())
+}
+
+/// Holds a gate; poisoning is ignored because the gate guards no data of its own.
+pub(crate) fn hold(gate: &Gate) -> std::sync::MutexGuard<'_, ()> {
+    gate.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub(crate) enum Pool {
-    Sqlite(R2d2Pool<ConnectionManager<SqliteConnection>>),
+    Sqlite(R2d2Pool<ConnectionManager<SqliteConnection>>, Gate),
     #[cfg(feature = "postgres")]
     Postgres(R2d2Pool<ConnectionManager<diesel::pg::PgConnection>>),
 }
@@ -695,7 +781,8 @@ impl std::fmt::Debug for Store {
 macro_rules! dispatch {
     ($store:expr, $func:ident ( $($arg:expr),* $(,)? )) => {
         match &*$store.pool {
-            $crate::store::Pool::Sqlite(p) => {
+            $crate::store::Pool::Sqlite(p, gate) => {
+                let _gate = $crate::store::hold(gate);
                 let mut conn = p.get()?;
                 $crate::store::sqlite_ops::$func(&mut *conn, $($arg),*)
             }
@@ -713,46 +800,69 @@ impl Store {
     /// Connects to `url`: `postgres://…`/`postgresql://…` for PostgreSQL, anything else (a path,
     /// optionally `sqlite://`-prefixed) for a SQLite file, created if missing.
     pub fn connect(url: &str, pool_size: u32, connection_timeout: Duration) -> Result<Self> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            #[cfg(feature = "postgres")]
-            {
-                let manager = ConnectionManager::<diesel::pg::PgConnection>::new(url);
-                Pool::Postgres(
-                    R2d2Pool::builder()
-                        .max_size(pool_size.max(2))
-                        .min_idle(Some(1))
-                        .connection_timeout(connection_timeout)
-                        .build(manager)?,
-                )
-            }
-            #[cfg(not(feature = "postgres"))]
-            {
-                return Err(Error::PostgresDisabled);
-            }
-        } else {
-            let path = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-                .unwrap_or(url);
-            if path.is_empty() || path.contains("://") {
-                return Err(Error::UnsupportedUrl(url.to_owned()));
-            }
-            // Every connection to `:memory:` is its own database, so it gets exactly one.
-            let size = if path == ":memory:" {
-                1
+        Self::connect_with(
+            url,
+            ConnectOptions {
+                pool_size,
+                connection_timeout,
+                statement_timeout: Duration::from_secs(30),
+            },
+        )
+    }
+
+    /// Connects like [`Store::connect`], with every deadline given.
+    pub fn connect_with(url: &str, options: ConnectOptions) -> Result<Self> {
+        let ConnectOptions {
+            pool_size,
+            connection_timeout,
+            statement_timeout,
+        } = options;
+        let pool =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                #[cfg(feature = "postgres")]
+                {
+                    let manager = ConnectionManager::<diesel::pg::PgConnection>::new(
+                        with_deadlines(url, connection_timeout, statement_timeout),
+                    );
+                    Pool::Postgres(
+                        R2d2Pool::builder()
+                            .max_size(pool_size.max(2))
+                            .min_idle(Some(1))
+                            .connection_timeout(connection_timeout)
+                            .connection_customizer(Box::new(PgSession { statement_timeout }))
+                            .build(manager)?,
+                    )
+                }
+                #[cfg(not(feature = "postgres"))]
+                {
+                    return Err(Error::PostgresDisabled);
+                }
             } else {
-                pool_size.max(2)
-            };
-            let manager = ConnectionManager::<SqliteConnection>::new(path);
-            Pool::Sqlite(
-                R2d2Pool::builder()
+                let path = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"))
+                    .unwrap_or(url);
+                if path.is_empty() || path.contains("://") {
+                    return Err(Error::UnsupportedUrl(url.to_owned()));
+                }
+                // Every connection to `:memory:` is its own database, so it gets exactly one.
+                let size = if path == ":memory:" {
+                    1
+                } else {
+                    pool_size.max(2)
+                };
+                let manager = ConnectionManager::<SqliteConnection>::new(path);
+                let pool = R2d2Pool::builder()
                     .max_size(size)
                     .min_idle(Some(1))
                     .connection_timeout(connection_timeout)
-                    .connection_customizer(Box::new(SqlitePragmas))
-                    .build(manager)?,
-            )
-        };
+                    .connection_customizer(Box::new(SqlitePragmas {
+                        busy_timeout: statement_timeout,
+                    }))
+                    .build(manager)?;
+                // After the pool opened (and so created) the file, so the path canonicalises.
+                Pool::Sqlite(pool, sqlite_gate(path))
+            };
         Ok(Self {
             pool: Arc::new(pool),
             url: url.into(),
@@ -762,7 +872,7 @@ impl Store {
     /// Which backend this store talks to.
     pub fn backend(&self) -> Backend {
         match &*self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite(..) => Backend::Sqlite,
             #[cfg(feature = "postgres")]
             Pool::Postgres(_) => Backend::Postgres,
         }
@@ -778,7 +888,8 @@ impl Store {
         let migration_error =
             |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
         match &*self.pool {
-            Pool::Sqlite(p) => {
+            Pool::Sqlite(p, gate) => {
+                let _gate = hold(gate);
                 let mut conn = p.get()?;
                 conn.immediate_transaction(|c| {
                     c.run_pending_migrations(SQLITE_MIGRATIONS)
@@ -832,7 +943,10 @@ impl Store {
                 .collect())
         }
         match &*self.pool {
-            Pool::Sqlite(p) => status(&mut *p.get()?, SQLITE_MIGRATIONS),
+            Pool::Sqlite(p, gate) => {
+                let _gate = hold(gate);
+                status(&mut *p.get()?, SQLITE_MIGRATIONS)
+            }
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => status(&mut *p.get()?, POSTGRES_MIGRATIONS),
         }

@@ -1,7 +1,7 @@
 // Database operations, written once against `Conn` and compiled for each backend: `store/mod.rs`
 // includes this file in a module per backend, with `Conn` the concrete diesel connection.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use diesel::dsl::sql;
 use diesel::prelude::*;
@@ -649,6 +649,8 @@ pub(crate) fn complete(
         let mut succeeded = Vec::new();
         let mut serial_steps = Vec::new();
         let mut tasks = BTreeSet::new();
+        // Whether a failure made its step ready again at once, which other workers must hear.
+        let mut ready_now = false;
         for o in outcomes {
             let fenced = tasker_workflow_steps::table
                 .filter(tasker_workflow_steps::workflow_step_id.eq(o.step_id))
@@ -670,9 +672,20 @@ pub(crate) fn complete(
                     .execute(c)?,
                 Err(failure) => {
                     let ready_at = match failure.retry_in {
+                        // A step recovered from a dead worker keeps its place in the queue
+                        // (ready since its attempt began) instead of going behind newer work.
+                        Some(delay) if delay.is_zero() && failure.reason == "lease_expired" => {
+                            sql::<Nullable<Timestamp>>(&format!(
+                                "COALESCE(last_attempted_at, {})",
+                                <Conn as Dialect>::NOW
+                            ))
+                        }
                         Some(delay) => now_plus_nullable(delay.as_secs_f64()),
                         None => sql::<Nullable<Timestamp>>("NULL"),
                     };
+                    if failure.retry_in.is_some_and(|d| d.is_zero()) {
+                        ready_now = true;
+                    }
                     diesel::update(fenced)
                         .set((
                             tasker_workflow_steps::state.eq(StepState::Error.as_str()),
@@ -739,7 +752,7 @@ pub(crate) fn complete(
         }
         record_step_transitions(c, &transitions)?;
         release_serial(c, &serial_steps)?;
-        if !succeeded.is_empty() && decrement_children(c, &succeeded)? > 0 {
+        if (!succeeded.is_empty() && decrement_children(c, &succeeded)? > 0) || ready_now {
             <Conn as Dialect>::notify_ready(c)?;
         }
         let tasks: Vec<i64> = tasks.into_iter().collect();
@@ -898,19 +911,23 @@ pub(crate) fn finalize_tasks(c: &mut Conn, task_ids: &[i64]) -> Result<Vec<Event
 
 use crate::store::TaskStatus;
 
-/// Extends the leases of the given steps while `owner` still holds them.
+/// Extends the leases of the given steps while `owner` still holds them; returns the steps it
+/// extended.
 pub(crate) fn heartbeat(
     c: &mut Conn,
     owner: &str,
     step_ids: &[i64],
     lease_seconds: f64,
-) -> Result<usize> {
+) -> Result<HashSet<i64>> {
     Ok(diesel::update(tasker_workflow_steps::table)
         .filter(tasker_workflow_steps::workflow_step_id.eq_any(step_ids))
         .filter(tasker_workflow_steps::lease_owner.eq(owner))
         .filter(tasker_workflow_steps::state.eq(StepState::InProgress.as_str()))
         .set(tasker_workflow_steps::lease_expires_at.eq(now_plus_nullable(lease_seconds)))
-        .execute(c)?)
+        .returning(tasker_workflow_steps::workflow_step_id)
+        .get_results::<i64>(c)?
+        .into_iter()
+        .collect())
 }
 
 /// id, task, name, attempts, owner, retryable, retry_limit.
