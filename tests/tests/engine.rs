@@ -47,6 +47,7 @@ conformance!(
     hash_identity_refuses_duplicate_requests,
     heartbeat_keeps_long_steps_leased,
     cancelling_a_step_fails_its_task,
+    results_keep_every_character,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1137,4 +1138,33 @@ async fn cancelling_a_step_fails_its_task(db: TestDatabase) {
         )
     );
     assert_history_consistent(&tasker, task.id).await;
+}
+
+/// Results are written in one batched statement per completion; quotes, backslashes, SQL
+/// comment markers and non-ASCII text must come back byte for byte, in both steps of a batch.
+async fn results_keep_every_character(db: TestDatabase) {
+    let nasty = "it's a \\'quote\\' -- not a comment; /* nor this */ ''; DROP TABLE x; é ✓ \u{1F600} \\u0000";
+    let template = TaskTemplate::new("test", "chars", "1.0.0")
+        .step(StepTemplate::new("a", "nasty"))
+        .step(StepTemplate::new("b", "nasty"));
+    let tasker = db
+        .builder()
+        .template(template)
+        .handler(
+            "nasty",
+            handler_fn(move |cx| async move {
+                Ok(json!({ "text": nasty, "step": cx.step_name(), "key": { "o'k": [nasty] } }))
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("chars")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    for step in tasker.steps(done.task_id).await.expect("steps") {
+        let results = step.results.expect("results");
+        assert_eq!(results["text"], nasty);
+        assert_eq!(results["key"]["o'k"][0], nasty);
+        assert_eq!(results["step"], step.name.as_str());
+    }
 }

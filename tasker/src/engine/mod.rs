@@ -463,11 +463,12 @@ impl Tasker {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<(T, Vec<EventRecord>)> + Send + 'static,
     {
+        let inner = Arc::clone(&self.inner);
         self.inner
             .store
             .run(move |store| {
                 let (value, mut events) = write(store)?;
-                with_correlations(store, &mut events)?;
+                with_correlations(&inner, store, &mut events)?;
                 Ok((value, events))
             })
             .await
@@ -1021,16 +1022,30 @@ pub(crate) fn publish(inner: &Inner, events: Vec<EventRecord>) {
     }
 }
 
-/// Fills in the correlation ids of the tasks `events` concern (one query).
-pub(crate) fn with_correlations(store: &Store, events: &mut [EventRecord]) -> Result<()> {
-    if events.is_empty() {
+/// Fills in the correlation ids of the tasks `events` concern that the write did not: from
+/// what this process already knows, else with one query.
+pub(crate) fn with_correlations(
+    inner: &Inner,
+    store: &Store,
+    events: &mut [EventRecord],
+) -> Result<()> {
+    if let Ok(known) = inner.correlations.lock() {
+        for event in events.iter_mut().filter(|e| e.correlation_id.is_none()) {
+            event.correlation_id = known.get(&event.task_id).cloned();
+        }
+    }
+    if events.iter().all(|e| e.correlation_id.is_some()) {
         return Ok(());
     }
-    let mut ids: Vec<i64> = events.iter().map(|e| e.task_id).collect();
+    let mut ids: Vec<i64> = events
+        .iter()
+        .filter(|e| e.correlation_id.is_none())
+        .map(|e| e.task_id)
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     let found = dispatch!(store, load_correlations(&ids))?;
-    for event in events {
+    for event in events.iter_mut().filter(|e| e.correlation_id.is_none()) {
         event.correlation_id = found.get(&event.task_id).cloned();
     }
     Ok(())

@@ -582,7 +582,8 @@ pub struct StepInfo {
     pub results: Option<Value>,
     /// Parents not yet complete.
     pub remaining_parents: i32,
-    /// Earliest time it may run (UTC); `None` when it cannot run.
+    /// When it became (or becomes) ready to run, UTC; kept while it runs, so a step given back
+    /// keeps its place in the queue; `None` when it cannot run or has finished.
     pub ready_at: Option<chrono::NaiveDateTime>,
     /// Worker holding its lease.
     pub lease_owner: Option<String>,

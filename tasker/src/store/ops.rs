@@ -28,9 +28,10 @@ fn now_plus_nullable(seconds: f64) -> diesel::expression::SqlLiteral<Nullable<Ti
 type ParentResults = Vec<(String, Option<String>)>;
 
 /// Writes transition rows for steps (`true`) or tasks (`false`), keeping `sort_key` (+10) and
-/// `most_recent` (exactly one per entity) as the seed does: three statements for any batch.
+/// `most_recent` (exactly one per entity) as the seed does: two statements for any batch, one
+/// for new entities.
 macro_rules! record_transitions {
-    ($fn_name:ident, $table:ident, $entity:ident, $insertable:ident) => {
+    ($fn_name:ident, $fresh_fn:ident, $insert_fn:ident, $table:ident, $entity:ident, $insertable:ident) => {
         #[derive(Insertable)]
         #[diesel(table_name = $table)]
         #[diesel(treat_none_as_default_value = false)]
@@ -53,20 +54,32 @@ macro_rules! record_transitions {
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
-            diesel::update($table::table)
+            // The row that stops being most recent is the one with the highest sort key, so
+            // one statement both retires it and says where each entity's keys continue.
+            let last: Vec<(i64, i32)> = diesel::update($table::table)
                 .filter($table::$entity.eq_any(&ids))
                 .filter($table::most_recent.eq(true))
                 .set($table::most_recent.eq(false))
-                .execute(c)?;
-            let last: Vec<(i64, Option<i32>)> = $table::table
-                .filter($table::$entity.eq_any(&ids))
-                .group_by($table::$entity)
-                .select(($table::$entity, diesel::dsl::max($table::sort_key)))
-                .load(c)?;
-            let mut next: HashMap<i64, i32> = last
-                .into_iter()
-                .filter_map(|(id, k)| k.map(|k| (id, k + 10)))
-                .collect();
+                .returning(($table::$entity, $table::sort_key))
+                .get_results(c)?;
+            let next: HashMap<i64, i32> = last.into_iter().map(|(id, k)| (id, k + 10)).collect();
+            $insert_fn(c, rows, next)
+        }
+
+        /// Writes the first transitions of entities that have none yet (just created): no
+        /// earlier row to retire, so one statement.
+        pub(crate) fn $fresh_fn(c: &mut Conn, rows: &[TransitionRow]) -> Result<()> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            $insert_fn(c, rows, HashMap::new())
+        }
+
+        fn $insert_fn(
+            c: &mut Conn,
+            rows: &[TransitionRow],
+            mut next: HashMap<i64, i32>,
+        ) -> Result<()> {
             let mut remaining: HashMap<i64, usize> = HashMap::new();
             for r in rows {
                 *remaining.entry(r.id).or_default() += 1;
@@ -99,12 +112,16 @@ macro_rules! record_transitions {
 
 record_transitions!(
     record_step_transitions,
+    record_first_step_transitions,
+    insert_step_transitions,
     tasker_workflow_step_transitions,
     workflow_step_id,
     NewStepTransition
 );
 record_transitions!(
     record_task_transitions,
+    record_first_task_transitions,
+    insert_task_transitions,
     tasker_task_transitions,
     task_id,
     NewTaskTransition
@@ -368,7 +385,7 @@ pub(crate) fn create_task(
         }
         let mut events = Vec::with_capacity(step_ids.len() + 1);
         let task_transition = TransitionRow::new(task_id, None, TaskState::Pending.as_str(), "{}");
-        record_task_transitions(c, std::slice::from_ref(&task_transition))?;
+        record_first_task_transitions(c, std::slice::from_ref(&task_transition))?;
         events.push(EventRecord::task(
             task_id,
             None,
@@ -409,11 +426,14 @@ pub(crate) fn create_task(
                 ));
             }
         }
-        record_step_transitions(c, &step_transitions)?;
+        record_first_step_transitions(c, &step_transitions)?;
         if task.steps.iter().any(|s| s.bypassed) {
             events.extend(finalize_tasks(c, &[task_id])?);
         }
         <Conn as Dialect>::notify_ready(c)?;
+        for event in &mut events {
+            event.correlation_id = Some(task.correlation_id.clone());
+        }
         Ok((
             NewTask {
                 id: task_id,
@@ -498,7 +518,8 @@ pub(crate) fn claim(
                     tasker_workflow_steps::lease_expires_at.eq(now_plus_nullable(lease_seconds)),
                     tasker_workflow_steps::last_attempted_at.eq(now_plus_nullable(0.0)),
                     tasker_workflow_steps::in_process.eq(true),
-                    tasker_workflow_steps::ready_at.eq(None::<chrono::NaiveDateTime>),
+                    // `ready_at` stays: a step given back (released, or recovered from a dead
+                    // worker) goes back to its original place in the queue.
                     tasker_workflow_steps::updated_at.eq(now()),
                 ))
                 .returning((
@@ -579,18 +600,28 @@ pub(crate) fn claim(
             ));
         }
 
-        let contexts: Vec<(i64, i64, String)> = tasker_tasks::table
+        let contexts: Vec<(i64, i64, String, Option<String>)> = tasker_tasks::table
             .filter(tasker_tasks::task_id.eq_any(&task_ids))
             .select((
                 tasker_tasks::task_id,
                 tasker_tasks::named_task_id,
                 tasker_tasks::context,
+                tasker_tasks::correlation_id,
             ))
             .load(c)?;
+        let mut correlations = HashMap::with_capacity(contexts.len());
         let contexts: HashMap<i64, (i64, String)> = contexts
             .into_iter()
-            .map(|(id, named, ctx)| (id, (named, ctx)))
+            .map(|(id, named, ctx, correlation)| {
+                if let Some(correlation) = correlation {
+                    correlations.insert(id, correlation);
+                }
+                (id, (named, ctx))
+            })
             .collect();
+        for event in &mut events {
+            event.correlation_id = correlations.get(&event.task_id).cloned();
+        }
         let parents = parent_results(c, &step_ids)?;
 
         let mut out = Vec::with_capacity(claimed.len());
@@ -651,32 +682,26 @@ pub(crate) fn complete(
         let mut tasks = BTreeSet::new();
         // Whether a failure made its step ready again at once, which other workers must hear.
         let mut ready_now = false;
+        let accepted = complete_successes(c, outcomes)?;
         for o in outcomes {
+            if o.result.is_ok() && !accepted.contains(&(o.step_id, o.attempt)) {
+                results.push(CompletionOutcome::Stale);
+                continue;
+            }
             let fenced = tasker_workflow_steps::table
                 .filter(tasker_workflow_steps::workflow_step_id.eq(o.step_id))
                 .filter(tasker_workflow_steps::state.eq(StepState::InProgress.as_str()))
                 .filter(tasker_workflow_steps::lease_owner.eq(&o.owner))
                 .filter(tasker_workflow_steps::attempts.eq(o.attempt));
             let updated = match &o.result {
-                Ok(json) => diesel::update(fenced)
-                    .set((
-                        tasker_workflow_steps::state.eq(StepState::Complete.as_str()),
-                        tasker_workflow_steps::results.eq(json),
-                        tasker_workflow_steps::processed.eq(true),
-                        tasker_workflow_steps::processed_at.eq(now_plus_nullable(0.0)),
-                        tasker_workflow_steps::in_process.eq(false),
-                        tasker_workflow_steps::lease_owner.eq(None::<String>),
-                        tasker_workflow_steps::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
-                        tasker_workflow_steps::updated_at.eq(now()),
-                    ))
-                    .execute(c)?,
+                Ok(_) => 1,
                 Err(failure) => {
                     let ready_at = match failure.retry_in {
                         // A step recovered from a dead worker keeps its place in the queue
                         // (ready since its attempt began) instead of going behind newer work.
                         Some(delay) if delay.is_zero() && failure.reason == "lease_expired" => {
                             sql::<Nullable<Timestamp>>(&format!(
-                                "COALESCE(last_attempted_at, {})",
+                                "COALESCE(ready_at, {})",
                                 <Conn as Dialect>::NOW
                             ))
                         }
@@ -759,6 +784,62 @@ pub(crate) fn complete(
         events.extend(finalize_tasks(c, &tasks)?);
         Ok((results, events))
     })
+}
+
+#[derive(QueryableByName)]
+struct StepAttemptRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    workflow_step_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    attempts: i32,
+}
+
+/// A SQL string literal. Both backends take standard strings (PostgreSQL's
+/// `standard_conforming_strings` is on by default), where only `'` needs doubling; JSON text
+/// from serde holds no NUL.
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Records every successful outcome of a batch in one statement, fenced per step on
+/// (`lease_owner`, `attempts`); returns the (step, attempt) pairs it recorded.
+fn complete_successes(c: &mut Conn, outcomes: &[Outcome]) -> Result<HashSet<(i64, i32)>> {
+    let mut accepted = HashSet::new();
+    let successes: Vec<(&Outcome, &String)> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok().map(|json| (o, json)))
+        .collect();
+    let now = <Conn as Dialect>::NOW;
+    for chunk in successes.chunks(256) {
+        let values = chunk
+            .iter()
+            .map(|(o, json)| {
+                format!(
+                    "({}, {}, {}, {})",
+                    o.step_id,
+                    sql_text(&o.owner),
+                    o.attempt,
+                    sql_text(json)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let fence = "v.id = tasker_workflow_steps.workflow_step_id \
+                     AND v.owner = tasker_workflow_steps.lease_owner \
+                     AND v.attempt = tasker_workflow_steps.attempts";
+        let rows: Vec<StepAttemptRow> = diesel::sql_query(format!(
+            "WITH v(id, owner, attempt, results) AS (VALUES {values}) \
+             UPDATE tasker_workflow_steps SET state = 'complete', \
+               results = (SELECT v.results FROM v WHERE {fence}), \
+               processed = TRUE, processed_at = {now}, in_process = FALSE, lease_owner = NULL, \
+               lease_expires_at = NULL, ready_at = NULL, updated_at = {now} \
+             WHERE state = 'in_progress' AND EXISTS (SELECT 1 FROM v WHERE {fence}) \
+             RETURNING workflow_step_id, attempts"
+        ))
+        .load(c)?;
+        accepted.extend(rows.into_iter().map(|r| (r.workflow_step_id, r.attempts)));
+    }
+    Ok(accepted)
 }
 
 fn release_serial(c: &mut Conn, step_ids: &[i64]) -> Result<()> {
@@ -989,7 +1070,10 @@ pub(crate) fn release(c: &mut Conn, owner: &str, step_ids: &[i64]) -> Result<Vec
             .set((
                 tasker_workflow_steps::state.eq(StepState::Error.as_str()),
                 tasker_workflow_steps::attempts.eq(tasker_workflow_steps::attempts - 1),
-                tasker_workflow_steps::ready_at.eq(now_plus_nullable(0.0)),
+                tasker_workflow_steps::ready_at.eq(sql::<Nullable<Timestamp>>(&format!(
+                    "COALESCE(ready_at, {})",
+                    <Conn as Dialect>::NOW
+                ))),
                 tasker_workflow_steps::in_process.eq(false),
                 tasker_workflow_steps::lease_owner.eq(None::<String>),
                 tasker_workflow_steps::lease_expires_at.eq(None::<chrono::NaiveDateTime>),
