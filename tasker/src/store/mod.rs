@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool as R2d2Pool};
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, ManageConnection, Pool as R2d2Pool, R2D2Connection,
+};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use serde_json::Value;
@@ -658,11 +660,12 @@ struct SqlitePragmas {
     busy_timeout: Duration,
 }
 
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
+impl CustomizeConnection<Pooled<SqliteConnection>, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(
         &self,
-        conn: &mut SqliteConnection,
+        pooled: &mut Pooled<SqliteConnection>,
     ) -> std::result::Result<(), diesel::r2d2::Error> {
+        let conn = &mut pooled.conn;
         // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints, which keeps
         // every committed transaction across a process crash (not across power loss).
         conn.batch_execute(&format!(
@@ -682,11 +685,12 @@ struct PgSession {
 }
 
 #[cfg(feature = "postgres")]
-impl CustomizeConnection<diesel::pg::PgConnection, diesel::r2d2::Error> for PgSession {
+impl CustomizeConnection<Pooled<diesel::pg::PgConnection>, diesel::r2d2::Error> for PgSession {
     fn on_acquire(
         &self,
-        conn: &mut diesel::pg::PgConnection,
+        pooled: &mut Pooled<diesel::pg::PgConnection>,
     ) -> std::result::Result<(), diesel::r2d2::Error> {
+        let conn = &mut pooled.conn;
         let ms = self.statement_timeout.as_millis().max(1);
         conn.batch_execute(&format!(
             "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
@@ -757,10 +761,67 @@ pub(crate) fn hold(gate: &Gate) -> std::sync::MutexGuard<'_, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A pooled connection, with what the pool knows of its health.
+pub(crate) struct Pooled<C> {
+    pub(crate) conn: C,
+    /// When an operation on it last succeeded.
+    last_ok: std::time::Instant,
+    /// An operation on it failed at the database level: the pool drops it instead of reusing it.
+    failed: bool,
+}
+
+impl<C> Pooled<C> {
+    /// Records how an operation on this connection ended.
+    pub(crate) fn settle<T>(&mut self, result: &Result<T>) {
+        match result {
+            Ok(_) | Err(Error::Database(diesel::result::Error::NotFound)) => {
+                self.last_ok = std::time::Instant::now();
+            }
+            Err(Error::Database(_)) => self.failed = true,
+            Err(_) => {}
+        }
+    }
+}
+
+/// How long after a successful operation a connection is handed out again without a check.
+/// Checking every checkout (r2d2's default `SELECT 1`) was a round trip for nearly every step;
+/// a connection that fails is dropped when it is returned instead, so after a database restart
+/// each stale connection fails one call, which the worker retries on a fresh one.
+const TRUSTED_FOR: Duration = Duration::from_secs(5);
+
+/// diesel's connection manager, checking a connection only when it has been idle a while.
+pub(crate) struct Manager<C: R2D2Connection + 'static>(ConnectionManager<C>);
+
+impl<C: R2D2Connection + Send + 'static> ManageConnection for Manager<C> {
+    type Connection = Pooled<C>;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<Pooled<C>, diesel::r2d2::Error> {
+        Ok(Pooled {
+            conn: self.0.connect()?,
+            last_ok: std::time::Instant::now(),
+            failed: false,
+        })
+    }
+
+    fn is_valid(&self, pooled: &mut Pooled<C>) -> std::result::Result<(), diesel::r2d2::Error> {
+        if pooled.last_ok.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
+        self.0.is_valid(&mut pooled.conn)?;
+        pooled.last_ok = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, pooled: &mut Pooled<C>) -> bool {
+        pooled.failed || self.0.has_broken(&mut pooled.conn)
+    }
+}
+
 pub(crate) enum Pool {
-    Sqlite(R2d2Pool<ConnectionManager<SqliteConnection>>, Gate),
+    Sqlite(R2d2Pool<Manager<SqliteConnection>>, Gate),
     #[cfg(feature = "postgres")]
-    Postgres(R2d2Pool<ConnectionManager<diesel::pg::PgConnection>>),
+    Postgres(R2d2Pool<Manager<diesel::pg::PgConnection>>),
 }
 
 /// A connection pool to the tasker tables, on either backend.
@@ -784,13 +845,17 @@ macro_rules! dispatch {
         match &*$store.pool {
             $crate::store::Pool::Sqlite(p, gate) => {
                 let _gate = $crate::store::hold(gate);
-                let mut conn = p.get()?;
-                $crate::store::sqlite_ops::$func(&mut *conn, $($arg),*)
+                let mut pooled = p.get()?;
+                let result = $crate::store::sqlite_ops::$func(&mut pooled.conn, $($arg),*);
+                pooled.settle(&result);
+                result
             }
             #[cfg(feature = "postgres")]
             $crate::store::Pool::Postgres(p) => {
-                let mut conn = p.get()?;
-                $crate::store::pg_ops::$func(&mut *conn, $($arg),*)
+                let mut pooled = p.get()?;
+                let result = $crate::store::pg_ops::$func(&mut pooled.conn, $($arg),*);
+                pooled.settle(&result);
+                result
             }
         }
     };
@@ -818,52 +883,51 @@ impl Store {
             connection_timeout,
             statement_timeout,
         } = options;
-        let pool =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                #[cfg(feature = "postgres")]
-                {
-                    let manager = ConnectionManager::<diesel::pg::PgConnection>::new(
-                        with_deadlines(url, connection_timeout, statement_timeout),
-                    );
-                    Pool::Postgres(
-                        R2d2Pool::builder()
-                            .max_size(pool_size.max(2))
-                            .min_idle(Some(1))
-                            .connection_timeout(connection_timeout)
-                            .connection_customizer(Box::new(PgSession { statement_timeout }))
-                            .build(manager)?,
-                    )
-                }
-                #[cfg(not(feature = "postgres"))]
-                {
-                    return Err(Error::PostgresDisabled);
-                }
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let manager = Manager(ConnectionManager::<diesel::pg::PgConnection>::new(
+                    with_deadlines(url, connection_timeout, statement_timeout),
+                ));
+                Pool::Postgres(
+                    R2d2Pool::builder()
+                        .max_size(pool_size.max(2))
+                        .min_idle(Some(1))
+                        .connection_timeout(connection_timeout)
+                        .connection_customizer(Box::new(PgSession { statement_timeout }))
+                        .build(manager)?,
+                )
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                return Err(Error::PostgresDisabled);
+            }
+        } else {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .unwrap_or(url);
+            if path.is_empty() || path.contains("://") {
+                return Err(Error::UnsupportedUrl(url.to_owned()));
+            }
+            // Every connection to `:memory:` is its own database, so it gets exactly one.
+            let size = if path == ":memory:" {
+                1
             } else {
-                let path = url
-                    .strip_prefix("sqlite://")
-                    .or_else(|| url.strip_prefix("sqlite:"))
-                    .unwrap_or(url);
-                if path.is_empty() || path.contains("://") {
-                    return Err(Error::UnsupportedUrl(url.to_owned()));
-                }
-                // Every connection to `:memory:` is its own database, so it gets exactly one.
-                let size = if path == ":memory:" {
-                    1
-                } else {
-                    pool_size.max(2)
-                };
-                let manager = ConnectionManager::<SqliteConnection>::new(path);
-                let pool = R2d2Pool::builder()
-                    .max_size(size)
-                    .min_idle(Some(1))
-                    .connection_timeout(connection_timeout)
-                    .connection_customizer(Box::new(SqlitePragmas {
-                        busy_timeout: statement_timeout,
-                    }))
-                    .build(manager)?;
-                // After the pool opened (and so created) the file, so the path canonicalises.
-                Pool::Sqlite(pool, sqlite_gate(path))
+                pool_size.max(2)
             };
+            let manager = Manager(ConnectionManager::<SqliteConnection>::new(path));
+            let pool = R2d2Pool::builder()
+                .max_size(size)
+                .min_idle(Some(1))
+                .connection_timeout(connection_timeout)
+                .connection_customizer(Box::new(SqlitePragmas {
+                    busy_timeout: statement_timeout,
+                }))
+                .build(manager)?;
+            // After the pool opened (and so created) the file, so the path canonicalises.
+            Pool::Sqlite(pool, sqlite_gate(path))
+        };
         Ok(Self {
             pool: Arc::new(pool),
             url: url.into(),
@@ -891,8 +955,8 @@ impl Store {
         match &*self.pool {
             Pool::Sqlite(p, gate) => {
                 let _gate = hold(gate);
-                let mut conn = p.get()?;
-                conn.immediate_transaction(|c| {
+                let mut pooled = p.get()?;
+                pooled.conn.immediate_transaction(|c| {
                     c.run_pending_migrations(SQLITE_MIGRATIONS)
                         .map(|v| v.len())
                         .map_err(migration_error)
@@ -900,8 +964,8 @@ impl Store {
             }
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => {
-                let mut conn = p.get()?;
-                conn.transaction(|c| {
+                let mut pooled = p.get()?;
+                pooled.conn.transaction(|c| {
                     // Two processes starting on an empty database would both see the migrations
                     // pending; the transaction-scoped advisory lock makes the second wait.
                     c.batch_execute("SELECT pg_advisory_xact_lock(7302147583)")?;
@@ -946,10 +1010,10 @@ impl Store {
         match &*self.pool {
             Pool::Sqlite(p, gate) => {
                 let _gate = hold(gate);
-                status(&mut *p.get()?, SQLITE_MIGRATIONS)
+                status(&mut p.get()?.conn, SQLITE_MIGRATIONS)
             }
             #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => status(&mut *p.get()?, POSTGRES_MIGRATIONS),
+            Pool::Postgres(p) => status(&mut p.get()?.conn, POSTGRES_MIGRATIONS),
         }
     }
 

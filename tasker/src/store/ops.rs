@@ -824,6 +824,12 @@ fn complete_successes(c: &mut Conn, outcomes: &[Outcome]) -> Result<HashSet<(i64
             })
             .collect::<Vec<_>>()
             .join(", ");
+        // The id list lets both planners find the rows by primary key, whatever the history.
+        let ids = chunk
+            .iter()
+            .map(|(o, _)| o.step_id.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let fence = "v.id = tasker_workflow_steps.workflow_step_id \
                      AND v.owner = tasker_workflow_steps.lease_owner \
                      AND v.attempt = tasker_workflow_steps.attempts";
@@ -833,7 +839,8 @@ fn complete_successes(c: &mut Conn, outcomes: &[Outcome]) -> Result<HashSet<(i64
                results = (SELECT v.results FROM v WHERE {fence}), \
                processed = TRUE, processed_at = {now}, in_process = FALSE, lease_owner = NULL, \
                lease_expires_at = NULL, ready_at = NULL, updated_at = {now} \
-             WHERE state = 'in_progress' AND EXISTS (SELECT 1 FROM v WHERE {fence}) \
+             WHERE workflow_step_id IN ({ids}) AND state = 'in_progress' \
+               AND EXISTS (SELECT 1 FROM v WHERE {fence}) \
              RETURNING workflow_step_id, attempts"
         ))
         .load(c)?;
