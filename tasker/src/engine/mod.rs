@@ -932,7 +932,7 @@ impl Tasker {
         outcomes: Vec<store::Outcome>,
     ) -> Result<Vec<store::CompletionOutcome>> {
         let results = self
-            .commit(move |store| dispatch!(store, complete(&outcomes)))
+            .commit(move |store| dispatch!(store, complete(&outcomes, 0)))
             .await?;
         self.inner.wake.notify_one();
         Ok(results)

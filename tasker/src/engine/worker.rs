@@ -100,6 +100,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
         outcome_rx,
         Arc::clone(&in_flight),
         stopped.clone(),
+        Arc::clone(&slots),
     ));
     let (bg_stop, bg_stopped) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat_loop(
@@ -560,6 +561,7 @@ async fn complete_loop(
     mut rx: mpsc::UnboundedReceiver<(Outcome, OwnedSemaphorePermit)>,
     in_flight: InFlight,
     stopping: watch::Receiver<bool>,
+    slots: Arc<Semaphore>,
 ) {
     const MAX_BATCH: usize = 128;
     let inner = Arc::clone(tasker.inner());
@@ -583,11 +585,18 @@ async fn complete_loop(
         // database restart (fencing makes a late write harmless if the lease expired
         // meanwhile). Only a shutdown bounds the wait, by its grace period.
         let mut gave_up_at: Option<tokio::time::Instant> = None;
+        // This worker claims again as soon as the batch is recorded: with the batch's slots
+        // and any idle ones.
+        let takes_locally = if *stopping.borrow() {
+            0
+        } else {
+            slots.available_permits() + shared.len()
+        };
         for attempt in 1.. {
             let outcomes = Arc::clone(&shared);
             match inner
                 .store
-                .run(move |store| dispatch!(store, complete(&outcomes)))
+                .run(move |store| dispatch!(store, complete(&outcomes, takes_locally)))
                 .await
             {
                 Ok((results, events)) => {
@@ -760,7 +769,7 @@ pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
             })
             .collect();
         let results = tasker
-            .commit(move |store| dispatch!(store, complete(&outcomes)))
+            .commit(move |store| dispatch!(store, complete(&outcomes, 0)))
             .await?;
         recovered += results
             .iter()

@@ -666,9 +666,15 @@ fn parent_results(c: &mut Conn, step_ids: &[i64]) -> Result<HashMap<i64, ParentR
 
 /// Records the outcomes of finished attempts in one transaction, fenced on
 /// (`lease_owner`, `attempts`): an outcome whose attempt no longer owns the step is rejected.
+///
+/// Steps made ready are announced to other processes (`NOTIFY`) only when there are more of
+/// them than `takes_locally`, the number the caller's own worker is about to claim: a worker
+/// that completes a step usually runs its children itself, and waking every other process for
+/// them makes each run an empty claim. Polling still finds anything left.
 pub(crate) fn complete(
     c: &mut Conn,
     outcomes: &[Outcome],
+    takes_locally: usize,
 ) -> Result<(Vec<CompletionOutcome>, Vec<EventRecord>)> {
     if outcomes.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -777,7 +783,12 @@ pub(crate) fn complete(
         }
         record_step_transitions(c, &transitions)?;
         release_serial(c, &serial_steps)?;
-        if (!succeeded.is_empty() && decrement_children(c, &succeeded)? > 0) || ready_now {
+        let became_ready = if succeeded.is_empty() {
+            0
+        } else {
+            decrement_children(c, &succeeded)?
+        };
+        if became_ready > takes_locally || ready_now {
             <Conn as Dialect>::notify_ready(c)?;
         }
         let tasks: Vec<i64> = tasks.into_iter().collect();
@@ -947,6 +958,7 @@ pub(crate) fn finalize_tasks(c: &mut Conn, task_ids: &[i64]) -> Result<Vec<Event
         .collect();
     let mut transitions = Vec::new();
     let mut events = Vec::new();
+    let mut moved: std::collections::BTreeMap<&'static str, Vec<i64>> = Default::default();
     for counts in task_counts(c, task_ids)? {
         let Some(&current) = states.get(&counts.task_id) else {
             continue;
@@ -984,14 +996,18 @@ pub(crate) fn finalize_tasks(c: &mut Conn, task_ids: &[i64]) -> Result<Vec<Event
             from = to;
         }
         if from != current {
-            diesel::update(tasker_tasks::table.filter(tasker_tasks::task_id.eq(counts.task_id)))
-                .set((
-                    tasker_tasks::state.eq(from.as_str()),
-                    tasker_tasks::complete.eq(from == TaskState::Complete),
-                    tasker_tasks::updated_at.eq(now()),
-                ))
-                .execute(c)?;
+            moved.entry(from.as_str()).or_default().push(counts.task_id);
         }
+    }
+    // One statement per state entered, not per task: a batch usually completes several.
+    for (state, ids) in moved {
+        diesel::update(tasker_tasks::table.filter(tasker_tasks::task_id.eq_any(&ids)))
+            .set((
+                tasker_tasks::state.eq(state),
+                tasker_tasks::complete.eq(state == TaskState::Complete.as_str()),
+                tasker_tasks::updated_at.eq(now()),
+            ))
+            .execute(c)?;
     }
     record_task_transitions(c, &transitions)?;
     Ok(events)
