@@ -156,21 +156,44 @@ async fn check(url: &str, ledger: &Ledger, options: CheckOptions) -> battery::Re
         .expect("checker")
 }
 
-/// The engine database and the ledger, each a fresh PostgreSQL schema.
-fn postgres(test: &str) -> Option<(TestDatabase, TestDatabase)> {
-    let engine = TestDatabase::postgres(test)?;
-    let ledger = TestDatabase::postgres(test)?;
-    Some((engine, ledger))
+/// A PostgreSQL battery test's setting: the engine database and the ledger (each a fresh
+/// schema), a driver engine, and this test's turn to run.
+struct Run {
+    db: TestDatabase,
+    ledger_db: TestDatabase,
+    ledger: Ledger,
+    tasker: Tasker,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// `None` (with a notice) when no PostgreSQL server is configured.
+async fn postgres(test: &str) -> Option<Run> {
+    let db = TestDatabase::postgres(test)?;
+    let ledger_db = TestDatabase::postgres(test)?;
+    let serial = SERIAL.lock().await;
+    let ledger = Ledger::open(&ledger_db.url, 2).expect("ledger");
+    let tasker = driver(&db.url, &ledger).await;
+    Some(Run {
+        db,
+        ledger_db,
+        ledger,
+        tasker,
+        _serial: serial,
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_worker_processes_complete_every_diamond() {
-    let Some((db, ledger_db)) = postgres("many_workers") else {
+    let Some(Run {
+        db,
+        ledger_db,
+        ledger,
+        tasker,
+        _serial,
+    }) = postgres("many_workers").await
+    else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let ledger = Ledger::open(&ledger_db.url, 2).expect("ledger");
-    let tasker = driver(&db.url, &ledger).await;
     let (processes, concurrency, n) = (4, 8, size(200, 2000));
     let workers = spawn_all(
         &spec(&db.url, &ledger_db.url, concurrency, 5000, 2),
@@ -193,11 +216,16 @@ async fn many_worker_processes_complete_every_diamond() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_storm_never_claims_a_step_twice() {
-    let Some((db, ledger_db)) = postgres("claim_storm") else {
+    let Some(Run {
+        db,
+        ledger_db: _ledger_db,
+        ledger,
+        tasker: _driver,
+        _serial,
+    }) = postgres("claim_storm").await
+    else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let ledger = Ledger::open(&ledger_db.url, 2).expect("ledger");
     let (claimers, rounds, ready) = (32, size(3, 20), size(200, 1000));
     let tasker = Tasker::builder()
         .auto_register(false)
@@ -279,12 +307,16 @@ async fn a_claim_storm_never_claims_a_step_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fan_in_join_runs_exactly_once() {
-    let Some((db, ledger_db)) = postgres("fan_in") else {
+    let Some(Run {
+        db,
+        ledger_db,
+        ledger,
+        tasker,
+        _serial,
+    }) = postgres("fan_in").await
+    else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let ledger = Ledger::open(&ledger_db.url, 2).expect("ledger");
-    let tasker = driver(&db.url, &ledger).await;
     let n = size(20, 200);
     let workers = spawn_all(&spec(&db.url, &ledger_db.url, 8, 5000, 0), 4);
     let started = Instant::now();
@@ -326,12 +358,16 @@ fn ledger_now(url: &str) -> chrono::NaiveDateTime {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_loses_nothing() {
-    let Some((db, ledger_db)) = postgres("kill_nine") else {
+    let Some(Run {
+        db,
+        ledger_db,
+        ledger,
+        tasker,
+        _serial,
+    }) = postgres("kill_nine").await
+    else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let ledger = Ledger::open(&ledger_db.url, 2).expect("ledger");
-    let tasker = driver(&db.url, &ledger).await;
     let (n, kills) = (size(200, 1500), size(3, 20));
     let lease_ms = 2000;
     // Steps work 300 ms, so the run outlasts the kills and every kill finds steps in flight.
@@ -439,12 +475,16 @@ fn fastrand_u64(below: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_late_result_is_rejected() {
-    let Some((db, ledger_db)) = postgres("zombie") else {
+    let Some(Run {
+        db,
+        ledger_db,
+        ledger,
+        tasker,
+        _serial,
+    }) = postgres("zombie").await
+    else {
         return;
     };
-    let _serial = SERIAL.lock().await;
-    let ledger = Ledger::open(&ledger_db.url, 2).expect("ledger");
-    let tasker = driver(&db.url, &ledger).await;
     // The zombie's step works 1.5 s under a 1 s lease: long enough to be stopped mid-step.
     let spec = spec(&db.url, &ledger_db.url, 1, 1000, 1500);
     let zombie = WorkerProcess::spawn(WORKER, &spec);
