@@ -11,6 +11,7 @@
 #![allow(clippy::print_stdout, reason = "each battery test prints its figures")]
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -687,7 +688,11 @@ async fn workers_ride_out_database_restarts() {
             !std::env::var("TASKER_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1"),
             "TASKER_TEST_REQUIRE_POSTGRES=1 but there are no PostgreSQL server binaries to start a cluster with"
         );
-        println!("notice: database-restart battery skipped: no /usr/lib/postgresql/*/bin/pg_ctl");
+        // To the real stderr, so the notice shows even though tests capture their output.
+        let _ = writeln!(
+            std::io::stderr(),
+            "notice: database-restart battery skipped: no /usr/lib/postgresql/*/bin/pg_ctl"
+        );
         return;
     };
     let url = cluster.url();
