@@ -468,7 +468,11 @@ impl Tasker {
             .store
             .run(move |store| {
                 let (value, mut events) = write(store)?;
-                with_correlations(&inner, store, &mut events)?;
+                // The write has committed: failing now would make the caller retry it (and see
+                // its own outcomes as stale). Correlation ids only decorate events.
+                if let Err(error) = with_correlations(&inner, store, &mut events) {
+                    tracing::warn!(%error, "correlation ids of these events are unavailable");
+                }
                 Ok((value, events))
             })
             .await
