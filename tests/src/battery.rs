@@ -68,6 +68,16 @@ pub fn single() -> TaskTemplate {
         .step(StepTemplate::new("only", HANDLER).retry_limit(10))
 }
 
+/// An engine builder with only the battery's workflows, run by [`ledger_handler`] as `worker`.
+pub fn engine(ledger: &Ledger, worker: Arc<str>, work: Duration) -> tasker::TaskerBuilder {
+    tasker::Tasker::builder()
+        .auto_register(false)
+        .template(diamond())
+        .template(fan_in(50))
+        .template(single())
+        .handler(HANDLER, ledger_handler(ledger.clone(), worker, work))
+}
+
 /// Where the ledger lives: a PostgreSQL URL, or a SQLite file.
 #[derive(Clone)]
 pub enum Ledger {

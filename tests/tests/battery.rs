@@ -33,21 +33,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A driver engine: creates tasks and reads state; runs no steps.
 async fn driver(url: &str, ledger: &Ledger) -> Tasker {
-    Tasker::builder()
-        .auto_register(false)
+    battery::engine(ledger, "driver".into(), Duration::ZERO)
         .configure(|c| {
             c.database_url = url.to_owned();
             c.pool_size = 8;
             c.backoff = BackoffConfig::fixed(Duration::from_millis(50));
             c.environment = None;
         })
-        .template(battery::diamond())
-        .template(battery::fan_in(50))
-        .template(battery::single())
-        .handler(
-            battery::HANDLER,
-            battery::ledger_handler(ledger.clone(), "driver".into(), Duration::ZERO),
-        )
         .build()
         .await
         .expect("driver engine")
@@ -228,18 +220,12 @@ async fn a_claim_storm_never_claims_a_step_twice() {
         return;
     };
     let (claimers, rounds, ready) = (32, size(3, 20), size(200, 1000));
-    let tasker = Tasker::builder()
-        .auto_register(false)
+    let tasker = battery::engine(&ledger, "storm".into(), Duration::ZERO)
         .configure(|c| {
             c.database_url = db.url.clone();
             c.pool_size = claimers as u32 + 2;
             c.environment = None;
         })
-        .template(battery::single())
-        .handler(
-            battery::HANDLER,
-            battery::ledger_handler(ledger, "storm".into(), Duration::ZERO),
-        )
         .build()
         .await
         .expect("engine");
@@ -748,8 +734,7 @@ async fn sqlite_with_four_workers_keeps_every_invariant() {
     let n = size(100, 500);
     let mut engines = Vec::new();
     for i in 0..4 {
-        let tasker = Tasker::builder()
-            .auto_register(false)
+        let tasker = battery::engine(&ledger, format!("sqlite-{i}").into(), Duration::ZERO)
             .configure(|c| {
                 c.database_url = db.url.clone();
                 c.pool_size = 4;
@@ -759,17 +744,6 @@ async fn sqlite_with_four_workers_keeps_every_invariant() {
                 c.max_poll_interval = Duration::from_millis(100);
                 c.environment = None;
             })
-            .template(battery::diamond())
-            .template(battery::fan_in(50))
-            .template(battery::single())
-            .handler(
-                battery::HANDLER,
-                battery::ledger_handler(
-                    ledger.clone(),
-                    format!("sqlite-{i}").into(),
-                    Duration::ZERO,
-                ),
-            )
             .build()
             .await
             .expect("engine");

@@ -68,8 +68,7 @@ async fn run() -> Result<(), String> {
         ..WorkerOptions::from_config(&tasker::TaskerConfig::default())
     };
     let worker_id: Arc<str> = options.id.clone().into();
-    let tasker = Tasker::builder()
-        .auto_register(false)
+    let tasker = battery::engine(&ledger, Arc::clone(&worker_id), work)
         .configure(|c| {
             c.database_url = url;
             c.pool_size = concurrency as u32 + 4;
@@ -81,13 +80,6 @@ async fn run() -> Result<(), String> {
             c.backoff = BackoffConfig::fixed(Duration::from_millis(50));
             c.migrate_on_start = false;
         })
-        .template(battery::diamond())
-        .template(battery::fan_in(50))
-        .template(battery::single())
-        .handler(
-            battery::HANDLER,
-            battery::ledger_handler(ledger.clone(), Arc::clone(&worker_id), work),
-        )
         .subscriber(Rejections {
             ledger,
             worker: Arc::clone(&worker_id),
