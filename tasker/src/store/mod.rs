@@ -677,7 +677,8 @@ impl CustomizeConnection<Pooled<SqliteConnection>, diesel::r2d2::Error> for Sqli
     }
 }
 
-/// Deadlines on every PostgreSQL session, so no call waits forever on a stuck server.
+/// Deadlines on every PostgreSQL session, so no call waits forever on a stuck server, and
+/// standard string literals, which the batched completion's inlined values rely on.
 #[cfg(feature = "postgres")]
 #[derive(Debug)]
 struct PgSession {
@@ -694,7 +695,7 @@ impl CustomizeConnection<Pooled<diesel::pg::PgConnection>, diesel::r2d2::Error> 
         let ms = self.statement_timeout.as_millis().max(1);
         conn.batch_execute(&format!(
             "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
-             SET lock_timeout = {ms}"
+             SET lock_timeout = {ms}; SET standard_conforming_strings = on"
         ))
         .map_err(diesel::r2d2::Error::QueryError)
     }

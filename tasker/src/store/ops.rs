@@ -704,7 +704,8 @@ pub(crate) fn complete(
                 Err(failure) => {
                     let ready_at = match failure.retry_in {
                         // A step recovered from a dead worker keeps its place in the queue
-                        // (ready since its attempt began) instead of going behind newer work.
+                        // (its `ready_at`, kept through the claim) instead of going behind
+                        // newer work.
                         Some(delay) if delay.is_zero() && failure.reason == "lease_expired" => {
                             sql::<Nullable<Timestamp>>(&format!(
                                 "COALESCE(ready_at, {})",
@@ -805,9 +806,9 @@ struct StepAttemptRow {
     attempts: i32,
 }
 
-/// A SQL string literal. Both backends take standard strings (PostgreSQL's
-/// `standard_conforming_strings` is on by default), where only `'` needs doubling; JSON text
-/// from serde holds no NUL.
+/// A SQL string literal. Both backends read standard strings (every PostgreSQL session of the
+/// pool sets `standard_conforming_strings`), where only `'` needs doubling; JSON text from serde
+/// holds no NUL.
 fn sql_text(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
