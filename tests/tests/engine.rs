@@ -1168,3 +1168,15 @@ async fn results_keep_every_character(db: TestDatabase) {
         assert_eq!(results["step"], step.name.as_str());
     }
 }
+
+/// The same, on a server whose sessions default to `standard_conforming_strings = off`, where
+/// a backslash in a string literal is an escape: the engine's sessions must turn it back on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_keep_every_character_without_standard_strings() {
+    let Some(mut db) = TestDatabase::postgres("nonstandard_strings") else {
+        return;
+    };
+    assert!(db.url.contains("options=-c"), "{}", db.url);
+    db.url.push_str("%20-cstandard_conforming_strings%3Doff");
+    results_keep_every_character(db).await;
+}
