@@ -608,20 +608,14 @@ pub fn check(url: &str, ledger: &[LedgerRow], options: &CheckOptions) -> Report 
         "step",
         &tables.step_transitions,
         &step_states,
-        |f, t| match (f.parse::<StepState>(), t.parse::<StepState>()) {
-            (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
-            _ => false,
-        },
+        crate::step_transition_allowed,
     );
     check_histories(
         v,
         "task",
         &tables.task_transitions,
         &task_states,
-        |f, t| match (f.parse::<TaskState>(), t.parse::<TaskState>()) {
-            (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
-            _ => false,
-        },
+        crate::task_transition_allowed,
     );
     report
 }
@@ -631,46 +625,25 @@ fn check_histories(
     what: &str,
     rows: &[TransitionRow],
     current: &HashMap<i64, &str>,
-    allowed: impl Fn(&str, &str) -> bool,
+    allowed: fn(&str, &str) -> bool,
 ) {
-    let mut by_id: BTreeMap<i64, Vec<&TransitionRow>> = BTreeMap::new();
+    let mut by_id: BTreeMap<i64, Vec<crate::Link<'_>>> = BTreeMap::new();
     for r in rows {
-        by_id.entry(r.id).or_default().push(r);
+        by_id.entry(r.id).or_default().push(crate::Link {
+            from: r.from_state.as_deref(),
+            to: &r.to_state,
+            sort_key: r.sort_key,
+            most_recent: r.most_recent,
+        });
     }
     for (id, state) in current {
-        let Some(chain) = by_id.get(id) else {
-            v.push(format!("history: {what} {id} has no transitions"));
-            continue;
-        };
-        let mut previous: Option<&str> = None;
-        for (i, t) in chain.iter().enumerate() {
-            if t.sort_key != i as i32 * 10 {
-                v.push(format!("history: {what} {id} sort keys {}", t.sort_key));
-            }
-            if t.from_state.as_deref() != previous {
-                v.push(format!(
-                    "history: {what} {id} goes from `{:?}` after `{previous:?}`",
-                    t.from_state
-                ));
-            }
-            if let Some(from) = &t.from_state
-                && !allowed(from, &t.to_state)
-            {
-                v.push(format!(
-                    "history: {what} {id} made the illegal transition {from} → {}",
-                    t.to_state
-                ));
-            }
-            if t.most_recent != (i + 1 == chain.len()) {
-                v.push(format!("history: {what} {id} most_recent is wrong at {i}"));
-            }
-            previous = Some(&t.to_state);
-        }
-        if previous != Some(*state) {
-            v.push(format!(
-                "history: {what} {id} is `{state}` but its last transition is `{previous:?}`"
-            ));
-        }
+        let chain = by_id.get(id).map(Vec::as_slice).unwrap_or_default();
+        v.extend(crate::chain_violations(
+            &format!("{what} {id}"),
+            chain,
+            state,
+            allowed,
+        ));
     }
 }
 

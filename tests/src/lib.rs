@@ -180,66 +180,109 @@ pub async fn assert_history_consistent(tasker: &Tasker, task_id: i64) {
         .task_transitions(task_id)
         .await
         .expect("task transitions");
-    check_chain(
+    let mut problems = chain_violations(
         &format!("task {task_id}"),
-        &transitions,
+        &links(&transitions),
         task.state.as_str(),
-        |from, to| match (from.parse::<TaskState>(), to.parse::<TaskState>()) {
-            (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
-            _ => false,
-        },
+        task_transition_allowed,
     );
     for step in tasker.steps(task_id).await.expect("steps") {
         let transitions = tasker
             .step_transitions(step.step_id)
             .await
             .expect("step transitions");
-        check_chain(
+        problems.extend(chain_violations(
             &format!("step `{}`", step.name),
-            &transitions,
+            &links(&transitions),
             step.state.as_str(),
-            |from, to| match (from.parse::<StepState>(), to.parse::<StepState>()) {
-                (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
-                _ => false,
-            },
-        );
+            step_transition_allowed,
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+fn links(transitions: &[tasker::TransitionInfo]) -> Vec<Link<'_>> {
+    transitions
+        .iter()
+        .map(|t| Link {
+            from: t.from_state.as_deref(),
+            to: &t.to_state,
+            sort_key: t.sort_key,
+            most_recent: t.most_recent,
+        })
+        .collect()
+}
+
+/// One recorded transition, as the history checks read it.
+pub(crate) struct Link<'a> {
+    pub(crate) from: Option<&'a str>,
+    pub(crate) to: &'a str,
+    pub(crate) sort_key: i32,
+    pub(crate) most_recent: bool,
+}
+
+/// Whether the task state machine allows `from → to`.
+pub(crate) fn task_transition_allowed(from: &str, to: &str) -> bool {
+    match (from.parse::<TaskState>(), to.parse::<TaskState>()) {
+        (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
+        _ => false,
     }
 }
 
-fn check_chain(
-    what: &str,
-    transitions: &[tasker::TransitionInfo],
-    current: &str,
-    allowed: impl Fn(&str, &str) -> bool,
-) {
-    assert!(!transitions.is_empty(), "{what} has no transitions");
-    let mut previous: Option<&str> = None;
-    for (i, t) in transitions.iter().enumerate() {
-        assert_eq!(t.sort_key, 10 * i as i32, "{what}: sort keys go 0, 10, 20…");
-        assert_eq!(
-            t.most_recent,
-            i + 1 == transitions.len(),
-            "{what}: only the last row is most_recent"
-        );
-        assert_eq!(
-            t.from_state.as_deref(),
-            previous,
-            "{what}: transition {i} starts where the last ended"
-        );
-        if let Some(from) = previous {
-            assert!(
-                allowed(from, &t.to_state),
-                "{what}: `{from}` -> `{}` is not allowed",
-                t.to_state
-            );
-        }
-        previous = Some(&t.to_state);
+/// Whether the step state machine allows `from → to`.
+pub(crate) fn step_transition_allowed(from: &str, to: &str) -> bool {
+    match (from.parse::<StepState>(), to.parse::<StepState>()) {
+        (Ok(f), Ok(t)) => f.check(t) == tasker::state::Transition::Allowed,
+        _ => false,
     }
-    assert_eq!(
-        previous,
-        Some(current),
-        "{what}: last transition matches the current state"
-    );
+}
+
+/// Everything wrong with one entity's transitions, in order (empty when nothing is): sort keys
+/// 0, 10, 20…, only the last row `most_recent`, each starting where the last ended and allowed,
+/// and the last ending in `current`.
+pub(crate) fn chain_violations(
+    what: &str,
+    chain: &[Link<'_>],
+    current: &str,
+    allowed: fn(&str, &str) -> bool,
+) -> Vec<String> {
+    if chain.is_empty() {
+        return vec![format!("history: {what} has no transitions")];
+    }
+    let mut v = Vec::new();
+    let mut previous: Option<&str> = None;
+    for (i, t) in chain.iter().enumerate() {
+        if t.sort_key != 10 * i as i32 {
+            v.push(format!(
+                "history: {what} has sort key {} at {i}",
+                t.sort_key
+            ));
+        }
+        if t.most_recent != (i + 1 == chain.len()) {
+            v.push(format!("history: {what} has most_recent wrong at {i}"));
+        }
+        if t.from != previous {
+            v.push(format!(
+                "history: {what} transition {i} starts at {:?}, not where the last ended ({previous:?})",
+                t.from
+            ));
+        }
+        if let Some(from) = t.from
+            && !allowed(from, t.to)
+        {
+            v.push(format!(
+                "history: {what} made the illegal transition {from} → {}",
+                t.to
+            ));
+        }
+        previous = Some(t.to);
+    }
+    if previous != Some(current) {
+        v.push(format!(
+            "history: {what} is `{current}` but its last transition is {previous:?}"
+        ));
+    }
+    v
 }
 
 /// The `to_state`s of a list of transitions, in order.
