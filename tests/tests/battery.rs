@@ -770,3 +770,85 @@ async fn sqlite_with_four_workers_keeps_every_invariant() {
     );
     report.assert_clean();
 }
+
+/// The checker itself: a clean run passes, and each kind of tampering is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_reports_each_broken_invariant() {
+    let db = TestDatabase::sqlite();
+    let ledger_dir = tempfile::tempdir().expect("ledger directory");
+    let ledger_url = ledger_dir.path().join("ledger.db").display().to_string();
+    let ledger = Ledger::open(&ledger_url, 2).expect("ledger");
+    let tasker = battery::engine(&ledger, "w1".into(), Duration::ZERO)
+        .configure(|c| {
+            c.database_url = db.url.clone();
+            c.max_poll_interval = Duration::from_millis(50);
+            c.environment = None;
+        })
+        .build()
+        .await
+        .expect("engine");
+    let worker = tasker.start_worker();
+    create(&tasker, "diamond", 2).await;
+    wait_complete(&tasker, 2, Duration::from_secs(60)).await;
+    worker.shutdown().await;
+    let clean = check(&db.url, &ledger, CheckOptions::default()).await;
+    assert_eq!((clean.tasks, clean.steps), (2, 8));
+    clean.assert_clean();
+
+    // A second start of an attempt that ran; an overlapping later attempt; a lost task; a
+    // broken history.
+    let rows = ledger_rows(&ledger).await;
+    let first = rows.iter().find(|r| r.mark == "start").expect("a start");
+    let again = first.clone();
+    tokio::task::spawn_blocking({
+        let ledger = ledger.clone();
+        move || {
+            ledger.record(
+                again.task_id,
+                again.step_id,
+                &again.step,
+                again.attempt,
+                "w2",
+                battery::Mark::Start,
+            )
+        }
+    })
+    .await
+    .expect("join")
+    .expect("ledger row");
+    // Attempt 2 of the same step, started while attempt 1 was still running.
+    let mut ledger_conn =
+        diesel::sqlite::SqliteConnection::establish(&ledger_url).expect("ledger connection");
+    diesel::sql_query(format!(
+        "INSERT INTO battery_ledger (task_id, step_id, step, attempt, worker, mark, at) \
+         VALUES ({}, {}, '{}', 2, 'w3', 'start', '{}')",
+        first.task_id,
+        first.step_id,
+        first.step,
+        (first.at - chrono::Duration::seconds(1)).format("%Y-%m-%d %H:%M:%S%.3f")
+    ))
+    .execute(&mut ledger_conn)
+    .expect("overlapping attempt");
+    db.with_sqlite(|c| {
+        diesel::sql_query(format!(
+            "UPDATE tasker_tasks SET state = 'error' WHERE task_id = {}",
+            first.task_id
+        ))
+        .execute(c)
+        .expect("tamper task");
+        diesel::sql_query(format!(
+            "UPDATE tasker_workflow_step_transitions SET sort_key = 5 WHERE workflow_step_id = {} AND sort_key = 0",
+            first.step_id
+        ))
+        .execute(c)
+        .expect("tamper history");
+    });
+    let report = check(&db.url, &ledger, CheckOptions::default()).await;
+    for kind in ["duplicate attempt:", "overlap:", "lost:", "history:"] {
+        assert!(
+            report.violations.iter().any(|v| v.starts_with(kind)),
+            "no `{kind}` in {:#?}",
+            report.violations
+        );
+    }
+}
