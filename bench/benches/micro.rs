@@ -148,16 +148,7 @@ fn step_context() -> StepContext {
 }
 
 fn step_record() -> EventRecord {
-    EventRecord {
-        name: "step.completed",
-        task_id: 1,
-        step_id: Some(2),
-        step_name: Some("b".to_owned()),
-        from: Some("in_progress"),
-        to: "complete",
-        metadata: json!({ "attempt": 1, "duration_ms": 0.25, "worker": "host-1234" }),
-        correlation_id: Some("0b7c6c2e-8a47-4d3e-9a7e-3f0f2b1d5c11".to_owned()),
-    }
+    EventRecord::completed_step_sample(1, 2, "b")
 }
 
 /// A committed transition turned into the event subscribers receive.

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use tasker::Outcome;
 use tasker::prelude::*;
-use tasker::store::Outcome;
 
 use crate::probe::Probe;
 

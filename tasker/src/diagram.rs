@@ -11,18 +11,17 @@ struct Node<'a> {
     class: Option<&'static str>,
 }
 
-/// The colour of each state, as Mermaid `classDef`s.
-const CLASSES: &[(&str, &str)] = &[
-    ("pending", "fill:#eeeeee,stroke:#999999,color:#333333"),
-    ("in_progress", "fill:#cfe8ff,stroke:#1f6feb,color:#0b3d91"),
-    ("complete", "fill:#d3f5d3,stroke:#2da44e,color:#14532d"),
-    ("error", "fill:#ffd7d5,stroke:#cf222e,color:#82071e"),
-    ("cancelled", "fill:#f0e6ff,stroke:#8250df,color:#3e1f79"),
-    (
-        "resolved_manually",
-        "fill:#fff2c6,stroke:#bf8700,color:#633c01",
-    ),
-];
+/// The colour of each state, as a Mermaid `classDef` style.
+fn style(state: StepState) -> &'static str {
+    match state {
+        StepState::Pending => "fill:#eeeeee,stroke:#999999,color:#333333",
+        StepState::InProgress => "fill:#cfe8ff,stroke:#1f6feb,color:#0b3d91",
+        StepState::Complete => "fill:#d3f5d3,stroke:#2da44e,color:#14532d",
+        StepState::Error => "fill:#ffd7d5,stroke:#cf222e,color:#82071e",
+        StepState::Cancelled => "fill:#f0e6ff,stroke:#8250df,color:#3e1f79",
+        StepState::ResolvedManually => "fill:#fff2c6,stroke:#bf8700,color:#633c01",
+    }
+}
 
 /// A Mermaid flowchart of a template's steps and dependencies.
 pub fn template(template: &TaskTemplate) -> String {
@@ -64,7 +63,7 @@ pub fn task(title: &str, steps: &[StepInfo], edges: &[(i64, i64)]) -> String {
                 "{}<br/>{} · {}/{} attempts",
                 s.name, s.state, s.attempts, s.retry_limit
             ),
-            class: Some(state_class(s.state)),
+            class: Some(s.state.as_str()),
         })
         .collect();
     let index = |id: i64| steps.iter().position(|s| s.step_id == id);
@@ -73,10 +72,6 @@ pub fn task(title: &str, steps: &[StepInfo], edges: &[(i64, i64)]) -> String {
         .filter_map(|&(from, to)| Some((index(from)?, index(to)?)))
         .collect();
     render(title, &nodes, &edges)
-}
-
-fn state_class(state: StepState) -> &'static str {
-    state.as_str()
 }
 
 fn render(title: &str, nodes: &[Node<'_>], edges: &[(usize, usize)]) -> String {
@@ -91,8 +86,8 @@ fn render(title: &str, nodes: &[Node<'_>], edges: &[(usize, usize)]) -> String {
         let _ = writeln!(out, "    s{from} --> s{to}");
     }
     if nodes.iter().any(|n| n.class.is_some()) {
-        for (class, style) in CLASSES {
-            let _ = writeln!(out, "    classDef {class} {style}");
+        for state in StepState::ALL {
+            let _ = writeln!(out, "    classDef {state} {}", style(state));
         }
         for (i, node) in nodes.iter().enumerate() {
             if let Some(class) = node.class {

@@ -139,6 +139,18 @@ pub enum Error {
         /// The worker that tried to complete it.
         owner: String,
     },
+    /// A stored row holds a value tasker cannot read (written by hand, or corrupt).
+    #[error("corrupt data in `{table}` row {id}, column `{column}`: {problem}")]
+    CorruptData {
+        /// The table.
+        table: &'static str,
+        /// The row's primary key.
+        id: i64,
+        /// The column that cannot be read.
+        column: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A value could not be (de)serialised.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),

@@ -2,7 +2,9 @@
 //!
 //! Each transition of a task or step publishes exactly one of these (see
 //! [`Tasker::subscribe`](crate::Tasker::subscribe)); the payload is an
-//! [`EventRecord`](crate::EventRecord).
+//! [`EventRecord`].
+
+use crate::model::{ErrorClass, EventRecord, FailureReason};
 
 /// The receiving end of [`Tasker::subscribe`](crate::Tasker::subscribe), and its error
 /// (`Lagged(n)` when a slow receiver missed `n` events, `Closed` when the engine is gone).
@@ -373,12 +375,12 @@ pub struct Event {
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EventError {
-    /// `retryable` or `permanent`.
-    pub class: String,
+    /// Whether another attempt may help (`lease_lost` for a refused late result).
+    pub class: ErrorClass,
     /// What went wrong.
     pub message: String,
     /// The engine's reason: `step_error`, `timeout`, `panic`, `no_handler`, `lease_expired`, ….
-    pub reason: Option<String>,
+    pub reason: Option<FailureReason>,
 }
 
 impl Event {
@@ -470,43 +472,34 @@ pub fn find(name: &str) -> Option<&'static EventInfo> {
     CATALOG.iter().find(|e| e.name == name)
 }
 
-impl From<crate::store::EventRecord> for Event {
-    fn from(record: crate::store::EventRecord) -> Self {
-        let metadata = record.metadata;
-        let text = |key: &str| {
-            metadata
-                .get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
-        let error = text("error").map(|message| EventError {
-            class: text("error_class").unwrap_or_else(|| "retryable".to_owned()),
-            message,
-            reason: text("reason"),
-        });
+impl From<EventRecord> for Event {
+    fn from(record: EventRecord) -> Self {
+        let error = record
+            .metadata
+            .failure()
+            .map(|(class, message, reason)| EventError {
+                class,
+                message: message.to_owned(),
+                reason: Some(reason),
+            });
         Event {
-            name: record.name.into(),
-            kind: if record.step_id.is_some() {
+            name: record.name().into(),
+            kind: if record.step.is_some() {
                 EventKind::Step
             } else {
                 EventKind::Task
             },
             at: chrono::Utc::now(),
             task_id: Some(record.task_id),
-            step_id: record.step_id,
-            step_name: record.step_name,
-            attempt: metadata
-                .get("attempt")
-                .and_then(serde_json::Value::as_i64)
-                .and_then(|a| i32::try_from(a).ok()),
-            from: record.from,
-            to: Some(record.to),
+            step_id: record.step_id(),
+            attempt: record.metadata.attempt(),
+            from: record.from(),
+            to: Some(record.to()),
             error,
-            duration_ms: metadata
-                .get("duration_ms")
-                .and_then(serde_json::Value::as_f64),
-            correlation_id: None,
-            payload: metadata,
+            duration_ms: record.metadata.duration_ms(),
+            payload: record.metadata.to_json(),
+            step_name: record.step.map(|(_, name)| name),
+            correlation_id: record.correlation_id,
         }
     }
 }

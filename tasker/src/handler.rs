@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::store::{Store, dispatch};
+use crate::model::ErrorClass;
+use crate::state::StepState;
 
 /// What a step handler returns: the step's JSON result, or why it failed.
 pub type StepResult = Result<Value, StepError>;
@@ -76,6 +77,14 @@ impl StepError {
         matches!(self, StepError::Retryable { .. })
     }
 
+    /// Whether the error is retryable or permanent, as stored and published.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StepError::Retryable { .. } => ErrorClass::Retryable,
+            StepError::Permanent { .. } => ErrorClass::Permanent,
+        }
+    }
+
     /// The error's message.
     pub fn message(&self) -> &str {
         match self {
@@ -91,12 +100,12 @@ impl StepError {
                 retry_after,
             } => serde_json::json!({
                 "error": message,
-                "error_class": "retryable",
+                "error_class": ErrorClass::Retryable.as_str(),
                 "retry_after_seconds": retry_after.map(|d| d.as_secs_f64()),
             }),
             StepError::Permanent { message, code } => serde_json::json!({
                 "error": message,
-                "error_class": "permanent",
+                "error_class": ErrorClass::Permanent.as_str(),
                 "error_code": code,
             }),
         }
@@ -177,14 +186,22 @@ struct StepContextInner {
     attempt: u32,
     parents: HashMap<String, Value>,
     handler_config: Value,
-    /// Where results of steps that are not parents are looked up.
-    store: Option<Store>,
+    /// Where results of this task's steps that are not parents are looked up.
+    outputs: Option<OutputReader>,
     /// Where custom events go, and the names the step template declares.
     events: Option<(Publisher, Vec<String>)>,
 }
 
 /// Publishes an event in the engine's process.
 pub(crate) type Publisher = Arc<dyn Fn(crate::events::Event) + Send + Sync>;
+
+/// What a step reads of its task beyond its parents: the state and stored result of another of
+/// the task's steps, by name (`None` when the task has no step of that name).
+pub(crate) type OutputReader = Arc<
+    dyn Fn(String) -> BoxFuture<'static, crate::Result<Option<(StepState, Option<Value>)>>>
+        + Send
+        + Sync,
+>;
 
 impl StepContext {
     /// Builds a context; the engine does this for every attempt, tests may do it by hand.
@@ -205,17 +222,17 @@ impl StepContext {
                 attempt,
                 parents,
                 handler_config,
-                store: None,
+                outputs: None,
                 events: None,
             }),
             context: Arc::new(context),
         }
     }
 
-    /// Lets [`StepContext::output`] read the results of steps that are not parents.
-    pub(crate) fn with_store(mut self, store: Store) -> Self {
+    /// Lets [`StepContext::output`] read the results of this task's steps that are not parents.
+    pub(crate) fn with_outputs(mut self, outputs: OutputReader) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.store = Some(store);
+            inner.outputs = Some(outputs);
         }
         self
     }
@@ -310,31 +327,28 @@ impl<C> StepContext<C> {
     }
 
     async fn load_output(&self, name: &str) -> Result<Value, StepError> {
-        let Some(store) = self.inner.store.clone() else {
+        let Some(outputs) = &self.inner.outputs else {
             return Err(StepError::permanent(format!(
                 "step `{}` has no parent named `{name}` and no database to look it up in",
                 self.inner.step_name
             )));
         };
         let task_id = self.inner.task_id;
-        let steps = store
-            .run(move |store| dispatch!(store, load_steps(task_id)))
-            .await
-            .map_err(|e| StepError::retryable(format!("reading the result of `{name}`: {e}")))?;
-        let step = steps
-            .into_iter()
-            .map(crate::store::StepInfo::from)
-            .find(|s| s.name == name)
-            .ok_or_else(|| {
-                StepError::permanent(format!("task {task_id} has no step named `{name}`"))
-            })?;
-        if !step.state.satisfies_dependents() {
+        let found = outputs(name.to_owned()).await.map_err(|e| match e {
+            // Stored data that cannot be read will not read on a retry either.
+            crate::Error::CorruptData { .. } => StepError::permanent(e),
+            e => StepError::retryable(format!("reading the result of `{name}`: {e}")),
+        })?;
+        let (state, results) = found.ok_or_else(|| {
+            StepError::permanent(format!("task {task_id} has no step named `{name}`"))
+        })?;
+        if !state.satisfies_dependents() {
             return Err(StepError::permanent(format!(
-                "step `{name}` is `{}`, not finished; only earlier steps' outputs can be read",
-                step.state
+                "step `{name}` is `{state}`, not finished; only earlier steps' outputs can be read"
             )));
         }
-        Ok(step.results.unwrap_or(Value::Null))
+        // A step resolved by hand without a result has none: its output reads as `null`.
+        Ok(results.unwrap_or(Value::Null))
     }
 
     /// Publishes a custom event declared with [`custom_event!`](crate::custom_event), tagged

@@ -53,12 +53,13 @@ pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod metrics;
+pub mod model;
 pub mod redact;
 pub mod registry;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod state;
-pub mod store;
+mod store;
 pub mod subscriber;
 #[cfg(feature = "opentelemetry")]
 pub mod telemetry;
@@ -74,12 +75,14 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
-pub use registry::{Registry, TemplateKey};
-pub use state::{StepState, TaskState};
-pub use store::{
-    Backend, EventRecord, MigrationStatus, NewTask, StepInfo, Store, TaskFilter, TaskRow, TaskSort,
+pub use model::{
+    ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure, FailureReason,
+    MigrationStatus, NewTask, Outcome, ParentOutput, StepInfo, TaskFilter, TaskRow, TaskSort,
     TransitionInfo,
 };
+pub use registry::{Registry, TemplateKey};
+pub use state::{StepState, TaskState};
+pub use store::{Backend, ConnectOptions, Store};
 pub use subscriber::{Subscriber, SubscriberError};
 pub use template::{StepTemplate, TaskTemplate};
 pub use workflow::{ResultExt, StepOutput, TaskContext, TaskHandler};

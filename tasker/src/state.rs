@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 macro_rules! states {
     ($(#[$meta:meta])* $ty:ident) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $ty {
             /// Created, waiting to run.

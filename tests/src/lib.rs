@@ -112,6 +112,15 @@ impl TestDatabase {
         f(&mut conn)
     }
 
+    /// Runs SQL on this database outside the engine (to set up states the engine never writes).
+    pub fn execute(&self, sql: &str) {
+        match self.kind {
+            Kind::Sqlite => self.with_sqlite(|c| c.batch_execute(sql)),
+            Kind::Postgres => self.with_postgres(|c| c.batch_execute(sql)),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// Counts the rows of a table.
     pub fn count(&self, table: &str) -> i64 {
         #[derive(diesel::QueryableByName)]

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
-use tasker::store::{CompletionOutcome, Outcome};
 use tasker::{BackoffConfig, Error, TaskRequest, TaskState, Tasker};
+use tasker::{CompletionOutcome, Outcome};
 use tasker_tests::TestDatabase;
 use tasker_tests::battery::{
     self, CheckOptions, Ledger, LedgerRow, WorkerProcess, WorkerSpec, percentile, size,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tasker::Error;
 use tasker::prelude::*;
-use tasker::store::{CompletionOutcome, Outcome};
+use tasker::{CompletionOutcome, Outcome};
 use tasker_tests::{Kind, TestDatabase, assert_history_consistent, conformance, states};
 
 const WAIT: Duration = Duration::from_secs(30);

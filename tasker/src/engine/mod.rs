@@ -21,12 +21,13 @@ use crate::config::TaskerConfig;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
 use crate::handler::StepHandler;
+use crate::model::{
+    ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, StepInfo, TaskFilter, TaskRow,
+    TransitionInfo,
+};
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::TaskState;
-use crate::store::{
-    self, EventRecord, NewTask, PreparedStep, PreparedTask, StepInfo, Store, TaskFilter, TaskRow,
-    TransitionInfo, dispatch,
-};
+use crate::store::{self, PreparedStep, PreparedTask, Store};
 use crate::subscriber::{
     DynSubscriber, Subscriber, SubscriberRegistration, SubscriberStats, Subscribers,
 };
@@ -306,13 +307,9 @@ impl TaskerBuilder {
         if self.templates_from_database {
             // Templates other programs registered: this process can create and inspect their
             // tasks, but runs none of their steps.
-            let stored = store
-                .run(|store| dispatch!(store, load_templates()))
-                .await?;
-            for configuration in stored {
-                let Ok(template) = serde_json::from_str::<TaskTemplate>(&configuration) else {
-                    continue;
-                };
+            let stored = store.run(|store| store.stored_templates()).await?;
+            for (id, configuration) in stored {
+                let template = stored_template(id, configuration.as_deref())?;
                 if !local.contains(&TemplateKey::of(&template)) {
                     registry.register_template(template)?;
                 }
@@ -327,7 +324,7 @@ impl TaskerBuilder {
         let synced = store
             .run(move |store| {
                 let refs: Vec<&TaskTemplate> = templates.iter().collect();
-                dispatch!(store, sync_templates(&refs))
+                store.sync_templates(&refs)
             })
             .await?;
         let custom: Vec<(String, String)> = crate::events::custom_events()
@@ -336,7 +333,7 @@ impl TaskerBuilder {
             .collect();
         if !custom.is_empty() {
             store
-                .run(move |store| dispatch!(store, sync_custom_events(&custom)))
+                .run(move |store| store.sync_custom_events(&custom))
                 .await?;
         }
         let mut ids = HashMap::new();
@@ -661,7 +658,7 @@ impl Tasker {
         // creations share it, so they do not wait for each other.
         let creating = self.inner.creations.read().await;
         let (created, events) = self
-            .write(move |store| dispatch!(store, create_task(&prepared)))
+            .write(move |store| store.create_task(&prepared))
             .await?;
         self.publish(events);
         drop(creating);
@@ -710,7 +707,7 @@ impl Tasker {
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
         self.inner
             .store
-            .run(move |store| dispatch!(store, list_tasks(&filter)))
+            .run(move |store| store.tasks(&filter))
             .await
     }
 
@@ -721,31 +718,25 @@ impl Tasker {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        self.inner.store.run(|store| dispatch!(store, ping())).await
+        self.inner.store.run(|store| store.ping()).await
     }
 
     /// How many tasks are in each state.
     pub async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
-        self.inner
-            .store
-            .run(|store| dispatch!(store, tasks_by_state()))
-            .await
+        self.inner.store.run(|store| store.tasks_by_state()).await
     }
 
     /// The custom events the programs running workers on this database declared, with their
     /// descriptions.
     pub async fn stored_custom_events(&self) -> Result<Vec<(String, Option<String>)>> {
-        self.inner
-            .store
-            .run(|store| dispatch!(store, list_custom_events()))
-            .await
+        self.inner.store.run(|store| store.custom_events()).await
     }
 
     /// The dependency edges between a task's steps, as `(parent, child)` step ids.
     pub async fn step_edges(&self, task_id: i64) -> Result<Vec<(i64, i64)>> {
         self.inner
             .store
-            .run(move |store| dispatch!(store, load_edges(task_id)))
+            .run(move |store| store.edges(task_id))
             .await
     }
 
@@ -760,12 +751,7 @@ impl Tasker {
         let found = self
             .inner
             .store
-            .run(move |store| {
-                dispatch!(
-                    store,
-                    update_task(task_id, reason.as_deref(), tags.as_deref())
-                )
-            })
+            .run(move |store| store.update_task(task_id, reason.as_deref(), tags.as_deref()))
             .await?;
         if !found {
             return Err(Error::TaskNotFound(task_id));
@@ -777,7 +763,7 @@ impl Tasker {
     /// `error` once nothing else can run (resolve a step instead to skip it). Returns `false`
     /// when it was already cancelled.
     pub async fn cancel_step(&self, task_id: i64, step_id: i64) -> Result<bool> {
-        self.commit(move |store| dispatch!(store, cancel_step(task_id, step_id)).map(changed))
+        self.commit(move |store| store.cancel_step(task_id, step_id).map(changed))
             .await
     }
 
@@ -788,7 +774,7 @@ impl Tasker {
         let found = self
             .inner
             .store
-            .run(move |store| dispatch!(store, set_retry_limit(task_id, step_id, limit)))
+            .run(move |store| store.set_retry_limit(task_id, step_id, limit))
             .await?;
         if found {
             self.inner.wake.notify_one();
@@ -800,53 +786,44 @@ impl Tasker {
 
     /// The task with id `task_id`.
     pub async fn task(&self, task_id: i64) -> Result<TaskRow> {
-        self.inner
-            .store
-            .run(move |store| dispatch!(store, load_task(task_id)))
-            .await
+        self.inner.store.run(move |store| store.task(task_id)).await
     }
 
     /// The steps of a task, in creation order.
     pub async fn steps(&self, task_id: i64) -> Result<Vec<StepInfo>> {
-        let rows = self
-            .inner
+        self.inner
             .store
-            .run(move |store| dispatch!(store, load_steps(task_id)))
-            .await?;
-        Ok(rows.into_iter().map(StepInfo::from).collect())
+            .run(move |store| store.steps(task_id))
+            .await
     }
 
     /// The recorded transitions of a step, oldest first.
     pub async fn step_transitions(&self, step_id: i64) -> Result<Vec<TransitionInfo>> {
-        let rows = self
-            .inner
+        self.inner
             .store
-            .run(move |store| dispatch!(store, load_transitions(step_id, true)))
-            .await?;
-        Ok(rows.into_iter().map(TransitionInfo::from).collect())
+            .run(move |store| store.step_transitions(step_id))
+            .await
     }
 
     /// The recorded transitions of a task, oldest first.
     pub async fn task_transitions(&self, task_id: i64) -> Result<Vec<TransitionInfo>> {
-        let rows = self
-            .inner
+        self.inner
             .store
-            .run(move |store| dispatch!(store, load_transitions(task_id, false)))
-            .await?;
-        Ok(rows.into_iter().map(TransitionInfo::from).collect())
+            .run(move |store| store.task_transitions(task_id))
+            .await
     }
 
     /// Cancels a task and its unfinished steps; workers claim nothing more from it. Returns
     /// `false` (and changes nothing) when the task is already cancelled.
     pub async fn cancel_task(&self, task_id: i64) -> Result<bool> {
-        self.commit(move |store| dispatch!(store, cancel_task(task_id)).map(changed))
+        self.commit(move |store| store.cancel_task(task_id).map(changed))
             .await
     }
 
     /// Retries a task in `error`: it goes back to `pending` and its failed steps get a fresh
     /// retry budget.
     pub async fn retry_task(&self, task_id: i64) -> Result<()> {
-        self.commit(move |store| dispatch!(store, retry_task(task_id)).map(changed))
+        self.commit(move |store| store.retry_task(task_id).map(changed))
             .await?;
         self.inner.wake.notify_one();
         Ok(())
@@ -858,9 +835,7 @@ impl Tasker {
     pub async fn resolve_step(&self, step_id: i64, results: Option<Value>) -> Result<bool> {
         let results = results.map(|r| r.to_string());
         let changed = self
-            .commit(move |store| {
-                dispatch!(store, resolve_step(step_id, results.as_deref())).map(changed)
-            })
+            .commit(move |store| store.resolve_step(step_id, results.as_deref()).map(changed))
             .await?;
         self.inner.wake.notify_one();
         Ok(changed)
@@ -922,21 +897,18 @@ impl Tasker {
         owner: &str,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<store::ClaimedStep>> {
+    ) -> Result<Vec<ClaimedStep>> {
         let owner = owner.to_owned();
         let ids: Vec<i64> = self.inner.by_named_task.keys().copied().collect();
-        self.commit(move |store| dispatch!(store, claim(&owner, limit, lease.as_secs_f64(), &ids)))
+        self.commit(move |store| store.claim(&owner, limit, lease, &ids))
             .await
     }
 
     /// Records attempt outcomes exactly as a worker does, fenced on (`owner`, `attempt`): an
-    /// outcome whose attempt no longer owns its step comes back [`store::CompletionOutcome::Stale`].
-    pub async fn complete_steps(
-        &self,
-        outcomes: Vec<store::Outcome>,
-    ) -> Result<Vec<store::CompletionOutcome>> {
+    /// outcome whose attempt no longer owns its step comes back [`CompletionOutcome::Stale`].
+    pub async fn complete_steps(&self, outcomes: Vec<Outcome>) -> Result<Vec<CompletionOutcome>> {
         let results = self
-            .commit(move |store| dispatch!(store, complete(&outcomes, 0)))
+            .commit(move |store| store.complete(&outcomes, 0))
             .await?;
         self.inner.wake.notify_one();
         Ok(results)
@@ -944,10 +916,10 @@ impl Tasker {
 
     /// Records one attempt's outcome as a worker does; an attempt that no longer owns its step
     /// (its lease expired and the step moved on) is refused with [`Error::StaleCompletion`].
-    pub async fn complete_step(&self, outcome: store::Outcome) -> Result<()> {
+    pub async fn complete_step(&self, outcome: Outcome) -> Result<()> {
         let (step_id, attempt, owner) = (outcome.step_id, outcome.attempt, outcome.owner.clone());
         match self.complete_steps(vec![outcome]).await?.first() {
-            Some(store::CompletionOutcome::Recorded) => Ok(()),
+            Some(CompletionOutcome::Recorded) => Ok(()),
             _ => Err(Error::StaleCompletion {
                 step_id,
                 attempt,
@@ -1022,8 +994,29 @@ pub(crate) fn publish(inner: &Inner, events: Vec<EventRecord>) {
         }
     }
     for record in events {
-        emit(inner, Event::from(record));
+        let finished = record.task_finished();
+        let mut event = Event::from(record);
+        fill_correlation(inner, &mut event);
+        if let (Some(failed), Some(task_id)) = (finished, event.task_id) {
+            spans::close_task(inner, task_id, failed);
+            if let Ok(mut known) = inner.correlations.lock() {
+                known.remove(&task_id);
+            }
+        }
+        deliver(inner, event);
     }
+}
+
+/// A template another program stored, read back.
+fn stored_template(id: i64, configuration: Option<&str>) -> Result<TaskTemplate> {
+    let corrupt = |problem: String| Error::CorruptData {
+        table: "tasker_named_tasks",
+        id,
+        column: "configuration",
+        problem,
+    };
+    let configuration = configuration.ok_or_else(|| corrupt("no template is stored".to_owned()))?;
+    serde_json::from_str(configuration).map_err(|e| corrupt(format!("not a task template: {e}")))
 }
 
 /// Fills in the correlation ids of the tasks `events` concern that the write did not: from
@@ -1048,7 +1041,7 @@ pub(crate) fn with_correlations(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let found = dispatch!(store, load_correlations(&ids))?;
+    let found = store.correlations(&ids)?;
     for event in events.iter_mut().filter(|e| e.correlation_id.is_none()) {
         event.correlation_id = found.get(&event.task_id).cloned();
     }
@@ -1060,25 +1053,24 @@ pub(crate) fn correlation(inner: &Inner, task_id: i64) -> Option<String> {
     inner.correlations.lock().ok()?.get(&task_id).cloned()
 }
 
+/// Publishes an event that is not a transition (transitions go through [`publish`]).
 pub(crate) fn emit(inner: &Inner, mut event: Event) {
-    inner.redactor.redact(&mut event.payload);
+    fill_correlation(inner, &mut event);
+    deliver(inner, event);
+}
+
+/// Tags an event with its task's correlation id, when this process knows it.
+fn fill_correlation(inner: &Inner, event: &mut Event) {
     if event.correlation_id.is_none()
         && let Some(task_id) = event.task_id
     {
         event.correlation_id = correlation(inner, task_id);
     }
-    if event.kind == EventKind::Task
-        && matches!(
-            event.to,
-            Some("complete" | "error" | "cancelled" | "resolved_manually")
-        )
-        && let Some(task_id) = event.task_id
-    {
-        spans::close_task(inner, task_id, event.to == Some("error"));
-        if let Ok(mut known) = inner.correlations.lock() {
-            known.remove(&task_id);
-        }
-    }
+}
+
+/// Hands an event to logs, metrics, subscribers and receivers, with sensitive keys masked.
+fn deliver(inner: &Inner, mut event: Event) {
+    inner.redactor.redact(&mut event.payload);
     tracing::debug!(
         event = %event.name,
         task_id = event.task_id,
@@ -1105,7 +1097,7 @@ pub trait TaskerConnection: sealed::Sealed {
 impl sealed::Sealed for diesel::sqlite::SqliteConnection {}
 impl TaskerConnection for diesel::sqlite::SqliteConnection {
     fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)> {
-        store::sqlite_ops::create_task(self, task)
+        store::create_on(&mut store::Conn::Sqlite(self), task)
     }
 }
 
@@ -1114,6 +1106,6 @@ impl sealed::Sealed for diesel::pg::PgConnection {}
 #[cfg(feature = "postgres")]
 impl TaskerConnection for diesel::pg::PgConnection {
     fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)> {
-        store::pg_ops::create_task(self, task)
+        store::create_on(&mut store::Conn::Postgres(self), task)
     }
 }

@@ -13,8 +13,8 @@ use crate::config::TaskerConfig;
 use crate::engine::Tasker;
 use crate::error::Result;
 use crate::events::{Event, EventError, EventKind};
-use crate::handler::{StepContext, StepError};
-use crate::store::{ClaimedStep, CompletionOutcome, Failure, Outcome, dispatch};
+use crate::handler::{OutputReader, StepContext, StepError};
+use crate::model::{ClaimedStep, CompletionOutcome, ErrorClass, Failure, FailureReason, Outcome};
 
 /// How a worker runs.
 #[derive(Debug, Clone)]
@@ -87,57 +87,80 @@ impl Worker {
     }
 }
 
+/// What the worker's loop shares with its background tasks.
+struct Shared {
+    tasker: Tasker,
+    owner: Arc<str>,
+    slots: Arc<Semaphore>,
+    in_flight: InFlight,
+}
+
 async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receiver<bool>) {
-    let inner = Arc::clone(tasker.inner());
-    let config = inner.config.clone();
-    let owner: Arc<str> = options.id.clone().into();
-    let named_task_ids: Arc<Vec<i64>> = Arc::new(inner.runnable.clone());
-    let slots = Arc::new(Semaphore::new(options.concurrency));
-    let in_flight: InFlight = Arc::default();
+    let shared = Shared {
+        owner: options.id.clone().into(),
+        slots: Arc::new(Semaphore::new(options.concurrency)),
+        in_flight: Arc::default(),
+        tasker,
+    };
     let (outcomes, outcome_rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();
     let completer = tokio::spawn(complete_loop(
-        tasker.clone(),
+        shared.tasker.clone(),
         outcome_rx,
-        Arc::clone(&in_flight),
+        Arc::clone(&shared.in_flight),
         stopped.clone(),
-        Arc::clone(&slots),
+        Arc::clone(&shared.slots),
     ));
     let (bg_stop, bg_stopped) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat_loop(
-        tasker.clone(),
-        Arc::clone(&owner),
-        Arc::clone(&in_flight),
+        shared.tasker.clone(),
+        Arc::clone(&shared.owner),
+        Arc::clone(&shared.in_flight),
         bg_stopped.clone(),
     ));
-    let sweeper = tokio::spawn(sweep_loop(tasker.clone(), bg_stopped));
+    let sweeper = tokio::spawn(sweep_loop(shared.tasker.clone(), bg_stopped));
     let mut running = JoinSet::new();
+    claim_loop(&shared, &options, &mut stopped, &mut running, &outcomes).await;
+    finish_running(&shared.tasker, &mut running).await;
+    drop(outcomes);
+    if let Err(error) = completer.await {
+        tracing::error!(%error, "completer failed");
+    }
+    release_abandoned(&shared).await;
+    let _ = bg_stop.send(true);
+    let _ = heartbeat.await;
+    let _ = sweeper.await;
+}
+
+/// Claims and starts ready steps until the worker is stopped: as many as free slots (at most
+/// `claim_batch` per claim), waiting for a wake-up or a poll when none is ready.
+async fn claim_loop(
+    shared: &Shared,
+    options: &WorkerOptions,
+    stopped: &mut watch::Receiver<bool>,
+    running: &mut JoinSet<()>,
+    outcomes: &mpsc::UnboundedSender<(Outcome, OwnedSemaphorePermit)>,
+) {
+    let inner = Arc::clone(shared.tasker.inner());
+    let named_task_ids: Arc<Vec<i64>> = Arc::new(inner.runnable.clone());
     let min_poll = Duration::from_millis(10);
     let mut idle = min_poll;
     let mut db_retry = Duration::from_millis(50);
     // Whether the last claim found work, so `workflow.no_viable_steps` marks going idle once.
     let mut busy = false;
-
     loop {
         while running.try_join_next().is_some() {}
         if *stopped.borrow() {
-            break;
+            return;
         }
-        let first = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
-            _ = stopped.changed() => break,
+        let Some(permits) = free_slots(shared, options.claim_batch, stopped).await else {
+            return;
         };
-        let mut permits = vec![first];
-        while permits.len() < options.claim_batch {
-            match Arc::clone(&slots).try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
-        let (limit, lease) = (permits.len(), config.lease.as_secs_f64());
-        let (who, ids) = (Arc::clone(&owner), Arc::clone(&named_task_ids));
+        let (limit, lease) = (permits.len(), inner.config.lease);
+        let (who, ids) = (Arc::clone(&shared.owner), Arc::clone(&named_task_ids));
         let claim_started = std::time::Instant::now();
-        let claimed = tasker
-            .commit(move |store| dispatch!(store, claim(&who, limit, lease, &ids)))
+        let claimed = shared
+            .tasker
+            .commit(move |store| store.claim(&who, limit, lease, &ids))
             .await;
         let claimed = match claimed {
             Ok(claimed) => {
@@ -149,44 +172,80 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
                 drop(permits);
                 tokio::select! {
                     _ = tokio::time::sleep(db_retry) => {},
-                    _ = stopped.changed() => break,
+                    _ = stopped.changed() => return,
                 }
                 db_retry = (db_retry * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         if claimed.is_empty() {
-            if busy {
-                busy = false;
-                tasker.emit(Event::new("workflow.no_viable_steps", EventKind::Workflow));
+            if std::mem::take(&mut busy) {
+                shared
+                    .tasker
+                    .emit(Event::new("workflow.no_viable_steps", EventKind::Workflow));
             }
             drop(permits);
             tokio::select! {
                 _ = inner.wake.notified() => idle = min_poll,
-                _ = tokio::time::sleep(idle) => idle = (idle * 2).min(config.max_poll_interval),
-                _ = stopped.changed() => break,
+                _ = tokio::time::sleep(idle) => idle = (idle * 2).min(inner.config.max_poll_interval),
+                _ = stopped.changed() => return,
             }
             continue;
         }
         idle = min_poll;
         busy = true;
-        emit_claimed(&tasker, &claimed, claim_started.elapsed());
-        if let Ok(mut set) = in_flight.lock() {
-            set.extend(claimed.iter().map(|s| s.step_id));
-        }
-        for (step, permit) in claimed.into_iter().zip(permits) {
-            let (tasker, owner, outcomes) = (tasker.clone(), Arc::clone(&owner), outcomes.clone());
-            running.spawn(async move {
-                let outcome = run_step(&tasker, &owner, step).await;
-                // The completer owns the permit until the outcome is committed, so the worker
-                // never holds more steps than its concurrency.
-                let _ = outcomes.send((outcome, permit));
-            });
+        emit_claimed(&shared.tasker, &claimed, claim_started.elapsed());
+        start_steps(shared, claimed, permits, running, outcomes);
+    }
+}
+
+/// Waits for one free slot, then takes up to `batch` of those free now; `None` once stopped.
+async fn free_slots(
+    shared: &Shared,
+    batch: usize,
+    stopped: &mut watch::Receiver<bool>,
+) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
+        _ = stopped.changed() => return None,
+    };
+    let mut permits = vec![first];
+    while permits.len() < batch {
+        match Arc::clone(&shared.slots).try_acquire_owned() {
+            Ok(p) => permits.push(p),
+            Err(_) => break,
         }
     }
+    Some(permits)
+}
 
-    // Graceful shutdown: no more claims; running steps get the grace period.
-    let graceful = tokio::time::timeout(config.shutdown_grace, async {
+/// Runs each claimed step on its own task, holding one slot each.
+fn start_steps(
+    shared: &Shared,
+    claimed: Vec<ClaimedStep>,
+    permits: Vec<OwnedSemaphorePermit>,
+    running: &mut JoinSet<()>,
+    outcomes: &mpsc::UnboundedSender<(Outcome, OwnedSemaphorePermit)>,
+) {
+    if let Ok(mut set) = shared.in_flight.lock() {
+        set.extend(claimed.iter().map(|s| s.step_id));
+    }
+    for (step, permit) in claimed.into_iter().zip(permits) {
+        let (tasker, owner) = (shared.tasker.clone(), Arc::clone(&shared.owner));
+        let outcomes = outcomes.clone();
+        running.spawn(async move {
+            let outcome = run_step(&tasker, &owner, step).await;
+            // The completer owns the permit until the outcome is committed, so the worker
+            // never holds more steps than its concurrency.
+            let _ = outcomes.send((outcome, permit));
+        });
+    }
+}
+
+/// Graceful shutdown: no more claims; running steps get the grace period, then are aborted.
+async fn finish_running(tasker: &Tasker, running: &mut JoinSet<()>) {
+    let grace = tasker.inner().config.shutdown_grace;
+    let graceful = tokio::time::timeout(grace, async {
         while running.join_next().await.is_some() {}
     })
     .await;
@@ -194,32 +253,32 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
         running.abort_all();
         while running.join_next().await.is_some() {}
     }
-    drop(outcomes);
-    if let Err(error) = completer.await {
-        tracing::error!(%error, "completer failed");
-    }
-    // Whatever is still in flight was aborted: hand it back at once rather than waiting for
-    // its lease to expire.
-    let abandoned: Vec<i64> = in_flight
+}
+
+/// Hands back at once whatever is still in flight (aborted at shutdown), rather than waiting
+/// for its lease to expire.
+async fn release_abandoned(shared: &Shared) {
+    let abandoned: Vec<i64> = shared
+        .in_flight
         .lock()
         .map(|s| s.iter().copied().collect())
         .unwrap_or_default();
-    if !abandoned.is_empty() {
-        let who = Arc::clone(&owner);
-        match inner
-            .store
-            .run(move |store| dispatch!(store, release(&who, &abandoned)))
-            .await
-        {
-            Ok(events) => tasker.publish_in_order(events).await,
-            Err(error) => {
-                tracing::warn!(%error, "releasing steps at shutdown failed; their leases will expire")
-            }
+    if abandoned.is_empty() {
+        return;
+    }
+    let who = Arc::clone(&shared.owner);
+    let released = shared
+        .tasker
+        .inner()
+        .store
+        .run(move |store| store.release(&who, &abandoned))
+        .await;
+    match released {
+        Ok(events) => shared.tasker.publish_in_order(events).await,
+        Err(error) => {
+            tracing::warn!(%error, "releasing steps at shutdown failed; their leases will expire")
         }
     }
-    let _ = bg_stop.send(true);
-    let _ = heartbeat.await;
-    let _ = sweeper.await;
 }
 
 /// Runs one attempt of a claimed step and turns its result into an outcome to record.
@@ -264,54 +323,93 @@ impl Drop for AbortOnDrop {
 }
 
 async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
-    let inner = tasker.inner();
-    let config = &inner.config;
-    let mut outcome = Outcome {
+    let (result, duration_ms) = attempt(tasker, &step).await;
+    Outcome {
         step_id: step.step_id,
         task_id: step.task_id,
-        name: step.name.clone(),
+        name: step.name,
         attempt: step.attempt,
         owner: owner.to_owned(),
         concurrent: step.concurrent,
-        result: Ok(String::new()),
-        duration_ms: None,
+        result,
+        duration_ms,
+    }
+}
+
+/// A failure the engine decided, not the handler: the error and why.
+type EngineFailure = (StepError, FailureReason);
+
+/// Runs the attempt: its result (JSON text) or failure, and how long the handler ran (`None`
+/// when it could not start).
+async fn attempt(
+    tasker: &Tasker,
+    step: &ClaimedStep,
+) -> (std::result::Result<String, Failure>, Option<f64>) {
+    let config = &tasker.inner().config;
+    let prepared = match prepare_attempt(tasker, step) {
+        Ok(prepared) => prepared,
+        Err((error, reason)) => {
+            let failed = failure(step, &error, config, reason);
+            tasker.emit(execution_failed(step, &failed));
+            return (Err(failed), None);
+        }
     };
+    tasker.emit(step_event(step, "step.before_handle", EventKind::Step));
+    let started = std::time::Instant::now();
+    let handled = run_handler(prepared).await;
+    let took = started.elapsed().as_secs_f64() * 1000.0;
+    let result = match handled {
+        Ok(Ok(value)) => serialize_result(step, &value, config),
+        Ok(Err(error)) => {
+            tracing::info!(error = %error, "step attempt failed");
+            Err(failure(step, &error, config, FailureReason::StepError))
+        }
+        Err((error, reason)) => {
+            let failed = failure(step, &error, config, reason);
+            emit_handled(tasker, step, took, Some(&failed));
+            tasker.emit(execution_failed(step, &failed));
+            return (Err(failed), Some(took));
+        }
+    };
+    emit_handled(tasker, step, took, result.as_ref().err());
+    (result, Some(took))
+}
+
+/// What one attempt runs: the handler, its context and its deadline.
+struct Prepared {
+    handler: Arc<dyn crate::handler::DynStepHandler>,
+    cx: StepContext,
+    timeout: Duration,
+}
+
+/// Finds the step's handler and builds its context; fails for good when there is no handler or
+/// the stored context or a parent's result cannot be read.
+fn prepare_attempt(
+    tasker: &Tasker,
+    step: &ClaimedStep,
+) -> std::result::Result<Prepared, EngineFailure> {
+    let inner = tasker.inner();
     let template = inner.by_named_task.get(&step.named_task_id);
     let step_template = template.and_then(|t| t.template.find_step(&step.name));
     let handler = step_template.and_then(|s| inner.registry.handlers.get(&s.handler));
     let (Some(step_template), Some(handler)) = (step_template, handler) else {
         let error =
             StepError::permanent(format!("no handler is registered for step `{}`", step.name));
-        let failed = failure(&step, &error, config, "no_handler");
-        tasker.emit(execution_failed(&step, &failed));
-        outcome.result = Err(failed);
-        return outcome;
+        return Err((error, FailureReason::NoHandler));
     };
-    let context = serde_json::from_str(&step.context).unwrap_or(serde_json::Value::Null);
-    let parents: HashMap<String, serde_json::Value> = step
-        .parents
-        .iter()
-        .map(|(name, results)| {
-            let value = results
-                .as_deref()
-                .and_then(|r| serde_json::from_str(r).ok())
-                .unwrap_or(serde_json::Value::Null);
-            (name.clone(), value)
-        })
-        .collect();
     let cx = StepContext::new(
         step.task_id,
         step.step_id,
         step.name.clone(),
-        step.attempt.max(1) as u32,
-        context,
-        parents,
+        u32::try_from(step.attempt.max(1)).unwrap_or(1),
+        read_context(step)?,
+        read_parents(step)?,
         step_template
             .handler_config
             .clone()
             .unwrap_or(serde_json::Value::Null),
     )
-    .with_store(inner.store.clone())
+    .with_outputs(output_reader(tasker, step.task_id))
     .with_events(
         {
             let tasker = tasker.clone();
@@ -327,62 +425,108 @@ async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome
         .timeout_seconds
         .filter(|s| s.is_finite() && *s > 0.0)
         .map(Duration::from_secs_f64)
-        .unwrap_or(config.default_step_timeout);
-    let handler = Arc::clone(handler);
-    tasker.emit(step_event(&step, "step.before_handle", EventKind::Step));
-    let started = std::time::Instant::now();
-    // The handler runs as its own task so a panic is caught as a failed attempt.
+        .unwrap_or(inner.config.default_step_timeout);
+    Ok(Prepared {
+        handler: Arc::clone(handler),
+        cx,
+        timeout,
+    })
+}
+
+/// A stored value the attempt needs that cannot be read: the attempt fails for good, naming it.
+fn corrupt(
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+    e: serde_json::Error,
+) -> EngineFailure {
+    let error = crate::Error::CorruptData {
+        table,
+        id,
+        column,
+        problem: format!("not valid JSON: {e}"),
+    };
+    (StepError::permanent(error), FailureReason::CorruptData)
+}
+
+/// The task's context, parsed.
+fn read_context(step: &ClaimedStep) -> std::result::Result<serde_json::Value, EngineFailure> {
+    serde_json::from_str(&step.context)
+        .map_err(|e| corrupt("tasker_tasks", step.task_id, "context", e))
+}
+
+/// The parents' results by name, parsed (a parent resolved by hand without a result has `null`).
+fn read_parents(
+    step: &ClaimedStep,
+) -> std::result::Result<HashMap<String, serde_json::Value>, EngineFailure> {
+    step.parents
+        .iter()
+        .map(|parent| {
+            let value = match parent.results.as_deref() {
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| corrupt("tasker_workflow_steps", parent.step_id, "results", e))?,
+                None => serde_json::Value::Null,
+            };
+            Ok((parent.name.clone(), value))
+        })
+        .collect()
+}
+
+/// Reads the outputs of the task's other steps, for [`StepContext::output`].
+fn output_reader(tasker: &Tasker, task_id: i64) -> OutputReader {
+    let store = tasker.inner().store.clone();
+    Arc::new(move |name: String| {
+        let store = store.clone();
+        Box::pin(async move { store.run(move |s| s.step_output(task_id, &name)).await })
+    })
+}
+
+/// Runs the handler as its own task, so a panic is caught as a failed attempt, under its
+/// deadline.
+async fn run_handler(prepared: Prepared) -> std::result::Result<crate::StepResult, EngineFailure> {
+    let Prepared {
+        handler,
+        cx,
+        timeout,
+    } = prepared;
     let attempt = tokio::spawn(async move { handler.handle_dyn(&cx).await }.in_current_span());
     let _abort = AbortOnDrop(attempt.abort_handle());
-    let joined = tokio::time::timeout(timeout, attempt).await;
-    let took = started.elapsed().as_secs_f64() * 1000.0;
-    outcome.duration_ms = Some(took);
-    let result = match joined {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => {
-            let error = StepError::retryable(format!("step handler panicked: {join}"));
-            let failed = failure(&step, &error, config, "panic");
-            emit_handled(tasker, &step, took, Some(&failed));
-            tasker.emit(execution_failed(&step, &failed));
-            outcome.result = Err(failed);
-            return outcome;
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(result)) => Ok(result),
+        Ok(Err(join)) => Err((
+            StepError::retryable(format!("step handler panicked: {join}")),
+            FailureReason::Panic,
+        )),
+        Err(_) => Err((
+            StepError::retryable(format!("step timed out after {timeout:?}")),
+            FailureReason::Timeout,
+        )),
+    }
+}
+
+/// The handler's value as stored JSON text, within `max_result_bytes`.
+fn serialize_result(
+    step: &ClaimedStep,
+    value: &serde_json::Value,
+    config: &TaskerConfig,
+) -> std::result::Result<String, Failure> {
+    match serde_json::to_string(value) {
+        Ok(json) if json.len() <= config.max_result_bytes => Ok(json),
+        Ok(json) => {
+            let error = StepError::permanent(format!(
+                "result is {} bytes, over the limit of {} (`max_result_bytes`)",
+                json.len(),
+                config.max_result_bytes
+            ));
+            Err(failure(step, &error, config, FailureReason::ResultTooLarge))
         }
-        Err(_) => {
-            let error = StepError::retryable(format!("step timed out after {timeout:?}"));
-            let failed = failure(&step, &error, config, "timeout");
-            emit_handled(tasker, &step, took, Some(&failed));
-            tasker.emit(execution_failed(&step, &failed));
-            outcome.result = Err(failed);
-            return outcome;
-        }
-    };
-    outcome.result = match result {
-        Ok(value) => match serde_json::to_string(&value) {
-            Ok(json) if json.len() <= config.max_result_bytes => Ok(json),
-            Ok(json) => Err(failure(
-                &step,
-                &StepError::permanent(format!(
-                    "result is {} bytes, over the limit of {} (`max_result_bytes`)",
-                    json.len(),
-                    config.max_result_bytes
-                )),
-                config,
-                "result_too_large",
-            )),
-            Err(e) => Err(failure(
-                &step,
-                &StepError::permanent(e),
-                config,
-                "invalid_result",
-            )),
-        },
-        Err(error) => {
-            tracing::info!(error = %error, "step attempt failed");
-            Err(failure(&step, &error, config, "step_error"))
-        }
-    };
-    emit_handled(tasker, &step, took, outcome.result.as_ref().err());
-    outcome
+        Err(e) => Err(failure(
+            step,
+            &StepError::permanent(e),
+            config,
+            FailureReason::InvalidResult,
+        )),
+    }
 }
 
 /// An event about one claimed step's attempt.
@@ -397,9 +541,9 @@ fn step_event(step: &ClaimedStep, name: &'static str, kind: EventKind) -> Event 
 
 fn event_error(failure: &Failure) -> EventError {
     EventError {
-        class: failure.class.to_owned(),
+        class: failure.class,
         message: failure.message.clone(),
-        reason: Some(failure.reason.to_owned()),
+        reason: Some(failure.reason),
     }
 }
 
@@ -470,14 +614,14 @@ fn emit_recorded(
             rejected.step_name = Some(outcome.name.clone());
             rejected.attempt = Some(outcome.attempt);
             rejected.error = Some(EventError {
-                class: "lease_lost".to_owned(),
+                class: ErrorClass::LeaseLost,
                 message: crate::Error::StaleCompletion {
                     step_id: outcome.step_id,
                     attempt: outcome.attempt,
                     owner: outcome.owner.clone(),
                 }
                 .to_string(),
-                reason: Some("stale_attempt".to_owned()),
+                reason: Some(FailureReason::StaleAttempt),
             });
             rejected.payload = serde_json::json!({ "worker": outcome.owner });
             tasker.emit(rejected);
@@ -500,7 +644,7 @@ fn emit_recorded(
                 backoff.payload = serde_json::json!({ "retry_in_seconds": delay.as_secs_f64() });
                 tasker.emit(backoff);
             }
-            None if failure.class == "retryable" => {
+            None if failure.class == ErrorClass::Retryable => {
                 let mut exhausted = base("observability.step.max_retries_reached");
                 exhausted.error = Some(event_error(failure));
                 tasker.emit(exhausted);
@@ -516,7 +660,7 @@ fn failure(
     step: &ClaimedStep,
     error: &StepError,
     config: &TaskerConfig,
-    reason: &'static str,
+    reason: FailureReason,
 ) -> Failure {
     retry_decision(
         step.attempt,
@@ -534,7 +678,7 @@ pub(crate) fn retry_decision(
     retry_limit: i32,
     error: &StepError,
     config: &TaskerConfig,
-    reason: &'static str,
+    reason: FailureReason,
 ) -> Failure {
     let retry_after = match error {
         StepError::Retryable { retry_after, .. } => *retry_after,
@@ -543,14 +687,13 @@ pub(crate) fn retry_decision(
     let can_retry = error.is_retryable() && retryable && attempt < retry_limit;
     Failure {
         error_json: error.to_json().to_string(),
-        retry_in: can_retry.then(|| config.backoff.delay(attempt.max(1) as u32, retry_after)),
+        retry_in: can_retry.then(|| {
+            let attempt = u32::try_from(attempt.max(1)).unwrap_or(1);
+            config.backoff.delay(attempt, retry_after)
+        }),
         reason,
         message: error.message().to_owned(),
-        class: if error.is_retryable() {
-            "retryable"
-        } else {
-            "permanent"
-        },
+        class: error.class(),
     }
 }
 
@@ -596,7 +739,7 @@ async fn complete_loop(
             let outcomes = Arc::clone(&shared);
             match inner
                 .store
-                .run(move |store| dispatch!(store, complete(&outcomes, takes_locally)))
+                .run(move |store| store.complete(&outcomes, takes_locally))
                 .await
             {
                 Ok((results, events)) => {
@@ -638,7 +781,7 @@ async fn heartbeat_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let inner = Arc::clone(tasker.inner());
-    let lease = inner.config.lease.as_secs_f64();
+    let lease = inner.config.lease;
     let mut ticks = tokio::time::interval(inner.config.heartbeat.max(Duration::from_millis(10)));
     loop {
         tokio::select! {
@@ -658,7 +801,7 @@ async fn heartbeat_loop(
         let asked = running.clone();
         match inner
             .store
-            .run(move |store| dispatch!(store, heartbeat(&who, &asked, lease)))
+            .run(move |store| store.heartbeat(&who, &asked, lease))
             .await
         {
             Ok(extended) => {
@@ -696,11 +839,7 @@ async fn sweep_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
             tracing::warn!(%error, "lease sweep failed");
         }
         super::spans::close_idle(&inner);
-        match inner
-            .store
-            .run(|store| dispatch!(store, ready_stats()))
-            .await
-        {
+        match inner.store.run(|store| store.ready_stats()).await {
             Ok((ready, oldest)) => crate::metrics::queue(ready, oldest),
             Err(error) => tracing::debug!(%error, "queue sampling failed"),
         }
@@ -724,7 +863,7 @@ fn lease_expired(
         retry_limit,
         error,
         config,
-        "lease_expired",
+        FailureReason::LeaseExpired,
     );
     if failure.retry_in.is_some() {
         failure.retry_in = Some(Duration::ZERO);
@@ -740,7 +879,7 @@ pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
     loop {
         let expired = inner
             .store
-            .run(move |store| dispatch!(store, expired_leases(BATCH)))
+            .run(move |store| store.expired_leases(BATCH))
             .await?;
         if expired.is_empty() {
             return Ok(recovered);
@@ -769,7 +908,7 @@ pub(crate) async fn sweep_expired(tasker: &Tasker) -> Result<usize> {
             })
             .collect();
         let results = tasker
-            .commit(move |store| dispatch!(store, complete(&outcomes, 0)))
+            .commit(move |store| store.complete(&outcomes, 0))
             .await?;
         recovered += results
             .iter()

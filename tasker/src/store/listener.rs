@@ -9,7 +9,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use tokio::sync::Notify;
 
-use super::READY_CHANNEL;
+use super::conn::READY_CHANNEL;
 
 /// How often the listener checks its socket for notifications. Checking is a local, non-blocking
 /// read (`PQconsumeInput`), not a round trip, so this bounds wake-up latency at little cost.

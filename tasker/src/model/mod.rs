@@ -1,0 +1,161 @@
+//! What the engine, the server and the CLI read: tasks, steps and transitions as stored, the
+//! records of committed transitions, and what a worker claims and reports.
+//!
+//! The store produces these and depends on this module, never the other way round.
+
+mod attempt;
+mod transition;
+
+use serde_json::Value;
+
+use crate::state::{StepState, TaskState};
+
+pub use attempt::{
+    ClaimedStep, CompletionOutcome, ErrorClass, Failure, FailureReason, Outcome, ParentOutput,
+};
+pub use transition::EventRecord;
+pub(crate) use transition::{Metadata, StepTransition, TaskTransition, TransitionRow};
+
+/// The result of creating a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewTask {
+    /// The task's id.
+    pub id: i64,
+    /// `true` when an earlier task with the same idempotency key was returned instead.
+    pub existing: bool,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskRow {
+    /// Id.
+    pub task_id: i64,
+    /// Template namespace.
+    pub namespace: String,
+    /// Template name.
+    pub name: String,
+    /// Template version.
+    pub version: String,
+    /// Current state.
+    pub state: TaskState,
+    /// The JSON context.
+    pub context: Value,
+    /// Who asked for the task.
+    pub initiator: Option<String>,
+    /// The system that asked.
+    pub source_system: Option<String>,
+    /// Why.
+    pub reason: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Steps bypassed at creation.
+    pub bypass_steps: Vec<String>,
+    /// Claim priority (higher first).
+    pub priority: i32,
+    /// Caller-provided idempotency key.
+    pub idempotency_key: Option<String>,
+    /// When it was requested (UTC).
+    pub requested_at: chrono::NaiveDateTime,
+    /// When it was created (UTC, database clock).
+    pub created_at: chrono::NaiveDateTime,
+    /// When it last changed (UTC, database clock).
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+/// A workflow step as stored.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepInfo {
+    /// Id.
+    pub step_id: i64,
+    /// Its task.
+    pub task_id: i64,
+    /// Name.
+    pub name: String,
+    /// Current state.
+    pub state: StepState,
+    /// Attempts made so far.
+    pub attempts: i32,
+    /// Maximum attempts.
+    pub retry_limit: i32,
+    /// Whether failures are retried.
+    pub retryable: bool,
+    /// Whether it may be bypassed.
+    pub skippable: bool,
+    /// The result (or error) JSON.
+    pub results: Option<Value>,
+    /// Parents not yet complete.
+    pub remaining_parents: i32,
+    /// When it became (or becomes) ready to run, UTC; kept while it runs, so a step given back
+    /// keeps its place in the queue; `None` when it cannot run or has finished.
+    pub ready_at: Option<chrono::NaiveDateTime>,
+    /// Worker holding its lease.
+    pub lease_owner: Option<String>,
+    /// When the last attempt started.
+    pub last_attempted_at: Option<chrono::NaiveDateTime>,
+    /// When it finished.
+    pub processed_at: Option<chrono::NaiveDateTime>,
+}
+
+/// One recorded transition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TransitionInfo {
+    /// State left (`None` for the initial transition).
+    pub from_state: Option<String>,
+    /// State entered.
+    pub to_state: String,
+    /// Metadata.
+    pub metadata: Value,
+    /// Order within the entity (0, 10, 20, …).
+    pub sort_key: i32,
+    /// Whether this is the entity's current state.
+    pub most_recent: bool,
+    /// When (UTC, database clock).
+    pub created_at: chrono::NaiveDateTime,
+}
+
+/// Which tasks [`Tasker::tasks`](crate::Tasker::tasks) lists: every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only tasks of this name.
+    pub name: Option<String>,
+    /// Only this version.
+    pub version: Option<String>,
+    /// Only tasks in this state.
+    pub state: Option<TaskState>,
+    /// At most this many (1 to [`MAX_LIST_LIMIT`]; 0 means 1).
+    pub limit: usize,
+    /// Skip this many (in the listing's order).
+    pub offset: u64,
+    /// The order: by id (the default, newest first), request time, creation time or priority.
+    pub sort: TaskSort,
+    /// Oldest (or lowest) first instead of newest first.
+    pub ascending: bool,
+}
+
+/// What tasks are listed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskSort {
+    /// The task id (creation order).
+    #[default]
+    Id,
+    /// When the task was requested.
+    RequestedAt,
+    /// When the task was created.
+    CreatedAt,
+    /// The claim priority.
+    Priority,
+}
+
+/// Most tasks one listing returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// One embedded migration and whether it has been applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// The migration's name, `VERSION_description`.
+    pub name: String,
+    /// Whether the database has it.
+    pub applied: bool,
+}

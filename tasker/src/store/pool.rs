@@ -1,0 +1,268 @@
+//! The connection pool: per-session settings, health checks without a round trip per checkout,
+//! and the per-file gate that serialises this process's SQLite writers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, ManageConnection, Pool as R2d2Pool, R2D2Connection,
+};
+use diesel::sqlite::SqliteConnection;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub(super) struct SqlitePragmas {
+    pub(super) busy_timeout: Duration,
+}
+
+impl CustomizeConnection<Pooled<SqliteConnection>, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(
+        &self,
+        pooled: &mut Pooled<SqliteConnection>,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        let conn = &mut pooled.conn;
+        // WAL lets readers run beside the one writer; NORMAL syncs at checkpoints, which keeps
+        // every committed transaction across a process crash (not across power loss).
+        conn.batch_execute(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+            self.busy_timeout.as_millis()
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// Deadlines on every PostgreSQL session, so no call waits forever on a stuck server.
+#[cfg(feature = "postgres")]
+#[derive(Debug)]
+pub(super) struct PgSession {
+    pub(super) statement_timeout: Duration,
+}
+
+#[cfg(feature = "postgres")]
+impl CustomizeConnection<Pooled<diesel::pg::PgConnection>, diesel::r2d2::Error> for PgSession {
+    fn on_acquire(
+        &self,
+        pooled: &mut Pooled<diesel::pg::PgConnection>,
+    ) -> std::result::Result<(), diesel::r2d2::Error> {
+        let conn = &mut pooled.conn;
+        let ms = self.statement_timeout.as_millis().max(1);
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {ms}; SET idle_in_transaction_session_timeout = {ms}; \
+             SET lock_timeout = {ms}"
+        ))
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// `url` with libpq's connection deadlines added where it sets none: a connect timeout, and
+/// TCP keepalives and a user timeout so a connection to a vanished server fails instead of
+/// hanging (a server-side `statement_timeout` cannot end a call the network swallowed).
+#[cfg(feature = "postgres")]
+pub(crate) fn with_deadlines(url: &str, connect: Duration, statement: Duration) -> String {
+    let mut out = url.to_owned();
+    let defaults = [
+        ("connect_timeout", connect.as_secs().max(1).to_string()),
+        ("keepalives_idle", "10".to_owned()),
+        ("keepalives_interval", "5".to_owned()),
+        ("keepalives_count", "3".to_owned()),
+        (
+            "tcp_user_timeout",
+            (statement.as_millis() + 5000).to_string(),
+        ),
+    ];
+    for (key, value) in defaults {
+        if !url.contains(&format!("{key}=")) {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(&format!("{key}={value}"));
+        }
+    }
+    out
+}
+
+/// How [`Store::connect_with`](super::Store::connect_with) connects.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Most connections in the pool.
+    pub pool_size: u32,
+    /// How long to wait for a pooled (or new) connection.
+    pub connection_timeout: Duration,
+    /// Deadline of every statement (see [`crate::TaskerConfig::statement_timeout`]).
+    pub statement_timeout: Duration,
+}
+
+/// Serialises this process's access to one SQLite file. SQLite has one writer at a time; without
+/// the gate, contending connections meet `SQLITE_BUSY` and SQLite's busy handler sleeps for
+/// milliseconds, which throttles a busy engine to a fraction of what the file can commit. Other
+/// processes on the same file still wait through `busy_timeout`.
+pub(crate) type Gate = Arc<std::sync::Mutex<()>>;
+
+/// The gate of each SQLite file this process has open, by canonical path.
+pub(super) fn sqlite_gate(path: &str) -> Gate {
+    static GATES: std::sync::OnceLock<std::sync::Mutex<HashMap<std::path::PathBuf, Gate>>> =
+        std::sync::OnceLock::new();
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+    let mut gates = GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    gates.retain(|_, gate| Arc::strong_count(gate) > 1);
+    Arc::clone(gates.entry(key).or_default())
+}
+
+/// Holds a gate; poisoning is ignored because the gate guards no data of its own.
+pub(crate) fn hold(gate: &Gate) -> std::sync::MutexGuard<'_, ()> {
+    gate.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A pooled connection, with what the pool knows of its health.
+pub(crate) struct Pooled<C> {
+    pub(crate) conn: C,
+    /// When an operation on it last succeeded.
+    last_ok: std::time::Instant,
+    /// An operation on it failed at the database level: the pool drops it instead of reusing it.
+    failed: bool,
+}
+
+impl<C> Pooled<C> {
+    /// Records how an operation on this connection ended.
+    pub(crate) fn settle<T>(&mut self, result: &Result<T>) {
+        match result {
+            Ok(_) | Err(Error::Database(diesel::result::Error::NotFound)) => {
+                self.last_ok = std::time::Instant::now();
+            }
+            Err(Error::Database(_)) => self.failed = true,
+            Err(_) => {}
+        }
+    }
+}
+
+/// How long after a successful operation a connection is handed out again without a check.
+/// Checking every checkout (r2d2's default `SELECT 1`) was a round trip for nearly every step;
+/// a connection that fails is dropped when it is returned instead, so after a database restart
+/// each stale connection fails one call, which the worker retries on a fresh one.
+const TRUSTED_FOR: Duration = Duration::from_secs(5);
+
+/// diesel's connection manager, checking a connection only when it has been idle a while.
+pub(crate) struct Manager<C: R2D2Connection + 'static>(pub(super) ConnectionManager<C>);
+
+impl<C: R2D2Connection + Send + 'static> ManageConnection for Manager<C> {
+    type Connection = Pooled<C>;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> std::result::Result<Pooled<C>, diesel::r2d2::Error> {
+        Ok(Pooled {
+            conn: self.0.connect()?,
+            last_ok: std::time::Instant::now(),
+            failed: false,
+        })
+    }
+
+    fn is_valid(&self, pooled: &mut Pooled<C>) -> std::result::Result<(), diesel::r2d2::Error> {
+        if pooled.last_ok.elapsed() < TRUSTED_FOR {
+            return Ok(());
+        }
+        self.0.is_valid(&mut pooled.conn)?;
+        pooled.last_ok = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, pooled: &mut Pooled<C>) -> bool {
+        pooled.failed || self.0.has_broken(&mut pooled.conn)
+    }
+}
+
+pub(crate) enum Pool {
+    Sqlite(R2d2Pool<Manager<SqliteConnection>>, Gate),
+    #[cfg(feature = "postgres")]
+    Postgres(R2d2Pool<Manager<diesel::pg::PgConnection>>),
+}
+
+impl Pool {
+    /// Opens a pool to `url`: `postgres://…`/`postgresql://…` for PostgreSQL, anything else (a
+    /// path, optionally `sqlite://`-prefixed) for a SQLite file, created if missing.
+    pub(super) fn open(url: &str, options: ConnectOptions) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url, options)
+        } else {
+            Self::open_sqlite(url, options)
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres(url: &str, options: ConnectOptions) -> Result<Self> {
+        let manager = Manager(ConnectionManager::<diesel::pg::PgConnection>::new(
+            with_deadlines(url, options.connection_timeout, options.statement_timeout),
+        ));
+        Ok(Pool::Postgres(
+            R2d2Pool::builder()
+                .max_size(options.pool_size.max(2))
+                .min_idle(Some(1))
+                .connection_timeout(options.connection_timeout)
+                .connection_customizer(Box::new(PgSession {
+                    statement_timeout: options.statement_timeout,
+                }))
+                .build(manager)?,
+        ))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(_: &str, _: ConnectOptions) -> Result<Self> {
+        Err(Error::PostgresDisabled)
+    }
+
+    fn open_sqlite(url: &str, options: ConnectOptions) -> Result<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        }
+        // Every connection to `:memory:` is its own database, so it gets exactly one.
+        let size = if path == ":memory:" {
+            1
+        } else {
+            options.pool_size.max(2)
+        };
+        let manager = Manager(ConnectionManager::<SqliteConnection>::new(path));
+        let pool = R2d2Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(options.connection_timeout)
+            .connection_customizer(Box::new(SqlitePragmas {
+                busy_timeout: options.statement_timeout,
+            }))
+            .build(manager)?;
+        // After the pool opened (and so created) the file, so the path canonicalises.
+        Ok(Pool::Sqlite(pool, sqlite_gate(path)))
+    }
+
+    /// Runs `f` on a pooled connection (holding the file's gate on SQLite), and records whether
+    /// the connection is still good.
+    pub(super) fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&mut super::Conn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            Pool::Sqlite(pool, gate) => {
+                let _gate = hold(gate);
+                let mut pooled = pool.get()?;
+                let result = f(&mut super::Conn::Sqlite(&mut pooled.conn));
+                pooled.settle(&result);
+                result
+            }
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(pool) => {
+                let mut pooled = pool.get()?;
+                let result = f(&mut super::Conn::Postgres(&mut pooled.conn));
+                pooled.settle(&result);
+                result
+            }
+        }
+    }
+}

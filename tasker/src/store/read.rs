@@ -1,0 +1,252 @@
+//! Read paths: tasks, steps, transitions and queue figures, checked as they are read.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::Conn;
+use super::rows::{Cell, StepRecord, TaskRecord, TransitionRecord};
+use super::schema::*;
+use crate::error::{Error, Result};
+use crate::model::{MAX_LIST_LIMIT, StepInfo, TaskFilter, TaskRow, TaskSort, TransitionInfo};
+use crate::state::{StepState, TaskState};
+
+/// One task with its template's identity.
+pub(crate) fn load_task(c: &mut Conn<'_>, task_id: i64) -> Result<TaskRow> {
+    use tasker_tasks::dsl as t;
+    let record: TaskRecord = c
+        .get_result(
+            t::tasker_tasks
+                .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
+                .filter(t::task_id.eq(task_id))
+                .select(TaskRecord::columns()),
+        )
+        .optional()?
+        .ok_or(Error::TaskNotFound(task_id))?;
+    record.try_into()
+}
+
+/// Tasks matching `filter`, in its order.
+pub(crate) fn list_tasks(c: &mut Conn<'_>, filter: &TaskFilter) -> Result<Vec<TaskRow>> {
+    // A boxed query is typed for one backend, so the listing is built once per backend here.
+    macro_rules! listing {
+        ($conn:expr) => {{
+            use tasker_tasks::dsl as t;
+            let mut query = t::tasker_tasks
+                .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
+                .select(TaskRecord::columns())
+                .into_boxed();
+            if let Some(namespace) = &filter.namespace {
+                query = query.filter(tasker_task_namespaces::name.eq(namespace.clone()));
+            }
+            if let Some(name) = &filter.name {
+                query = query.filter(tasker_named_tasks::name.eq(name.clone()));
+            }
+            if let Some(version) = &filter.version {
+                query = query.filter(tasker_named_tasks::version.eq(version.clone()));
+            }
+            if let Some(state) = filter.state {
+                query = query.filter(t::state.eq(state.as_str()));
+            }
+            query = match (filter.sort, filter.ascending) {
+                (TaskSort::Id, false) => query.order(t::task_id.desc()),
+                (TaskSort::Id, true) => query.order(t::task_id.asc()),
+                (TaskSort::RequestedAt, false) => {
+                    query.order((t::requested_at.desc(), t::task_id.desc()))
+                }
+                (TaskSort::RequestedAt, true) => {
+                    query.order((t::requested_at.asc(), t::task_id.asc()))
+                }
+                (TaskSort::CreatedAt, false) => {
+                    query.order((t::created_at.desc(), t::task_id.desc()))
+                }
+                (TaskSort::CreatedAt, true) => query.order((t::created_at.asc(), t::task_id.asc())),
+                (TaskSort::Priority, false) => query.order((t::priority.desc(), t::task_id.desc())),
+                (TaskSort::Priority, true) => query.order((t::priority.asc(), t::task_id.asc())),
+            };
+            let limit = i64::try_from(filter.limit.clamp(1, MAX_LIST_LIMIT)).unwrap_or(1);
+            let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
+            query.limit(limit).offset(offset).load::<TaskRecord>($conn)
+        }};
+    }
+    let records = match c {
+        Conn::Sqlite(c) => listing!(*c)?,
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(c) => listing!(*c)?,
+    };
+    records.into_iter().map(TaskRow::try_from).collect()
+}
+
+/// The steps of a task, in creation order.
+pub(crate) fn load_steps(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<StepInfo>> {
+    use tasker_workflow_steps::dsl as s;
+    let records: Vec<StepRecord> = c.load(
+        s::tasker_workflow_steps
+            .filter(s::task_id.eq(task_id))
+            .order(s::workflow_step_id.asc())
+            .select(StepRecord::columns()),
+    )?;
+    records.into_iter().map(StepInfo::try_from).collect()
+}
+
+/// The stored result of the step `name` of `task_id` and its state, if the task has that step.
+pub(crate) fn step_output(
+    c: &mut Conn<'_>,
+    task_id: i64,
+    name: &str,
+) -> Result<Option<(StepState, Option<serde_json::Value>)>> {
+    use tasker_workflow_steps::dsl as s;
+    let row: Option<(i64, String, Option<String>)> = c
+        .get_result(
+            s::tasker_workflow_steps
+                .filter(s::task_id.eq(task_id))
+                .filter(s::name.eq(name))
+                .select((s::workflow_step_id, s::state, s::results))
+                .limit(1),
+        )
+        .optional()?;
+    let Some((id, state, results)) = row else {
+        return Ok(None);
+    };
+    let cell = |column| Cell::new("tasker_workflow_steps", id, column);
+    let state = cell("state").state(&state)?;
+    let results = results
+        .as_deref()
+        .map(|r| cell("results").json(r))
+        .transpose()?;
+    Ok(Some((state, results)))
+}
+
+/// The transitions of one step, oldest first.
+pub(crate) fn step_transitions(c: &mut Conn<'_>, step_id: i64) -> Result<Vec<TransitionInfo>> {
+    use tasker_workflow_step_transitions::dsl as t;
+    let records: Vec<TransitionRecord> = c.load(
+        t::tasker_workflow_step_transitions
+            .filter(t::workflow_step_id.eq(step_id))
+            .order(t::sort_key.asc())
+            .select((
+                t::id,
+                t::from_state,
+                t::to_state,
+                t::metadata,
+                t::sort_key,
+                t::most_recent,
+                t::created_at,
+            )),
+    )?;
+    records
+        .into_iter()
+        .map(|r| r.into_info("tasker_workflow_step_transitions"))
+        .collect()
+}
+
+/// The transitions of one task, oldest first.
+pub(crate) fn task_transitions(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<TransitionInfo>> {
+    use tasker_task_transitions::dsl as t;
+    let records: Vec<TransitionRecord> = c.load(
+        t::tasker_task_transitions
+            .filter(t::task_id.eq(task_id))
+            .order(t::sort_key.asc())
+            .select((
+                t::id,
+                t::from_state,
+                t::to_state,
+                t::metadata,
+                t::sort_key,
+                t::most_recent,
+                t::created_at,
+            )),
+    )?;
+    records
+        .into_iter()
+        .map(|r| r.into_info("tasker_task_transitions"))
+        .collect()
+}
+
+/// The dependency edges of a task's steps, as `(parent, child)` step ids.
+pub(crate) fn load_edges(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<(i64, i64)>> {
+    use tasker_workflow_step_edges::dsl as e;
+    use tasker_workflow_steps::dsl as s;
+    let steps = s::tasker_workflow_steps
+        .filter(s::task_id.eq(task_id))
+        .select(s::workflow_step_id);
+    Ok(c.load(
+        e::tasker_workflow_step_edges
+            .filter(e::to_step_id.eq_any(steps))
+            .order(e::id.asc())
+            .select((e::from_step_id, e::to_step_id)),
+    )?)
+}
+
+/// The correlation ids of `task_ids` (tasks created before correlation ids have none).
+pub(crate) fn load_correlations(
+    c: &mut Conn<'_>,
+    task_ids: &[i64],
+) -> Result<HashMap<i64, String>> {
+    use tasker_tasks::dsl as t;
+    let rows: Vec<(i64, Option<String>)> = c.load(
+        t::tasker_tasks
+            .filter(t::task_id.eq_any(task_ids))
+            .select((t::task_id, t::correlation_id)),
+    )?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, correlation)| Some((id, correlation?)))
+        .collect())
+}
+
+/// How many tasks are in each state.
+pub(crate) fn tasks_by_state(c: &mut Conn<'_>) -> Result<Vec<(TaskState, i64)>> {
+    use tasker_tasks::dsl as t;
+    let rows: Vec<(String, i64)> = c.load(
+        t::tasker_tasks
+            .group_by(t::state)
+            .select((t::state, diesel::dsl::count_star())),
+    )?;
+    rows.into_iter()
+        .map(|(state, count)| {
+            let state =
+                state
+                    .parse()
+                    .map_err(|e: crate::state::UnknownState| Error::CorruptData {
+                        table: "tasker_tasks",
+                        id: 0,
+                        column: "state",
+                        problem: format!(
+                            "{e} ({count} rows; find them with `WHERE state = '{state}'`)"
+                        ),
+                    })?;
+            Ok((state, count))
+        })
+        .collect()
+}
+
+/// How many steps are ready to run now, and how long (seconds, database clock) the oldest has
+/// been waiting.
+pub(crate) fn ready_stats(c: &mut Conn<'_>) -> Result<(i64, Option<f64>)> {
+    use tasker_workflow_steps::dsl as s;
+    let ready_states = [StepState::Pending, StepState::Error].map(StepState::as_str);
+    let now = c.now_plus(0.0);
+    let ready = s::tasker_workflow_steps
+        .filter(s::state.eq_any(ready_states))
+        .filter(s::remaining_parents.eq(0))
+        .filter(s::lease_owner.is_null())
+        .filter(s::ready_at.le(now));
+    let count: i64 = c.get_result(ready.clone().count())?;
+    let oldest: Option<chrono::NaiveDateTime> =
+        c.get_result(ready.select(diesel::dsl::min(s::ready_at)))?;
+    let Some(oldest) = oldest else {
+        return Ok((count, None));
+    };
+    let now: chrono::NaiveDateTime = c.get_result(diesel::select(c.now()))?;
+    Ok((
+        count,
+        Some((now - oldest).num_milliseconds().max(0) as f64 / 1000.0),
+    ))
+}
+
+/// Runs a trivial query.
+pub(crate) fn ping(c: &mut Conn<'_>) -> Result<()> {
+    c.execute_sql("SELECT 1")?;
+    Ok(())
+}

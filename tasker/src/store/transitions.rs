@@ -1,0 +1,176 @@
+//! Writing transition rows. Each checked transition becomes one row here and its event is
+//! returned, so the two cannot part; `sort_key` (+10) and `most_recent` (one per entity) are
+//! kept as the seed keeps them, in two statements for any batch and one for new entities.
+
+use std::collections::{BTreeSet, HashMap};
+
+use diesel::prelude::*;
+
+use super::Conn;
+use super::schema::{tasker_task_transitions, tasker_workflow_step_transitions};
+use crate::error::Result;
+use crate::model::{EventRecord, StepTransition, TaskTransition, TransitionRow};
+
+/// Records step transitions; returns their events, in order.
+pub(crate) fn record_steps(
+    c: &mut Conn<'_>,
+    transitions: Vec<StepTransition>,
+) -> Result<Vec<EventRecord>> {
+    let (rows, events): (Vec<TransitionRow>, Vec<EventRecord>) =
+        transitions.into_iter().map(StepTransition::split).unzip();
+    write_steps(c, &rows, false)?;
+    Ok(events)
+}
+
+/// Records the first transitions of steps just created (none to retire).
+pub(crate) fn record_new_steps(
+    c: &mut Conn<'_>,
+    transitions: Vec<StepTransition>,
+) -> Result<Vec<EventRecord>> {
+    let (rows, events): (Vec<TransitionRow>, Vec<EventRecord>) =
+        transitions.into_iter().map(StepTransition::split).unzip();
+    write_steps(c, &rows, true)?;
+    Ok(events)
+}
+
+/// Records task transitions; returns their events, in order.
+pub(crate) fn record_tasks(
+    c: &mut Conn<'_>,
+    transitions: Vec<TaskTransition>,
+) -> Result<Vec<EventRecord>> {
+    let (rows, events): (Vec<TransitionRow>, Vec<EventRecord>) =
+        transitions.into_iter().map(TaskTransition::split).unzip();
+    write_tasks(c, &rows, false)?;
+    Ok(events)
+}
+
+/// Records the first transitions of tasks just created (none to retire).
+pub(crate) fn record_new_tasks(
+    c: &mut Conn<'_>,
+    transitions: Vec<TaskTransition>,
+) -> Result<Vec<EventRecord>> {
+    let (rows, events): (Vec<TransitionRow>, Vec<EventRecord>) =
+        transitions.into_iter().map(TaskTransition::split).unzip();
+    write_tasks(c, &rows, true)?;
+    Ok(events)
+}
+
+/// Entity ids of `rows`, each once.
+fn entities(rows: &[TransitionRow]) -> Vec<i64> {
+    rows.iter()
+        .map(|r| r.id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Each row's `sort_key` and `most_recent`, continuing from `next` (the key after each entity's
+/// last row; 0 for entities without rows).
+fn keys(rows: &[TransitionRow], mut next: HashMap<i64, i32>) -> Vec<(i32, bool)> {
+    let mut remaining: HashMap<i64, usize> = HashMap::new();
+    for r in rows {
+        *remaining.entry(r.id).or_default() += 1;
+    }
+    rows.iter()
+        .map(|r| {
+            let key = next.entry(r.id).or_insert(0);
+            let sort_key = *key;
+            *key += 10;
+            let left = remaining.entry(r.id).or_default();
+            *left -= 1;
+            (sort_key, *left == 0)
+        })
+        .collect()
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = tasker_workflow_step_transitions)]
+#[diesel(treat_none_as_default_value = false)]
+struct NewStepTransition<'a> {
+    workflow_step_id: i64,
+    from_state: Option<&'a str>,
+    to_state: &'a str,
+    metadata: &'a str,
+    sort_key: i32,
+    most_recent: bool,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = tasker_task_transitions)]
+#[diesel(treat_none_as_default_value = false)]
+struct NewTaskTransition<'a> {
+    task_id: i64,
+    from_state: Option<&'a str>,
+    to_state: &'a str,
+    metadata: &'a str,
+    sort_key: i32,
+    most_recent: bool,
+}
+
+fn write_steps(c: &mut Conn<'_>, rows: &[TransitionRow], fresh: bool) -> Result<()> {
+    use tasker_workflow_step_transitions::dsl as t;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let next = if fresh {
+        HashMap::new()
+    } else {
+        // The row that stops being most recent has the highest sort key, so one statement both
+        // retires it and says where each entity's keys continue.
+        let last: Vec<(i64, i32)> = c.load(
+            diesel::update(t::tasker_workflow_step_transitions)
+                .filter(t::workflow_step_id.eq_any(entities(rows)))
+                .filter(t::most_recent.eq(true))
+                .set(t::most_recent.eq(false))
+                .returning((t::workflow_step_id, t::sort_key)),
+        )?;
+        last.into_iter().map(|(id, k)| (id, k + 10)).collect()
+    };
+    let inserts: Vec<NewStepTransition<'_>> = rows
+        .iter()
+        .zip(keys(rows, next))
+        .map(|(r, (sort_key, most_recent))| NewStepTransition {
+            workflow_step_id: r.id,
+            from_state: r.from,
+            to_state: r.to,
+            metadata: &r.metadata,
+            sort_key,
+            most_recent,
+        })
+        .collect();
+    c.execute(diesel::insert_into(t::tasker_workflow_step_transitions).values(&inserts))?;
+    Ok(())
+}
+
+fn write_tasks(c: &mut Conn<'_>, rows: &[TransitionRow], fresh: bool) -> Result<()> {
+    use tasker_task_transitions::dsl as t;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let next = if fresh {
+        HashMap::new()
+    } else {
+        let last: Vec<(i64, i32)> = c.load(
+            diesel::update(t::tasker_task_transitions)
+                .filter(t::task_id.eq_any(entities(rows)))
+                .filter(t::most_recent.eq(true))
+                .set(t::most_recent.eq(false))
+                .returning((t::task_id, t::sort_key)),
+        )?;
+        last.into_iter().map(|(id, k)| (id, k + 10)).collect()
+    };
+    let inserts: Vec<NewTaskTransition<'_>> = rows
+        .iter()
+        .zip(keys(rows, next))
+        .map(|(r, (sort_key, most_recent))| NewTaskTransition {
+            task_id: r.id,
+            from_state: r.from,
+            to_state: r.to,
+            metadata: &r.metadata,
+            sort_key,
+            most_recent,
+        })
+        .collect();
+    c.execute(diesel::insert_into(t::tasker_task_transitions).values(&inserts))?;
+    Ok(())
+}
