@@ -74,7 +74,8 @@ impl fmt::Display for TimeoutProblem {
                 f,
                 "timeout must be a finite number of seconds greater than 0, got {seconds}"
             ),
-            Self::TooLarge(seconds) => write!(f, "timeout of {seconds} seconds is too large"),
+            // Anything too large has at least 20 digits: `3.6e19` reads better.
+            Self::TooLarge(seconds) => write!(f, "timeout of {seconds:e} seconds is too large"),
         }
     }
 }
