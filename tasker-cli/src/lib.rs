@@ -114,10 +114,10 @@ pub enum Generate {
         /// The workflow's name, in snake_case (`order_process`).
         name: String,
         /// The template's namespace.
-        #[arg(long, default_value = "default")]
+        #[arg(long, default_value = tasker_rules::DEFAULT_NAMESPACE)]
         namespace: String,
         /// The template's version.
-        #[arg(long, default_value = "0.1.0")]
+        #[arg(long, default_value = tasker_rules::DEFAULT_VERSION)]
         version: String,
         /// The steps and what each depends on: `a,b:a,c:a,d:b+c`.
         #[arg(long, default_value = steps::DEFAULT_STEPS)]

@@ -1,5 +1,7 @@
 //! What a generated name may be: a snake_case Rust identifier that is safe as a file name.
 
+use tasker_rules::MAX_NAME_LEN;
+
 /// Rust's keywords (strict, reserved and edition 2024), which cannot name a module or method.
 const KEYWORDS: &[&str] = &[
     "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
@@ -11,9 +13,6 @@ const KEYWORDS: &[&str] = &[
 
 /// Names that would shadow what generated code refers to.
 const TAKEN: &[&str] = &["tasker", "main", "lib", "std", "core"];
-
-/// Longest accepted name, the runtime's limit on task names.
-pub(crate) const MAX_LEN: usize = 64;
 
 /// Checks that `name` can be a module, method and file name; `what` names it in the error.
 pub(crate) fn check(what: &str, name: &str) -> Result<(), String> {
@@ -28,9 +27,10 @@ pub(crate) fn check(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{what} must not be empty"));
     }
-    if name.len() > MAX_LEN {
+    // Every generated name is held to the runtime's limit on task names, the shortest.
+    if name.len() > MAX_NAME_LEN {
         return Err(format!(
-            "{what} is {} bytes long, over the maximum of {MAX_LEN}",
+            "{what} is {} bytes long, over the maximum of {MAX_NAME_LEN}",
             name.len()
         ));
     }

@@ -355,7 +355,7 @@ pub fn init(root: &Path) -> Result<Plan, CliError> {
     let example = TaskHandlerRequest {
         name: EXAMPLE_WORKFLOW.to_owned(),
         namespace: "examples".to_owned(),
-        version: "0.1.0".to_owned(),
+        version: tasker_rules::DEFAULT_VERSION.to_owned(),
         steps: "compose,deliver:compose".to_owned(),
     };
     let steps = steps::parse(&example.steps).map_err(CliError::failure)?;

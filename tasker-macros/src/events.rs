@@ -10,9 +10,6 @@ use crate::attr::{self, Attr};
 use crate::ctxt::Ctxt;
 use crate::paths::Paths;
 
-/// The engine's event families, which custom events may not use (the runtime's list).
-const RESERVED: &[&str] = &["task", "step", "workflow", "observability", "test"];
-
 struct Declaration {
     attrs: Vec<Attribute>,
     vis: Visibility,
@@ -48,41 +45,6 @@ impl Parse for Declarations {
     }
 }
 
-/// Why `name` cannot be a custom event's name, if it cannot.
-fn name_problem(name: &str) -> Option<String> {
-    if name.len() > 128 {
-        return Some(format!(
-            "custom event name is {} bytes long, over the maximum of 128",
-            name.len()
-        ));
-    }
-    let Some((family, _)) = name.split_once('.') else {
-        return Some(format!(
-            "custom event name `{name}` has no dot: name it `family.event`, e.g. `order.shipped`"
-        ));
-    };
-    if name.split('.').any(str::is_empty) {
-        return Some(format!(
-            "custom event name `{name}` has an empty part between dots"
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Some(format!(
-            "custom event name `{name}` contains {bad:?}; use ASCII letters, digits, `_`, `-` and `.`"
-        ));
-    }
-    if RESERVED.contains(&family.to_ascii_lowercase().as_str()) {
-        return Some(format!(
-            "custom event name `{name}` uses the reserved prefix `{family}`; the engine's own events \
-             are `task.*`, `step.*`, `workflow.*`, `observability.*` and `test.*`"
-        ));
-    }
-    None
-}
-
 /// Expands `custom_event! { /// doc \n pub NAME = "family.event"; … }`.
 pub(crate) fn expand_custom_event(input: TokenStream) -> TokenStream {
     let declarations = match syn::parse2::<Declarations>(input) {
@@ -96,7 +58,7 @@ pub(crate) fn expand_custom_event(input: TokenStream) -> TokenStream {
     let mut cx = Ctxt::default();
     let mut items = Vec::new();
     for d in &declarations {
-        if let Some(problem) = name_problem(&d.name.value()) {
+        if let Some(problem) = tasker_rules::declared_event_problem(&d.name.value()) {
             cx.error_at(&d.name, problem);
         }
         let description = doc(&d.attrs);
@@ -345,20 +307,5 @@ fn subscriber_impl(
             let error = error.to_compile_error();
             quote!(#error #block)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::name_problem;
-
-    #[test]
-    fn custom_event_names() {
-        assert_eq!(name_problem("order.shipped"), None);
-        assert!(name_problem("shipped").is_some_and(|p| p.contains("no dot")));
-        assert!(name_problem("step.mine").is_some_and(|p| p.contains("reserved prefix `step`")));
-        assert!(name_problem("Test.Event").is_some_and(|p| p.contains("reserved")));
-        assert!(name_problem("order..x").is_some());
-        assert!(name_problem("order.ship ped").is_some());
     }
 }

@@ -1,69 +1,4 @@
-//! Checks the runtime also makes, done at compile time: names, versions and the step graph.
-
-/// Longest namespace or task name, in bytes (the runtime's limit).
-pub(crate) const MAX_NAME_LEN: usize = 64;
-/// Longest step name, in bytes (the runtime's limit).
-pub(crate) const MAX_STEP_NAME_LEN: usize = 128;
-/// Highest retry limit (the runtime's limit).
-pub(crate) const MAX_RETRY_LIMIT: u32 = 1000;
-
-/// Why `value` is not a valid namespace, task or step name, if it is not.
-pub(crate) fn identifier_problem(what: &str, value: &str, max: usize) -> Option<String> {
-    if value.is_empty() {
-        return Some(format!("{what} must not be empty"));
-    }
-    if value.len() > max {
-        return Some(format!(
-            "{what} is {} bytes long, over the maximum of {max}",
-            value.len()
-        ));
-    }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Some(format!(
-            "{what} `{value}` contains {bad:?}; use ASCII letters, digits, `_`, `-` and `.`"
-        ));
-    }
-    None
-}
-
-/// Checks `MAJOR.MINOR.PATCH[-PRE][+BUILD]`.
-pub(crate) fn semver_problem(version: &str) -> Option<&'static str> {
-    let (rest, build) = match version.split_once('+') {
-        Some((rest, build)) => (rest, Some(build)),
-        None => (version, None),
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() != 3 {
-        return Some("expected three numbers separated by dots");
-    }
-    for part in parts {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Some("MAJOR, MINOR and PATCH must be numbers");
-        }
-        if part.len() > 1 && part.starts_with('0') {
-            return Some("numbers must not have leading zeros");
-        }
-    }
-    for ident in pre.into_iter().chain(build).flat_map(|p| p.split('.')) {
-        if ident.is_empty()
-            || !ident
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Some(
-                "pre-release and build identifiers use only ASCII letters, digits and `-`",
-            );
-        }
-    }
-    None
-}
+//! The step graph as the macros see it: typo suggestions and cycles.
 
 /// The candidate closest to `wrong`, if it is close enough to be a typo.
 pub(crate) fn suggest<'a>(
@@ -156,13 +91,5 @@ mod tests {
             Some("fetch_order")
         );
         assert_eq!(suggest("ship", names.into_iter()), None);
-    }
-
-    #[test]
-    fn checks_versions() {
-        assert_eq!(semver_problem("1.0.0"), None);
-        assert_eq!(semver_problem("1.0.0-rc.1+build"), None);
-        assert!(semver_problem("1.0").is_some());
-        assert!(semver_problem("01.0.0").is_some());
     }
 }

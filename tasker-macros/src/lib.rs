@@ -51,7 +51,8 @@ use proc_macro::TokenStream;
 ///
 /// After `&self` and the context, a step takes one parameter per parent, in `depends_on`
 /// order, of the parent's output type. The compiler checks the graph (unknown, duplicate and
-/// cyclic dependencies) and the types.
+/// cyclic dependencies), the types, and the limits the runtime puts on a template (name and
+/// version lengths and forms, steps per template, graph depth, retry limit, timeout).
 #[proc_macro_attribute]
 pub fn task_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     task_handler::expand(args.into(), item.into()).into()

@@ -337,8 +337,7 @@ pub const CATALOG: &[EventInfo] = &[
     ),
 ];
 
-/// Prefixes of the engine's own events, which custom events may not use.
-pub const RESERVED_PREFIXES: &[&str] = &["task", "step", "workflow", "observability", "test"];
+pub use tasker_rules::RESERVED_EVENT_FAMILIES as RESERVED_PREFIXES;
 
 /// An event as subscribers receive it: what happened, to which task and step, and its details.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

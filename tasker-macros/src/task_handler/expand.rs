@@ -5,6 +5,7 @@ use proc_macro2::{Group, Span, TokenTree};
 use quote::{format_ident, quote};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
+use tasker_rules::{DEFAULT_NAMESPACE, DEFAULT_VERSION};
 
 use super::parse::{Step, TaskHandler};
 use super::yaml::BoundTemplate;
@@ -39,12 +40,12 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
                 .options
                 .namespace
                 .get()
-                .map_or_else(|| "default".to_owned(), |n| n.value()),
+                .map_or_else(|| DEFAULT_NAMESPACE.to_owned(), |n| n.value()),
             model
                 .options
                 .version
                 .get()
-                .map_or_else(|| "0.1.0".to_owned(), |v| v.value()),
+                .map_or_else(|| DEFAULT_VERSION.to_owned(), |v| v.value()),
         ),
     };
     let type_path = quote!(::core::concat!(::core::module_path!(), "::", #type_name));

@@ -7,6 +7,7 @@ use syn::{
     Attribute, Expr, FnArg, Ident, ImplItem, ItemImpl, Lit, LitStr, Pat, ReturnType, Token, Type,
     Visibility,
 };
+use tasker_rules::{MAX_RETRY_LIMIT, TimeoutProblem, retry_limit_problem, timeout_problem};
 
 use crate::attr::{self, Attr};
 use crate::ctxt::Ctxt;
@@ -360,15 +361,21 @@ fn parse_retry_limit(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<u32> 
             "`retry_limit` takes a whole number of attempts, e.g. `retry_limit = 5`",
         ));
     };
-    match int.base10_parse::<u32>() {
-        Ok(n) if (1..=crate::graph::MAX_RETRY_LIMIT).contains(&n) => Ok(n),
-        _ => Err(syn::Error::new(
+    let out_of_range = || {
+        syn::Error::new(
             int.span(),
-            format!(
-                "`retry_limit` must be between 1 and {} attempts",
-                crate::graph::MAX_RETRY_LIMIT
-            ),
-        )),
+            format!("`retry_limit` must be between 1 and {MAX_RETRY_LIMIT} attempts"),
+        )
+    };
+    // The maximum is the runtime's rule; 0 is refused too (as the REST API refuses it), since
+    // the engine would treat it as 1.
+    let limit = int.base10_parse::<u64>().map_err(|_| out_of_range())?;
+    if let Some(problem) = retry_limit_problem(limit) {
+        return Err(syn::Error::new(int.span(), problem));
+    }
+    match u32::try_from(limit) {
+        Ok(limit) if limit > 0 => Ok(limit),
+        _ => Err(out_of_range()),
     }
 }
 
@@ -386,9 +393,14 @@ fn parse_timeout(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<f64> {
         }) => parse_duration(&s.value()),
         _ => None,
     };
-    match seconds {
-        Some(s) if s > 0.0 && s.is_finite() => Ok(s),
-        _ => Err(syn::Error::new(expr.span(), hint)),
+    match seconds.map(|s| (s, timeout_problem(s))) {
+        Some((s, None)) => Ok(s),
+        Some((_, Some(problem @ TimeoutProblem::TooLarge(_)))) => {
+            Err(syn::Error::new(expr.span(), problem))
+        }
+        Some((_, Some(TimeoutProblem::NotPositive(_)))) | None => {
+            Err(syn::Error::new(expr.span(), hint))
+        }
     }
 }
 

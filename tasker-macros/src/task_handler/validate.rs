@@ -1,8 +1,16 @@
 //! Checks over the whole parsed workflow, each reporting at the user's token.
+//!
+//! The runtime's template rules that code can break (identity, step names and count, the
+//! graph's depth; retry limit and timeout in `parse`) come from the same `tasker-rules`, so a
+//! workflow that compiles is not refused for them at `build()`.
 
 use std::collections::HashMap;
 
 use proc_macro2::Span;
+use tasker_rules::{
+    Identifier, MAX_STEPS_PER_TEMPLATE, StepCountProblem, graph_depth_problem, identifier_problem,
+    step_count_problem, version_problem,
+};
 
 use super::parse::{Step, TaskHandler};
 use super::yaml::{self, BoundTemplate};
@@ -26,9 +34,7 @@ fn check_identity(cx: &mut Ctxt, model: &TaskHandler) {
     let options = &model.options;
     match options.name.get() {
         Some(name) => {
-            if let Some(problem) =
-                graph::identifier_problem("task name", &name.value(), graph::MAX_NAME_LEN)
-            {
+            if let Some(problem) = identifier_problem(Identifier::TaskName, &name.value()) {
                 cx.error_at(name, problem);
             }
         }
@@ -39,30 +45,29 @@ fn check_identity(cx: &mut Ctxt, model: &TaskHandler) {
         None => {}
     }
     if let Some(namespace) = options.namespace.get()
-        && let Some(problem) =
-            graph::identifier_problem("namespace", &namespace.value(), graph::MAX_NAME_LEN)
+        && let Some(problem) = identifier_problem(Identifier::Namespace, &namespace.value())
     {
         cx.error_at(namespace, problem);
     }
     if let Some(version) = options.version.get()
-        && let Some(problem) = graph::semver_problem(&version.value())
+        && let Some(problem) = version_problem(&version.value())
     {
-        cx.error_at(
-            version,
-            format!(
-                "version `{}` is not a semantic version `MAJOR.MINOR.PATCH`: {problem}",
-                version.value()
-            ),
-        );
+        cx.error_at(version, problem);
     }
 }
 
 fn check_steps(cx: &mut Ctxt, steps: &[Step]) {
+    // No steps at all is reported by the parser, with a hint about `#[step]`.
+    if let Some(problem @ StepCountProblem::TooMany(_)) = step_count_problem(steps.len()) {
+        // At the first step over the limit.
+        let span = steps
+            .get(MAX_STEPS_PER_TEMPLATE)
+            .map_or_else(Span::call_site, |s| s.name_span);
+        cx.error_span(span, problem);
+    }
     let mut seen: HashMap<&str, &Step> = HashMap::new();
     for step in steps {
-        if let Some(problem) =
-            graph::identifier_problem("step name", &step.name, graph::MAX_STEP_NAME_LEN)
-        {
+        if let Some(problem) = identifier_problem(Identifier::StepName, &step.name) {
             cx.error_span(step.name_span, problem);
         }
         if let Some(first) = seen.insert(&step.name, step) {
@@ -139,6 +144,20 @@ fn check_dependencies(cx: &mut Ctxt, steps: &[Step]) {
                 names.join(" -> ")
             ),
         );
+        // Depth is only defined without cycles; the runtime does not measure it either.
+        return;
+    }
+    check_depth(cx, steps, &parents);
+}
+
+fn check_depth(cx: &mut Ctxt, steps: &[Step], parents: &[Vec<usize>]) {
+    let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    if let Some(problem) = graph_depth_problem(&names, parents) {
+        // At the chain's last step.
+        let span = steps
+            .get(problem.end)
+            .map_or_else(Span::call_site, |s| s.name_span);
+        cx.error_span(span, problem);
     }
 }
 

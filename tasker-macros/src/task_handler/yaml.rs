@@ -1,15 +1,23 @@
 //! `template = "path.yaml"`: the YAML template must declare the same workflow as the code.
 //!
 //! Only what the code also declares is compared (identity, steps, dependencies, retry and
-//! timeout settings); the rest of the file is checked by the runtime when it loads it.
+//! timeout settings). Values only the file gives are held to the runtime's rules for them
+//! (identity, retry limit, timeout, custom event names); the rest of the file is checked by the
+//! runtime when it loads it.
 
 use std::collections::{BTreeSet, HashMap};
+use std::fmt::Display;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 use syn::LitStr;
+use tasker_rules::{
+    DEFAULT_NAMESPACE, DEFAULT_RETRY_LIMIT, DEFAULT_VERSION, Identifier, custom_event_problem,
+    identifier_problem, retry_limit_problem, timeout_problem, version_problem,
+};
 
-use super::parse::{Step, TaskHandler};
+use super::parse::{Step, TaskHandler, TaskOptions};
+use crate::attr::Attr;
 use crate::ctxt::Ctxt;
 
 /// The YAML file a workflow is bound to, once it has been checked.
@@ -43,6 +51,13 @@ struct YamlStep {
     default_retryable: Option<bool>,
     skippable: Option<bool>,
     timeout_seconds: Option<f64>,
+    #[serde(default)]
+    custom_events: Vec<YamlEvent>,
+}
+
+#[derive(Deserialize)]
+struct YamlEvent {
+    name: String,
 }
 
 /// Reads the template at `path` (relative to the crate root) and compares it with the code.
@@ -90,7 +105,7 @@ pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option
         "namespace",
         options.namespace.get(),
         yaml.namespace_name.as_deref(),
-        Some("default"),
+        Some(DEFAULT_NAMESPACE),
         &written,
     );
     let version = same(
@@ -98,7 +113,7 @@ pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option
         "version",
         options.version.get(),
         yaml.version.as_deref(),
-        Some("0.1.0"),
+        Some(DEFAULT_VERSION),
         &written,
     );
     if let (Some(code), Some(span)) = (options.concurrent.get(), options.concurrent.span()) {
@@ -110,6 +125,7 @@ pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option
             );
         }
     }
+    check_file_identity(cx, path, &written, options, &yaml);
     check_steps(cx, path, &written, &model.steps, &yaml.step_templates);
     let name = match name {
         Some(name) => name,
@@ -125,9 +141,73 @@ pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option
         absolute: absolute.display().to_string(),
         written,
         name,
-        namespace: namespace.unwrap_or_else(|| "default".to_owned()),
-        version: version.unwrap_or_else(|| "0.1.0".to_owned()),
+        namespace: namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        version: version.unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
     })
+}
+
+/// The runtime's identity rules on the values only the file gives; a value the attribute also
+/// gives is checked at the attribute.
+fn check_file_identity(
+    cx: &mut Ctxt,
+    path: &LitStr,
+    written: &str,
+    options: &TaskOptions,
+    yaml: &YamlTemplate,
+) {
+    let at =
+        |key: &str, problem: &dyn Display| format!("template `{written}`, key `{key}`: {problem}");
+    if let Some(name) = file_only(&options.name, &yaml.name)
+        && let Some(problem) = identifier_problem(Identifier::TaskName, name)
+    {
+        cx.error_at(path, at("name", &problem));
+    }
+    if let Some(namespace) = file_only(&options.namespace, &yaml.namespace_name)
+        && let Some(problem) = identifier_problem(Identifier::Namespace, namespace)
+    {
+        cx.error_at(path, at("namespace_name", &problem));
+    }
+    if let Some(version) = file_only(&options.version, &yaml.version)
+        && let Some(problem) = version_problem(version)
+    {
+        cx.error_at(path, at("version", &problem));
+    }
+}
+
+/// `value`, unless the attribute gives it too.
+fn file_only<'a>(attr: &Attr<LitStr>, value: &'a Option<String>) -> Option<&'a str> {
+    match attr.get() {
+        Some(_) => None,
+        None => value.as_deref(),
+    }
+}
+
+/// The runtime's step rules on the settings only the file gives: a setting the code also
+/// gives is checked at the code, and must agree with the file.
+fn check_file_step(cx: &mut Ctxt, path: &LitStr, written: &str, step: &Step, file: &YamlStep) {
+    let at = |key: &str, problem: &dyn Display| {
+        format!(
+            "template `{written}`, step `{}`, key `{key}`: {problem}",
+            file.name
+        )
+    };
+    if step.retry_limit.get().is_none()
+        && let Some(problem) = file
+            .default_retry_limit
+            .and_then(|limit| retry_limit_problem(limit.into()))
+    {
+        cx.error_at(path, at("default_retry_limit", &problem));
+    }
+    if step.timeout_seconds.get().is_none()
+        && let Some(problem) = file.timeout_seconds.and_then(timeout_problem)
+    {
+        cx.error_at(path, at("timeout_seconds", &problem));
+    }
+    for event in &file.custom_events {
+        if let Some(problem) = custom_event_problem(&event.name) {
+            cx.error_at(path, at("custom_events", &problem));
+        }
+    }
 }
 
 /// The agreed value of an identity key, reporting a difference at the attribute.
@@ -173,6 +253,7 @@ fn check_steps(cx: &mut Ctxt, path: &LitStr, written: &str, steps: &[Step], yaml
             );
             continue;
         };
+        check_file_step(cx, path, written, step, file);
         let code_deps: BTreeSet<&str> = step
             .depends_on
             .iter()
@@ -202,7 +283,7 @@ fn check_steps(cx: &mut Ctxt, path: &LitStr, written: &str, steps: &[Step], yaml
             "retry_limit",
             "default_retry_limit",
             step.retry_limit.get().copied(),
-            file.default_retry_limit.unwrap_or(3),
+            file.default_retry_limit.unwrap_or(DEFAULT_RETRY_LIMIT),
             step.retry_limit.span(),
         );
         compare(

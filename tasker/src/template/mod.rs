@@ -16,17 +16,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use load::{MAX_TEMPLATE_BYTES, load_template_file, load_templates_dir, parse_template};
-pub use validate::{
-    MAX_GRAPH_DEPTH, MAX_NAME_LEN, MAX_NAMESPACE_LEN, MAX_RETRY_LIMIT, MAX_STEP_NAME_LEN,
-    MAX_STEPS_PER_TEMPLATE, MAX_VERSION_LEN, Problem, RESERVED_EVENT_PREFIXES, TemplateError,
+// Written once in `tasker-rules`, which the macros and the CLI apply too.
+pub use tasker_rules::{
+    DEFAULT_NAMESPACE, DEFAULT_RETRY_LIMIT, DEFAULT_VERSION, MAX_GRAPH_DEPTH, MAX_NAME_LEN,
+    MAX_NAMESPACE_LEN, MAX_RETRY_LIMIT, MAX_STEP_NAME_LEN, MAX_STEPS_PER_TEMPLATE, MAX_VERSION_LEN,
+    RESERVED_EVENT_PREFIXES,
 };
-
-/// Default namespace of a template that names none (the seed's `default`).
-pub const DEFAULT_NAMESPACE: &str = "default";
-/// Default version of a template that names none (the seed's `0.1.0`).
-pub const DEFAULT_VERSION: &str = "0.1.0";
-/// Default number of attempts a step may make (the seed's `default_retry_limit`).
-pub const DEFAULT_RETRY_LIMIT: u32 = 3;
+pub use validate::{Problem, TemplateError};
 
 /// A workflow definition: its identity, context schema and steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,30 +2,16 @@
 //!
 //! Every check runs and every problem is kept, so one load shows all that is wrong.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::time::Duration;
+
+use tasker_rules::{
+    Identifier, MAX_STEP_NAME_LEN, MAX_STEPS_PER_TEMPLATE, custom_event_problem,
+    graph_depth_problem, identifier_problem, retry_limit_problem, step_count_problem,
+    timeout_problem, version_problem,
+};
 
 use super::{StepTemplate, TaskTemplate};
-
-/// Longest namespace name, in bytes.
-pub const MAX_NAMESPACE_LEN: usize = 64;
-/// Longest task name, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
-/// Longest version string, in bytes.
-pub const MAX_VERSION_LEN: usize = 16;
-/// Longest step name, in bytes.
-pub const MAX_STEP_NAME_LEN: usize = 128;
-/// Most steps one template may declare.
-pub const MAX_STEPS_PER_TEMPLATE: usize = 1000;
-/// Most steps on one dependency chain (the graph's longest path, counted in steps).
-pub const MAX_GRAPH_DEPTH: usize = 100;
-/// Highest `default_retry_limit` a step may ask for.
-pub const MAX_RETRY_LIMIT: u32 = 1000;
-/// Prefixes of the engine's own events, which custom events may not use.
-pub const RESERVED_EVENT_PREFIXES: &[&str] =
-    &["task.", "step.", "workflow.", "observability.", "test."];
 
 // Enough to explain a broken graph without letting a hostile one produce megabytes of paths.
 const MAX_CYCLES_REPORTED: usize = 16;
@@ -167,31 +153,7 @@ impl TaskTemplate {
     /// Kahn's algorithm; among ready steps the earliest declared goes first, so the order is
     /// deterministic. Steps on a cycle (which [`TaskTemplate::validate`] rejects) are left out.
     pub fn topological_order(&self) -> Vec<usize> {
-        let parents = self.parent_indices();
-        let mut children = vec![Vec::new(); parents.len()];
-        let mut waiting: Vec<usize> = parents.iter().map(Vec::len).collect();
-        for (child, ps) in parents.iter().enumerate() {
-            for &parent in ps {
-                children[parent].push(child);
-            }
-        }
-        let mut ready: BinaryHeap<Reverse<usize>> = waiting
-            .iter()
-            .enumerate()
-            .filter(|&(_, &n)| n == 0)
-            .map(|(i, _)| Reverse(i))
-            .collect();
-        let mut order = Vec::with_capacity(parents.len());
-        while let Some(Reverse(step)) = ready.pop() {
-            order.push(step);
-            for &child in &children[step] {
-                waiting[child] -= 1;
-                if waiting[child] == 0 {
-                    ready.push(Reverse(child));
-                }
-            }
-        }
-        order
+        tasker_rules::topological_order(&self.parent_indices())
     }
 
     /// For each step, the indices of its known parents (first declaration of each name).
@@ -241,47 +203,21 @@ impl Checker {
     }
 
     fn identity(&mut self, template: &TaskTemplate) {
-        if let Some(message) =
-            identifier_problem("namespace", &template.namespace_name, MAX_NAMESPACE_LEN)
-        {
-            self.push(Problem::new(message).at_key("namespace_name"));
+        if let Some(problem) = identifier_problem(Identifier::Namespace, &template.namespace_name) {
+            self.push(Problem::new(problem.to_string()).at_key("namespace_name"));
         }
-        if let Some(message) = identifier_problem("task name", &template.name, MAX_NAME_LEN) {
-            self.push(Problem::new(message).at_key("name"));
+        if let Some(problem) = identifier_problem(Identifier::TaskName, &template.name) {
+            self.push(Problem::new(problem.to_string()).at_key("name"));
         }
-        let version = &template.version;
-        if version.len() > MAX_VERSION_LEN {
-            self.push(
-                Problem::new(format!(
-                    "version `{}` is {} bytes long, over the maximum of {MAX_VERSION_LEN}",
-                    shorten(version),
-                    version.len()
-                ))
-                .at_key("version"),
-            );
-        } else if let Err(why) = check_semver(version) {
-            self.push(
-                Problem::new(format!(
-                    "version `{version}` is not a semantic version `MAJOR.MINOR.PATCH` \
-                     (optionally `-pre` and `+build`): {why}"
-                ))
-                .at_key("version"),
-            );
+        if let Some(problem) = version_problem(&template.version) {
+            self.push(Problem::new(problem.to_string()).at_key("version"));
         }
     }
 
     fn steps(&mut self, template: &TaskTemplate) {
         let steps = &template.step_templates;
-        if steps.is_empty() {
-            self.push(Problem::new("template has no steps").at_key("step_templates"));
-        } else if steps.len() > MAX_STEPS_PER_TEMPLATE {
-            self.push(
-                Problem::new(format!(
-                    "template has {} steps, over the maximum of {MAX_STEPS_PER_TEMPLATE}",
-                    steps.len()
-                ))
-                .at_key("step_templates"),
-            );
+        if let Some(problem) = step_count_problem(steps.len()) {
+            self.push(Problem::new(problem.to_string()).at_key("step_templates"));
         }
 
         let mut first_seen: HashMap<&str, usize> = HashMap::new();
@@ -290,10 +226,12 @@ impl Checker {
                 self.push(
                     Problem::new(format!("step_templates[{i}] has an empty name")).at_key("name"),
                 );
-            } else if let Some(message) =
-                identifier_problem("step name", &step.name, MAX_STEP_NAME_LEN)
-            {
-                self.push(Problem::new(message).in_step(&step.name).at_key("name"));
+            } else if let Some(problem) = identifier_problem(Identifier::StepName, &step.name) {
+                self.push(
+                    Problem::new(problem.to_string())
+                        .in_step(&step.name)
+                        .at_key("name"),
+                );
             } else if let Some(&first) = first_seen.get(step.name.as_str()) {
                 self.push(
                     Problem::new(format!(
@@ -310,51 +248,24 @@ impl Checker {
     }
 
     fn step_settings(&mut self, step: &StepTemplate) {
-        if step.default_retry_limit > MAX_RETRY_LIMIT {
+        if let Some(problem) = retry_limit_problem(step.default_retry_limit.into()) {
             self.push(
-                Problem::new(format!(
-                    "retry limit {} is over the maximum of {MAX_RETRY_LIMIT}",
-                    step.default_retry_limit
-                ))
-                .in_step(&step.name)
-                .at_key("default_retry_limit"),
+                Problem::new(problem.to_string())
+                    .in_step(&step.name)
+                    .at_key("default_retry_limit"),
             );
         }
-        if let Some(seconds) = step.timeout_seconds {
-            let message = if !seconds.is_finite() || seconds <= 0.0 {
-                Some(format!(
-                    "timeout must be a finite number of seconds greater than 0, got {seconds}"
-                ))
-            } else if Duration::try_from_secs_f64(seconds).is_err() {
-                Some(format!("timeout of {seconds} seconds is too large"))
-            } else {
-                None
-            };
-            if let Some(message) = message {
-                self.push(
-                    Problem::new(message)
-                        .in_step(&step.name)
-                        .at_key("timeout_seconds"),
-                );
-            }
+        if let Some(problem) = step.timeout_seconds.and_then(timeout_problem) {
+            self.push(
+                Problem::new(problem.to_string())
+                    .in_step(&step.name)
+                    .at_key("timeout_seconds"),
+            );
         }
         for event in &step.custom_events {
-            let name = &event.name;
-            let message = if !name.contains('.') || name.split('.').any(str::is_empty) {
-                Some(format!(
-                    "custom event `{name}` must be a dotted name like `order.fulfilled`"
-                ))
-            } else {
-                RESERVED_EVENT_PREFIXES
-                    .iter()
-                    .find(|prefix| name.starts_with(*prefix))
-                    .map(|prefix| {
-                        format!("custom event `{name}` uses the reserved prefix `{prefix}`")
-                    })
-            };
-            if let Some(message) = message {
+            if let Some(problem) = custom_event_problem(&event.name) {
                 self.push(
-                    Problem::new(message)
+                    Problem::new(problem.to_string())
                         .in_step(&step.name)
                         .at_key("custom_events"),
                 );
@@ -423,26 +334,8 @@ impl Checker {
             return;
         }
 
-        let order = template.topological_order();
-        let mut depth = vec![0usize; steps.len()];
-        let mut deepest: Option<(usize, usize)> = None;
-        for &i in &order {
-            depth[i] = 1 + parents[i].iter().map(|&p| depth[p]).max().unwrap_or(0);
-            if deepest.is_none_or(|(d, _)| depth[i] > d) {
-                deepest = Some((depth[i], i));
-            }
-        }
-        if let Some((d, i)) = deepest
-            && d > MAX_GRAPH_DEPTH
-        {
-            self.push(
-                Problem::new(format!(
-                    "dependency chain ending at step `{}` is {d} steps long, \
-                     over the maximum of {MAX_GRAPH_DEPTH}",
-                    names[i]
-                ))
-                .at_key("step_templates"),
-            );
+        if let Some(problem) = graph_depth_problem(&names, &parents) {
+            self.push(Problem::new(problem.to_string()).at_key("step_templates"));
         }
     }
 
@@ -555,91 +448,6 @@ fn dependency_key(step: &StepTemplate, dep: &str) -> &'static str {
     } else {
         "depends_on_steps"
     }
-}
-
-/// Why `value` is not a valid identifier, if it is not.
-fn identifier_problem(what: &str, value: &str, max: usize) -> Option<String> {
-    if value.is_empty() {
-        return Some(format!("{what} is empty"));
-    }
-    if value.len() > max {
-        return Some(format!(
-            "{what} `{}` is {} bytes long, over the maximum of {max}",
-            shorten(value),
-            value.len()
-        ));
-    }
-    if let Some(bad) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Some(format!(
-            "{what} `{value}` contains {bad:?}; use ASCII letters, digits, `_`, `-` and `.`"
-        ));
-    }
-    None
-}
-
-/// The first 32 characters of `value`, for messages about over-long values.
-fn shorten(value: &str) -> String {
-    match value.char_indices().nth(32) {
-        Some((cut, _)) => format!("{}…", &value[..cut]),
-        None => value.to_owned(),
-    }
-}
-
-/// Checks `MAJOR.MINOR.PATCH[-PRE][+BUILD]` as semver 2.0.0 defines it.
-fn check_semver(version: &str) -> Result<(), &'static str> {
-    let (rest, build) = match version.split_once('+') {
-        Some((rest, build)) => (rest, Some(build)),
-        None => (version, None),
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    if parts.len() != 3 {
-        return Err("expected three numbers separated by dots");
-    }
-    for part in parts {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("MAJOR, MINOR and PATCH must be numbers");
-        }
-        if part.len() > 1 && part.starts_with('0') {
-            return Err("numbers must not have leading zeros");
-        }
-    }
-    if let Some(pre) = pre {
-        for ident in pre.split('.') {
-            check_semver_identifier(ident)?;
-            if ident.bytes().all(|b| b.is_ascii_digit())
-                && ident.len() > 1
-                && ident.starts_with('0')
-            {
-                return Err("numeric pre-release identifiers must not have leading zeros");
-            }
-        }
-    }
-    if let Some(build) = build {
-        for ident in build.split('.') {
-            check_semver_identifier(ident)?;
-        }
-    }
-    Ok(())
-}
-
-fn check_semver_identifier(ident: &str) -> Result<(), &'static str> {
-    if ident.is_empty() {
-        return Err("pre-release and build identifiers must not be empty");
-    }
-    if !ident
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err("pre-release and build identifiers use only ASCII letters, digits and `-`");
-    }
-    Ok(())
 }
 
 /// Levenshtein distance over characters.

@@ -1,0 +1,16 @@
+use tasker::prelude::*;
+
+#[derive(Default)]
+struct Flow;
+
+// The retry limit comes from the file alone, so the file's value is checked.
+// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-tests`.
+#[task_handler(template = "../../../../tests/ui/templates/retry_limit_over_maximum.yaml")]
+impl Flow {
+    #[step]
+    async fn fetch(&self, _cx: &StepContext) -> Result<i64, StepError> {
+        Ok(1)
+    }
+}
+
+fn main() {}
