@@ -6,7 +6,26 @@ use crate::template::TemplateError;
 /// Everything that can go wrong outside a step handler.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A configuration file is unreadable or malformed.
+    /// A configuration file cannot be read.
+    #[error("invalid configuration: cannot read `{}`: {source}", path.display())]
+    ConfigUnreadable {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A configuration file is not valid YAML, has an unknown key, or a value out of range.
+    #[error("invalid configuration: `{file}`{}: {source}", key_in_file(.key.as_deref()))]
+    ConfigMalformed {
+        /// The file (or whatever the YAML was read from).
+        file: String,
+        /// The dotted key at fault (`backoff.max_seconds`); `None` for the document itself,
+        /// as for an unknown top-level key (which the source names).
+        key: Option<String>,
+        /// What is wrong.
+        source: serde_norway::Error,
+    },
+    /// A server, telemetry or metrics setting cannot be applied.
     #[error("invalid configuration: {0}")]
     Config(String),
     /// The database URL names no supported backend.
@@ -145,6 +164,11 @@ pub enum Error {
     /// A blocking database task panicked or was cancelled.
     #[error("background database task failed: {0}")]
     Join(String),
+}
+
+/// ` at `key`` for a key in a configuration file, nothing for the document itself.
+fn key_in_file(key: Option<&str>) -> String {
+    key.map(|key| format!(" at `{key}`")).unwrap_or_default()
 }
 
 /// Shorthand for results of this crate.

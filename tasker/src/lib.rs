@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod backoff;
 pub mod config;
 pub mod diagram;
 pub mod engine;
@@ -55,6 +56,7 @@ pub mod http;
 pub mod metrics;
 pub mod redact;
 pub mod registry;
+mod seconds;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod state;
@@ -65,8 +67,8 @@ pub mod telemetry;
 pub mod template;
 pub mod workflow;
 
+pub use backoff::BackoffConfig;
 pub use config::TaskerConfig;
-pub use engine::backoff::BackoffConfig;
 pub use engine::{
     IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
     shutdown_signal,

@@ -1,6 +1,5 @@
 //! The engine: creating tasks, running their steps on workers, and operating on them.
 
-pub mod backoff;
 mod request;
 pub(crate) mod spans;
 mod worker;
