@@ -50,6 +50,7 @@ pub mod diagram;
 pub mod engine;
 mod error;
 pub mod events;
+mod generated;
 pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
@@ -98,19 +99,18 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::events::{CustomEvent, CustomEventRegistration, Event};
+    pub use crate::generated::{
+        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, StepReturn,
+        SubscriberRegistration, TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema,
+        ViaNothing, assert_step_input, context_schema, method_step, parent_input, require_send,
+        schema_of, step_result, typed_context,
+    };
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
     };
-    pub use crate::subscriber::{
-        DynSubscriber, Subscriber, SubscriberError, SubscriberRegistration,
-    };
+    pub use crate::subscriber::{DynSubscriber, Subscriber, SubscriberError};
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
-    pub use crate::workflow::{
-        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, StepReturn, TaskHandler,
-        TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema, ViaNothing,
-        assert_step_input, context_schema, method_step, parent_input, require_send, schema_of,
-        step_result, typed_context,
-    };
+    pub use crate::workflow::TaskHandler;
     pub use crate::{Error, Result, TaskContext};
     pub use ::inventory;
     pub use ::schemars;

@@ -1180,3 +1180,41 @@ async fn results_keep_every_character_without_standard_strings() {
     db.url.push_str("%20-cstandard_conforming_strings%3Doff");
     results_keep_every_character(db).await;
 }
+
+/// A registry handed to the builder adds to what the builder has; it never replaces a template
+/// or a step handler registered there.
+#[tokio::test]
+async fn a_registry_handed_to_the_builder_cannot_replace_what_it_has() {
+    let db = TestDatabase::sqlite();
+    let mut theirs = tasker::Registry::new();
+    theirs
+        .register_template(single("merged"))
+        .expect("template");
+    let error = db
+        .builder()
+        .template(single("merged"))
+        .handler("who", who())
+        .registry(theirs)
+        .build()
+        .await
+        .expect_err("duplicate template");
+    assert!(
+        matches!(&error, Error::DuplicateTemplate(key) if key == "test/merged@1.0.0"),
+        "{error}"
+    );
+
+    let mut theirs = tasker::Registry::new();
+    theirs.register_handler("who", who()).expect("handler");
+    let error = db
+        .builder()
+        .template(single("merged"))
+        .handler("who", who())
+        .registry(theirs)
+        .build()
+        .await
+        .expect_err("duplicate handler");
+    assert!(
+        matches!(&error, Error::DuplicateHandler(name) if name == "who"),
+        "{error}"
+    );
+}

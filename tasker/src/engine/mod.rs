@@ -19,6 +19,7 @@ pub use worker::{Worker, WorkerOptions};
 use crate::config::TaskerConfig;
 use crate::error::{Error, Result};
 use crate::events::{Event, EventKind};
+use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::TaskState;
@@ -26,9 +27,7 @@ use crate::store::{
     self, EventRecord, NewTask, PreparedStep, PreparedTask, StepInfo, Store, TaskFilter, TaskRow,
     TransitionInfo, dispatch,
 };
-use crate::subscriber::{
-    DynSubscriber, Subscriber, SubscriberRegistration, SubscriberStats, Subscribers,
-};
+use crate::subscriber::{DynSubscriber, Subscriber, SubscriberStats, Subscribers};
 use crate::template::TaskTemplate;
 use crate::workflow::TaskHandler;
 
@@ -197,34 +196,14 @@ impl TaskerBuilder {
         self
     }
 
-    /// Uses a registry built elsewhere (its templates and handlers are added to this one's).
+    /// Uses a registry built elsewhere (its templates and handlers are added to this one's; one
+    /// registered in both fails the build).
     pub fn registry(mut self, registry: Registry) -> Self {
-        for (key, template) in registry.templates {
-            if self
-                .registry
-                .templates
-                .insert(key.clone(), template)
-                .is_some()
-                && self.error.is_none()
-            {
-                self.error = Some(Error::DuplicateTemplate(key.to_string()));
-            }
+        if self.error.is_none()
+            && let Err(e) = self.registry.merge(registry)
+        {
+            self.error = Some(e);
         }
-        for (name, handler) in registry.handlers {
-            if self
-                .registry
-                .handlers
-                .insert(name.clone(), handler)
-                .is_some()
-                && self.error.is_none()
-            {
-                self.error = Some(Error::DuplicateHandler(name));
-            }
-        }
-        // Task handlers registered there are not discovered again.
-        self.registry
-            .task_handler_types
-            .extend(registry.task_handler_types);
         self
     }
 
