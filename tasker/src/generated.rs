@@ -15,42 +15,11 @@ use serde::de::DeserializeOwned;
 use crate::error::Result;
 use crate::handler::{BoxFuture, DynStepHandler, StepContext, StepError, StepHandler, StepResult};
 use crate::subscriber::DynSubscriber;
-use crate::template::TaskTemplate;
-use crate::workflow::{StepOutput, TaskHandler};
-
-/// A step parameter that can take its parent's output `T`: `T` itself, or `Option<T>` for a
-/// parent that may be bypassed (its output is then `None`).
-#[diagnostic::on_unimplemented(
-    message = "this step parameter is `{Self}`, but the step it depends on outputs `{T}`",
-    label = "expected `{T}` or `Option<{T}>`",
-    note = "a step's parameters after its context are the outputs of its `depends_on` steps, in order"
-)]
-pub trait StepInput<T> {}
-
-impl<T> StepInput<T> for T {}
-impl<T> StepInput<T> for Option<T> {}
+use crate::template::{Problem, TaskTemplate, TemplateError};
+use crate::workflow::{StepInput, StepOutput, StepReturn, TaskHandler};
 
 /// Fails to compile, at the user's parameter, unless `P` can take the parent's output `T`.
 pub fn assert_step_input<P: StepInput<T>, T>() {}
-
-/// What a step method may return: `Result<T, E>` where `E` converts into a [`StepError`].
-#[diagnostic::on_unimplemented(
-    message = "a step must return `Result<T, StepError>`, not `{Self}`",
-    label = "return `Result<T, E>` where `E: Into<StepError>`"
-)]
-pub trait StepReturn {
-    /// The step's output on success.
-    type Output;
-    /// Converts the error into a [`StepError`].
-    fn into_step_result(self) -> Result<Self::Output, StepError>;
-}
-
-impl<T, E: Into<StepError>> StepReturn for Result<T, E> {
-    type Output = T;
-    fn into_step_result(self) -> Result<T, StepError> {
-        self.map_err(Into::into)
-    }
-}
 
 /// One step of a task handler: the shared handler and the generated function that runs the step.
 pub(crate) struct MethodStep<H> {
@@ -300,4 +269,29 @@ pub fn context_schema<H: TaskHandler>() -> serde_json::Value {
 /// The JSON Schema of `T`, as stored in templates.
 pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
     schemars::schema_for!(T).to_value()
+}
+
+/// What the placeholder `TaskHandler::template` of a `#[task_handler]` that did not compile
+/// returns. The macros emit that placeholder next to their errors so one mistake does not
+/// cascade; it never runs, since the program does not compile.
+pub fn uncompiled_template(type_name: &'static str) -> Result<TaskTemplate> {
+    Err(TemplateError::new(type_name, vec![Problem::new(UNCOMPILED)]).into())
+}
+
+const UNCOMPILED: &str = "this task handler did not compile";
+
+/// The error the macros' placeholder names today, as `__private::Error::InvalidRequest(…)`:
+/// that variant is gone from [`crate::Error`], so this stands in for it until the macros call
+/// [`uncompiled_template`] instead.
+pub struct PlaceholderError;
+
+impl PlaceholderError {
+    /// The placeholder's error: a template error saying the handler did not compile.
+    #[allow(
+        non_snake_case,
+        reason = "named like the enum variant the macros' generated code calls"
+    )]
+    pub fn InvalidRequest(message: String) -> crate::Error {
+        TemplateError::new("task handler", vec![Problem::new(message)]).into()
+    }
 }

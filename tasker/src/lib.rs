@@ -74,7 +74,7 @@ pub use engine::{
     IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
     shutdown_signal,
 };
-pub use error::{Error, Result};
+pub use error::{ContextViolation, Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use registry::{Registry, TemplateKey};
@@ -100,18 +100,21 @@ pub use serde_json;
 pub mod __private {
     pub use crate::events::{CustomEvent, CustomEventRegistration, Event};
     pub use crate::generated::{
-        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, StepReturn,
-        SubscriberRegistration, TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema,
-        ViaNothing, assert_step_input, context_schema, method_step, parent_input, require_send,
-        schema_of, step_result, typed_context,
+        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, SubscriberRegistration,
+        TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema, ViaNothing,
+        assert_step_input, context_schema, method_step, parent_input, require_send, schema_of,
+        step_result, typed_context, uncompiled_template,
     };
+    // Until the macros' placeholder calls `uncompiled_template`, `__private::Error` is the
+    // stand-in for the variant it names; nothing else in generated code names it.
+    pub use crate::generated::PlaceholderError as Error;
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
     };
     pub use crate::subscriber::{DynSubscriber, Subscriber, SubscriberError};
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
-    pub use crate::workflow::TaskHandler;
-    pub use crate::{Error, Result, TaskContext};
+    pub use crate::workflow::{StepReturn, TaskHandler};
+    pub use crate::{Result, TaskContext};
     pub use ::inventory;
     pub use ::schemars;
     pub use ::serde;

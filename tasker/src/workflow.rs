@@ -57,6 +57,37 @@ pub trait TaskHandler: Send + Sync + Sized + 'static {
     fn step_handlers(self: Arc<Self>) -> Vec<(String, Arc<dyn DynStepHandler>)>;
 }
 
+/// A step parameter that can take its parent's output `T`: `T` itself, or `Option<T>` for a
+/// parent that may be bypassed (its output is then `None`).
+#[diagnostic::on_unimplemented(
+    message = "this step parameter is `{Self}`, but the step it depends on outputs `{T}`",
+    label = "expected `{T}` or `Option<{T}>`",
+    note = "a step's parameters after its context are the outputs of its `depends_on` steps, in order"
+)]
+pub trait StepInput<T> {}
+
+impl<T> StepInput<T> for T {}
+impl<T> StepInput<T> for Option<T> {}
+
+/// What a step method may return: `Result<T, E>` where `E` converts into a [`StepError`].
+#[diagnostic::on_unimplemented(
+    message = "a step must return `Result<T, StepError>`, not `{Self}`",
+    label = "return `Result<T, E>` where `E: Into<StepError>`"
+)]
+pub trait StepReturn {
+    /// The step's output on success.
+    type Output;
+    /// Converts the error into a [`StepError`].
+    fn into_step_result(self) -> Result<Self::Output, StepError>;
+}
+
+impl<T, E: Into<StepError>> StepReturn for Result<T, E> {
+    type Output = T;
+    fn into_step_result(self) -> Result<T, StepError> {
+        self.map_err(Into::into)
+    }
+}
+
 /// Classifies any error while propagating it with `?`: `.retryable()?` or `.permanent()?`.
 pub trait ResultExt<T> {
     /// Turns the error into a retryable [`StepError`].

@@ -17,7 +17,7 @@ pub use request::{IdentityStrategy, TaskRequest};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
-use crate::error::{Error, Result};
+use crate::error::{ContextViolation, Error, Result};
 use crate::events::{Event, EventKind};
 use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
@@ -276,8 +276,7 @@ impl TaskerBuilder {
             }
             Ok(store)
         })
-        .await
-        .map_err(|e| Error::Join(e.to_string()))??;
+        .await??;
 
         let local: std::collections::HashSet<TemplateKey> =
             registry.templates.keys().cloned().collect();
@@ -483,29 +482,18 @@ impl Tasker {
             .inner
             .ids
             .get(&TemplateKey::of(template))
-            .ok_or_else(|| {
-                Error::InvalidRequest(format!("template `{}` is not stored", template.full_name()))
-            })?;
+            .ok_or_else(|| Error::TemplateNotStored(template.full_name()))?;
         let context = serde_json::to_string(&request.context)?;
         if context.len() > self.inner.config.max_context_bytes {
-            return Err(Error::InvalidRequest(format!(
-                "context is {} bytes, over the limit of {} (`max_context_bytes`)",
-                context.len(),
-                self.inner.config.max_context_bytes
-            )));
+            return Err(Error::ContextTooLarge {
+                bytes: context.len(),
+                limit: self.inner.config.max_context_bytes,
+            });
         }
         if let Some(validator) = &registered.validator {
-            let errors: Vec<String> = validator
+            let errors: Vec<ContextViolation> = validator
                 .iter_errors(&request.context)
-                .map(|e| {
-                    let path = e.instance_path().to_string();
-                    let at = if path.is_empty() {
-                        "/".to_owned()
-                    } else {
-                        path
-                    };
-                    format!("at `{at}`: {e}")
-                })
+                .map(|e| ContextViolation::new(e.instance_path().to_string(), e.to_string()))
                 .collect();
             if !errors.is_empty() {
                 return Err(Error::InvalidContext {
@@ -517,16 +505,16 @@ impl Tasker {
         for name in &request.bypass_steps {
             match template.find_step(name) {
                 None => {
-                    return Err(Error::InvalidRequest(format!(
-                        "bypass_steps names `{name}`, which is not a step of `{}`",
-                        template.full_name()
-                    )));
+                    return Err(Error::UnknownBypassStep {
+                        template: template.full_name(),
+                        step: name.clone(),
+                    });
                 }
                 Some(step) if !step.skippable => {
-                    return Err(Error::InvalidRequest(format!(
-                        "step `{name}` of `{}` is not skippable and cannot be bypassed",
-                        template.full_name()
-                    )));
+                    return Err(Error::StepNotSkippable {
+                        template: template.full_name(),
+                        step: name.clone(),
+                    });
                 }
                 Some(_) => {}
             }
@@ -537,9 +525,10 @@ impl Tasker {
             ("reason", &request.reason),
         ] {
             if value.chars().count() > 128 {
-                return Err(Error::InvalidRequest(format!(
-                    "`{label}` is longer than 128 characters"
-                )));
+                return Err(Error::InvalidField {
+                    field: label,
+                    problem: "is longer than 128 characters".to_owned(),
+                });
             }
         }
         if request
@@ -547,18 +536,20 @@ impl Tasker {
             .as_ref()
             .is_some_and(|c| c.is_empty() || c.len() > 128)
         {
-            return Err(Error::InvalidRequest(
-                "`correlation_id` must be 1 to 128 bytes".to_owned(),
-            ));
+            return Err(Error::InvalidField {
+                field: "correlation_id",
+                problem: "must be 1 to 128 bytes".to_owned(),
+            });
         }
         if request
             .idempotency_key
             .as_ref()
             .is_some_and(|k| k.is_empty() || k.len() > 255)
         {
-            return Err(Error::InvalidRequest(
-                "`idempotency_key` must be 1 to 255 bytes".to_owned(),
-            ));
+            return Err(Error::InvalidField {
+                field: "idempotency_key",
+                problem: "must be 1 to 255 bytes".to_owned(),
+            });
         }
 
         let index: HashMap<&str, usize> = template

@@ -951,8 +951,7 @@ impl Store {
     /// Applies the embedded migrations that have not run yet; returns how many ran. Safe to call
     /// from several processes at once: they serialise on a lock.
     pub fn migrate(&self) -> Result<usize> {
-        let migration_error =
-            |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+        let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e);
         match &*self.pool {
             Pool::Sqlite(p, gate) => {
                 let _gate = hold(gate);
@@ -986,8 +985,7 @@ impl Store {
             C: MigrationHarness<DB>,
             S: diesel::migration::MigrationSource<DB>,
         {
-            let migration_error =
-                |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+            let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e);
             let applied: Vec<String> = conn
                 .applied_migrations()
                 .map_err(migration_error)?
@@ -1027,6 +1025,6 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| Error::Join(e.to_string()))?
+            .map_err(Error::Join)?
     }
 }

@@ -327,7 +327,7 @@ pub(crate) fn create_task(
                 return match (existing, &task.idempotency_key) {
                     (Some(id), Some(_)) => Ok((NewTask { id, existing: true }, Vec::new())),
                     (Some(id), None) => Err(Error::DuplicateRequest(id)),
-                    (None, _) => Err(Error::InvalidRequest("task identity conflict".to_owned())),
+                    (None, _) => Err(Error::IdentityConflict),
                 };
             }
         };
