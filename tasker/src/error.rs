@@ -167,7 +167,7 @@ pub enum Error {
         /// Every violation, each naming the value at fault.
         errors: Vec<ContextViolation>,
     },
-    /// The task context is larger than [`TaskerConfig::max_context_bytes`](crate::TaskerConfig::max_context_bytes).
+    /// The task context is larger than the configured `max_context_bytes`.
     #[error(
         "invalid task request: context is {bytes} bytes, over the limit of {limit} (`max_context_bytes`)"
     )]

@@ -49,12 +49,12 @@ pub(crate) struct RegisteredTemplate {
 /// Task templates and step handlers, registered at start-up.
 #[derive(Default)]
 pub struct Registry {
-    pub(crate) templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
+    templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
     pub(crate) handlers: HashMap<String, Arc<dyn DynStepHandler>>,
     /// Task handler types already registered, so automatic registration skips them.
-    pub(crate) task_handler_types: HashSet<TypeId>,
+    task_handler_types: HashSet<TypeId>,
     /// The environment whose overrides YAML-bound task handlers apply.
-    pub(crate) environment: Option<String>,
+    environment: Option<String>,
 }
 
 impl fmt::Debug for Registry {
@@ -258,6 +258,24 @@ impl Registry {
     pub fn templates(&self) -> Vec<&TaskTemplate> {
         let mut all: Vec<&TaskTemplate> = self.templates.values().map(|r| &r.template).collect();
         all.sort_by(|a, b| TemplateKey::of(a).cmp(&TemplateKey::of(b)));
+        all
+    }
+
+    /// Sets the environment whose overrides task handlers registered from now on apply.
+    pub(crate) fn set_environment(&mut self, environment: Option<String>) {
+        self.environment = environment;
+    }
+
+    /// The keys of every registered template.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &TemplateKey> {
+        self.templates.keys()
+    }
+
+    /// Every registered template with its key, sorted by key.
+    pub(crate) fn registered(&self) -> Vec<(&TemplateKey, &Arc<RegisteredTemplate>)> {
+        let mut all: Vec<(&TemplateKey, &Arc<RegisteredTemplate>)> =
+            self.templates.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
         all
     }
 

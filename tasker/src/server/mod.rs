@@ -618,9 +618,13 @@ async fn update_task(
     if update
         .reason
         .as_ref()
-        .is_some_and(|r| r.chars().count() > 128)
+        .is_some_and(|r| r.chars().count() > crate::engine::MAX_LABEL_CHARS)
     {
-        return Err(ApiError::bad_request("`reason` is longer than 128 characters").at("/reason"));
+        return Err(ApiError::bad_request(format!(
+            "`reason` is longer than {} characters",
+            crate::engine::MAX_LABEL_CHARS
+        ))
+        .at("/reason"));
     }
     let task = state
         .tasker
