@@ -253,8 +253,8 @@ pub fn require_send<F: Future + Send>(future: F) -> F {
 
 /// The attempt's context as `H`'s context type.
 ///
-/// Generic over `H` so a context type that is not [`TaskContext`] is reported once, at the
-/// `context = …` option, and not again at every use.
+/// Generic over `H` so a context type that is not [`TaskContext`](crate::TaskContext) is
+/// reported once, at the `context = …` option, and not again at every use.
 pub fn typed_context<H: TaskHandler>(
     cx: &StepContext,
 ) -> Result<StepContext<H::Context>, StepError> {

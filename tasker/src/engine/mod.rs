@@ -999,13 +999,16 @@ fn check_bypass(template: &TaskTemplate, bypass_steps: &[String]) -> Result<()> 
     Ok(())
 }
 
+/// Dependency edges as `(parent, child)` indexes into a task's steps.
+type StepEdges = Vec<(usize, usize)>;
+
 /// The steps to insert, each counting the parents it still waits for (a bypassed parent does
 /// not count), and the edges between them as `(parent, child)` indexes into the steps.
 fn build_steps(
     template: &TaskTemplate,
     ids: &store::TemplateIds,
     bypass_steps: &[String],
-) -> Result<(Vec<PreparedStep>, Vec<(usize, usize)>)> {
+) -> Result<(Vec<PreparedStep>, StepEdges)> {
     let index: HashMap<&str, usize> = template
         .step_templates
         .iter()
