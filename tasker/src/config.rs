@@ -1,40 +1,85 @@
 //! Engine configuration, with the defaults documented on each field.
+//!
+//! A configuration file (YAML, as `cargo tasker init` writes it) names each field as it is here,
+//! durations with a `_seconds` suffix in seconds (`lease_seconds: 30`), retry delays under
+//! `backoff` (see [`BackoffConfig`]). Every key is optional; an unknown key is refused.
 
+use std::path::Path;
 use std::time::Duration;
 
-use crate::engine::backoff::BackoffConfig;
+use crate::BackoffConfig;
+use crate::error::Error;
+
+/// The default heartbeat is this fraction of the lease, so a lease survives two missed beats.
+const HEARTBEATS_PER_LEASE: u32 = 3;
 
 /// How the engine connects, runs steps and recovers them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TaskerConfig {
     /// Database URL: a SQLite file path (or `sqlite://PATH`), or a `postgres://` URL.
     /// Default: `TASKER_DATABASE_URL`, else `tasker.db` in the current directory.
     pub database_url: String,
     /// Maximum connections in the pool. Default: 8.
+    #[serde(deserialize_with = "at_least_one")]
     pub pool_size: u32,
     /// How long to wait for a pooled connection before failing. Default: 10 s.
+    #[serde(
+        rename = "connection_timeout_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub connection_timeout: Duration,
     /// Deadline of every database statement (PostgreSQL `statement_timeout`, and the limit on an
     /// idle open transaction); SQLite waits this long for another process's write lock.
     /// Default: 30 s.
+    #[serde(
+        rename = "statement_timeout_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub statement_timeout: Duration,
     /// Apply the embedded migrations when the engine starts. Default: true.
     pub migrate_on_start: bool,
     /// Steps one worker runs at the same time. Default: 8.
+    #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
     /// Most steps claimed in one statement. Default: 32.
+    #[serde(deserialize_with = "at_least_one")]
     pub claim_batch: usize,
     /// How long a claimed step is owned before another worker may recover it. Default: 30 s.
+    #[serde(
+        rename = "lease_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub lease: Duration,
     /// How often a worker extends the leases of the steps it runs. Default: lease / 3.
+    #[serde(
+        rename = "heartbeat_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub heartbeat: Duration,
     /// How often a worker looks for steps whose lease expired. Default: 5 s.
+    #[serde(
+        rename = "sweep_interval_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub sweep_interval: Duration,
     /// Longest wait between two claims when idle and no wake-up arrives. Default: 1 s.
+    #[serde(
+        rename = "max_poll_interval_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub max_poll_interval: Duration,
     /// Deadline of one step attempt when its template sets none. Default: 5 min.
+    #[serde(
+        rename = "default_step_timeout_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub default_step_timeout: Duration,
     /// How long a graceful shutdown lets running steps finish. Default: 30 s.
+    #[serde(
+        rename = "shutdown_grace_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub shutdown_grace: Duration,
     /// Retry delays.
     pub backoff: BackoffConfig,
@@ -55,8 +100,7 @@ impl Default for TaskerConfig {
     fn default() -> Self {
         let lease = Duration::from_secs(30);
         Self {
-            database_url: std::env::var("TASKER_DATABASE_URL")
-                .unwrap_or_else(|_| "tasker.db".to_owned()),
+            database_url: database_url_from_env().unwrap_or_else(|| "tasker.db".to_owned()),
             pool_size: 8,
             connection_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
@@ -64,7 +108,7 @@ impl Default for TaskerConfig {
             concurrency: 8,
             claim_batch: 32,
             lease,
-            heartbeat: lease / 3,
+            heartbeat: lease / HEARTBEATS_PER_LEASE,
             sweep_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(1),
             default_step_timeout: Duration::from_secs(300),
@@ -72,7 +116,7 @@ impl Default for TaskerConfig {
             backoff: BackoffConfig::default(),
             max_context_bytes: 1 << 20,
             max_result_bytes: 1 << 20,
-            environment: std::env::var("TASKER_ENV").ok(),
+            environment: environment_from_env(),
             redact_keys: crate::redact::DEFAULT_KEYS
                 .iter()
                 .map(|k| (*k).to_owned())
@@ -80,41 +124,6 @@ impl Default for TaskerConfig {
             redact_mask: crate::redact::DEFAULT_MASK.to_owned(),
         }
     }
-}
-
-/// The keys of a configuration file: every one optional, durations in seconds.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    database_url: Option<String>,
-    pool_size: Option<u32>,
-    connection_timeout_seconds: Option<f64>,
-    statement_timeout_seconds: Option<f64>,
-    migrate_on_start: Option<bool>,
-    concurrency: Option<usize>,
-    claim_batch: Option<usize>,
-    lease_seconds: Option<f64>,
-    heartbeat_seconds: Option<f64>,
-    sweep_interval_seconds: Option<f64>,
-    max_poll_interval_seconds: Option<f64>,
-    default_step_timeout_seconds: Option<f64>,
-    shutdown_grace_seconds: Option<f64>,
-    max_context_bytes: Option<usize>,
-    max_result_bytes: Option<usize>,
-    environment: Option<String>,
-    backoff: Option<BackoffFile>,
-    redact_keys: Option<Vec<String>>,
-    redact_mask: Option<String>,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackoffFile {
-    table_seconds: Option<Vec<f64>>,
-    multiplier: Option<f64>,
-    max_seconds: Option<f64>,
-    jitter_enabled: Option<bool>,
-    jitter: Option<f64>,
 }
 
 impl TaskerConfig {
@@ -126,102 +135,79 @@ impl TaskerConfig {
     /// Reads a YAML configuration file (as `cargo tasker init` writes it) over the defaults.
     ///
     /// `TASKER_DATABASE_URL` and `TASKER_ENV`, when set, win over the file.
-    pub fn from_file(path: impl AsRef<std::path::Path>) -> crate::Result<Self> {
+    pub fn from_file(path: impl AsRef<Path>) -> crate::Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| crate::Error::Config(format!("cannot read `{}`: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigUnreadable {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
-    /// Parses configuration YAML over the defaults; `source` names it in errors.
+    /// Parses configuration YAML over the defaults; `source` names it in errors. Every key is
+    /// optional, durations are in seconds (`lease_seconds: 30`), and an unknown key is refused
+    /// by name.
     pub fn from_yaml(text: &str, source: &str) -> crate::Result<Self> {
-        let file: ConfigFile = if text.trim().is_empty() {
-            ConfigFile::default()
-        } else {
-            serde_norway::from_str(text)
-                .map_err(|e| crate::Error::Config(format!("`{source}`: {e}")))?
-        };
-        let mut config = TaskerConfig::default();
-        let seconds = |key: &str, value: Option<f64>| -> crate::Result<Option<Duration>> {
-            match value {
-                None => Ok(None),
-                Some(s) if (0.0..1e9).contains(&s) => Ok(Some(Duration::from_secs_f64(s))),
-                Some(s) => Err(crate::Error::Config(format!(
-                    "`{source}`: `{key}` must be a number of seconds, not {s}"
-                ))),
-            }
-        };
-        if std::env::var_os("TASKER_DATABASE_URL").is_none()
-            && let Some(url) = file.database_url
-        {
+        // An empty file (or one of comments only) is a YAML null, not an empty mapping.
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let mut config: Self = parse_yaml(text, source)?;
+        let set: SetKeys = parse_yaml(text, source)?;
+        if set.lease_seconds.is_some() && set.heartbeat_seconds.is_none() {
+            config.heartbeat = config.lease / HEARTBEATS_PER_LEASE;
+        }
+        if let Some(url) = database_url_from_env() {
             config.database_url = url;
         }
-        if std::env::var_os("TASKER_ENV").is_none() && file.environment.is_some() {
-            config.environment = file.environment;
-        }
-        config.pool_size = file.pool_size.unwrap_or(config.pool_size);
-        if let Some(keys) = file.redact_keys {
-            config.redact_keys = keys;
-        }
-        if let Some(mask) = file.redact_mask {
-            config.redact_mask = mask;
-        }
-        config.migrate_on_start = file.migrate_on_start.unwrap_or(config.migrate_on_start);
-        config.concurrency = file.concurrency.unwrap_or(config.concurrency);
-        config.claim_batch = file.claim_batch.unwrap_or(config.claim_batch);
-        config.max_context_bytes = file.max_context_bytes.unwrap_or(config.max_context_bytes);
-        config.max_result_bytes = file.max_result_bytes.unwrap_or(config.max_result_bytes);
-        if let Some(d) = seconds(
-            "connection_timeout_seconds",
-            file.connection_timeout_seconds,
-        )? {
-            config.connection_timeout = d;
-        }
-        if let Some(d) = seconds("statement_timeout_seconds", file.statement_timeout_seconds)? {
-            config.statement_timeout = d;
-        }
-        if let Some(d) = seconds("lease_seconds", file.lease_seconds)? {
-            config.lease = d;
-            config.heartbeat = d / 3;
-        }
-        if let Some(d) = seconds("heartbeat_seconds", file.heartbeat_seconds)? {
-            config.heartbeat = d;
-        }
-        if let Some(d) = seconds("sweep_interval_seconds", file.sweep_interval_seconds)? {
-            config.sweep_interval = d;
-        }
-        if let Some(d) = seconds("max_poll_interval_seconds", file.max_poll_interval_seconds)? {
-            config.max_poll_interval = d;
-        }
-        if let Some(d) = seconds(
-            "default_step_timeout_seconds",
-            file.default_step_timeout_seconds,
-        )? {
-            config.default_step_timeout = d;
-        }
-        if let Some(d) = seconds("shutdown_grace_seconds", file.shutdown_grace_seconds)? {
-            config.shutdown_grace = d;
-        }
-        if let Some(backoff) = file.backoff {
-            if let Some(table) = backoff.table_seconds {
-                config.backoff.table = table;
-            }
-            config.backoff.multiplier = backoff.multiplier.unwrap_or(config.backoff.multiplier);
-            if let Some(d) = seconds("backoff.max_seconds", backoff.max_seconds)? {
-                config.backoff.max = d;
-            }
-            config.backoff.jitter_enabled = backoff
-                .jitter_enabled
-                .unwrap_or(config.backoff.jitter_enabled);
-            config.backoff.jitter = backoff.jitter.unwrap_or(config.backoff.jitter);
-        }
-        if config.concurrency == 0 || config.claim_batch == 0 || config.pool_size == 0 {
-            return Err(crate::Error::Config(format!(
-                "`{source}`: `concurrency`, `claim_batch` and `pool_size` must be at least 1"
-            )));
+        if let Some(environment) = environment_from_env() {
+            config.environment = Some(environment);
         }
         Ok(config)
     }
+}
+
+/// Deserialises `text`; an error names `source` and the key at fault.
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str, source: &str) -> crate::Result<T> {
+    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text)).map_err(|error| {
+        let key = error.path().to_string();
+        Error::ConfigMalformed {
+            file: source.to_owned(),
+            // serde_path_to_error writes the document itself as `.`.
+            key: (key != ".").then_some(key),
+            source: error.into_inner(),
+        }
+    })
+}
+
+/// The keys of a file whose presence changes another key's default.
+#[derive(serde::Deserialize)]
+struct SetKeys {
+    lease_seconds: Option<serde::de::IgnoredAny>,
+    heartbeat_seconds: Option<serde::de::IgnoredAny>,
+}
+
+/// `TASKER_DATABASE_URL`, which wins over a file's `database_url`.
+fn database_url_from_env() -> Option<String> {
+    std::env::var("TASKER_DATABASE_URL").ok()
+}
+
+/// `TASKER_ENV`, which wins over a file's `environment`.
+fn environment_from_env() -> Option<String> {
+    std::env::var("TASKER_ENV").ok()
+}
+
+/// Reads a count that must be at least 1 (`concurrency`, `claim_batch`, `pool_size`).
+fn at_least_one<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + PartialOrd + From<u8>,
+{
+    let value = T::deserialize(deserializer)?;
+    if value < T::from(1) {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -248,5 +234,90 @@ mod tests {
         );
         let error = TaskerConfig::from_yaml("lease_seconds: -1\n", "t.yaml").expect_err("neg");
         assert!(error.to_string().contains("lease_seconds"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_the_file_at_any_depth() {
+        for (yaml, key) in [
+            ("pool_size: 2\nretry_limit: 3\n", "retry_limit"),
+            ("backoff:\n  max: 60\n", "max"),
+        ] {
+            match TaskerConfig::from_yaml(yaml, "config/tasker.yaml") {
+                Err(error @ Error::ConfigMalformed { .. }) => {
+                    let text = error.to_string();
+                    assert!(text.contains(&format!("unknown field `{key}`")), "{text}");
+                    assert!(text.contains("`config/tasker.yaml`"), "{text}");
+                }
+                other => panic!("expected ConfigMalformed, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_few_keys_leave_every_other_field_at_its_default() {
+        let config = TaskerConfig::from_yaml(
+            "pool_size: 3\nheartbeat_seconds: 2.5\nbackoff:\n  jitter_enabled: false\n",
+            "t.yaml",
+        )
+        .expect("config");
+        let default = TaskerConfig::default();
+        assert_eq!(config.pool_size, 3);
+        assert_eq!(config.heartbeat, Duration::from_millis(2500));
+        assert!(!config.backoff.jitter_enabled);
+        // The rest is untouched.
+        assert_eq!(config.lease, default.lease);
+        assert_eq!(config.statement_timeout, default.statement_timeout);
+        assert_eq!(config.concurrency, default.concurrency);
+        assert_eq!(config.max_context_bytes, default.max_context_bytes);
+        assert_eq!(config.redact_keys, default.redact_keys);
+        assert_eq!(config.redact_mask, default.redact_mask);
+        assert_eq!(config.backoff.table, default.backoff.table);
+        assert_eq!(config.backoff.max, default.backoff.max);
+        assert_eq!(config.backoff.jitter, default.backoff.jitter);
+        // An empty file, or one of comments only, is all defaults.
+        for empty in ["", "  \n", "# nothing set\n"] {
+            let config = TaskerConfig::from_yaml(empty, "t.yaml").expect("empty");
+            assert_eq!(config.pool_size, default.pool_size, "{empty:?}");
+        }
+    }
+
+    #[test]
+    fn the_init_template_sets_every_default_it_shows() {
+        let yaml = include_str!("../../tasker-cli/templates/init/tasker.yaml");
+        let config = TaskerConfig::from_yaml(yaml, "tasker.yaml").expect("template");
+        let default = TaskerConfig::default();
+        assert_eq!(config.lease, default.lease);
+        assert_eq!(config.heartbeat, default.heartbeat);
+        assert_eq!(config.backoff, default.backoff);
+        assert_eq!(config.default_step_timeout, default.default_step_timeout);
+    }
+
+    #[test]
+    fn counts_must_be_at_least_one_and_durations_non_negative() {
+        for (yaml, key) in [
+            ("concurrency: 0\n", "concurrency"),
+            ("claim_batch: 0\n", "claim_batch"),
+            ("pool_size: 0\n", "pool_size"),
+            (
+                "statement_timeout_seconds: -3\n",
+                "statement_timeout_seconds",
+            ),
+            ("backoff:\n  max_seconds: -1\n", "backoff.max_seconds"),
+        ] {
+            let error = TaskerConfig::from_yaml(yaml, "t.yaml").expect_err(yaml);
+            assert!(error.to_string().contains(key), "{yaml:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named() {
+        let missing = std::path::Path::new("/nonexistent/tasker.yaml");
+        match TaskerConfig::from_file(missing) {
+            Err(Error::ConfigUnreadable { path, source }) => {
+                assert_eq!(path, missing);
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected ConfigUnreadable, got {other:?}"),
+        }
     }
 }

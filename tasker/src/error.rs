@@ -1,14 +1,71 @@
 //! The runtime's error type.
 
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
 use crate::state::{StepState, TaskState};
 use crate::template::TemplateError;
 
+/// An error of another library, kept as the source of ours.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong outside a step handler.
+///
+/// Each variant names what is at fault (file, key, field, task, step, row) in its fields, so
+/// callers match on them rather than on the message; new variants may be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// A configuration file is unreadable or malformed.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// A configuration file cannot be read.
+    #[error("invalid configuration: cannot read `{}`: {source}", path.display())]
+    ConfigUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A configuration file is not valid YAML, has an unknown key, or a value out of range.
+    #[error("invalid configuration: `{file}`{}: {source}", key_in_file(.key.as_deref()))]
+    ConfigMalformed {
+        /// The file (or whatever the YAML was read from).
+        file: String,
+        /// The dotted key at fault (`backoff.max_seconds`); `None` for the document itself.
+        key: Option<String>,
+        /// What is wrong.
+        source: serde_norway::Error,
+    },
+    /// The API server cannot listen on its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address it was asked to listen on.
+        addr: String,
+        /// Why it cannot.
+        source: std::io::Error,
+    },
+    /// The listener handed to the API server cannot tell its own address.
+    #[error("listener has no address: {0}")]
+    ListenerAddress(#[source] std::io::Error),
+    /// The API server stopped on an I/O error.
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+    /// Serving without authentication beyond this machine was refused.
+    #[error(
+        "refusing to serve on {addr} without authentication: configure API keys or JWT, listen on a loopback address, or set `allow_insecure`"
+    )]
+    InsecureExposure {
+        /// The non-loopback address.
+        addr: SocketAddr,
+    },
+    /// The OTLP span exporter cannot be built.
+    #[error("OTLP exporter: {0}")]
+    OtlpExporter(#[source] BoxError),
+    /// A global `tracing` subscriber is already installed.
+    #[error("a tracing subscriber is already set: {0}")]
+    TracingSubscriber(#[source] BoxError),
+    /// The Prometheus metrics recorder cannot be installed.
+    #[error("cannot install the metrics recorder: {0}")]
+    MetricsExporter(#[source] metrics_exporter_prometheus::BuildError),
     /// The database URL names no supported backend.
     #[error(
         "unsupported database URL `{0}`: expected a file path, `sqlite://PATH`, or `postgres://…`"
@@ -26,9 +83,21 @@ pub enum Error {
     /// A query failed.
     #[error("database error: {0}")]
     Database(#[from] diesel::result::Error),
-    /// Running the embedded migrations failed.
+    /// Running or listing the embedded migrations failed.
     #[error("migration failed: {0}")]
-    Migration(String),
+    Migration(#[source] BoxError),
+    /// A stored row holds a value tasker cannot read (written by hand, or corrupt).
+    #[error("corrupt data in `{table}` row {id}, column `{column}`: {problem}")]
+    CorruptData {
+        /// The table, e.g. `tasker_workflow_steps`.
+        table: &'static str,
+        /// The row's primary key.
+        id: i64,
+        /// The column holding the unreadable value.
+        column: &'static str,
+        /// What is wrong with the value.
+        problem: String,
+    },
     /// A template is malformed or does not fit the registered handlers.
     #[error(transparent)]
     Template(#[from] TemplateError),
@@ -87,17 +156,71 @@ pub enum Error {
         /// Requested version.
         version: String,
     },
+    /// A registered template has no rows in the database, so no task of it can be created.
+    #[error("task template `{0}` is registered but not stored in the database")]
+    TemplateNotStored(String),
     /// The task context does not satisfy the template's JSON Schema.
-    #[error("context of `{template}` is invalid: {}", .errors.join("; "))]
+    #[error("context of `{template}` is invalid: {}", violations(.errors))]
     InvalidContext {
         /// The template's full name.
         template: String,
-        /// One message per violation, each naming the field (JSON pointer) at fault.
-        errors: Vec<String>,
+        /// Every violation, each naming the value at fault.
+        errors: Vec<ContextViolation>,
     },
-    /// The request itself is malformed.
-    #[error("invalid task request: {0}")]
-    InvalidRequest(String),
+    /// The task context is larger than the configured `max_context_bytes`.
+    #[error(
+        "invalid task request: context is {bytes} bytes, over the limit of {limit} (`max_context_bytes`)"
+    )]
+    ContextTooLarge {
+        /// Its size, in bytes of JSON.
+        bytes: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// `bypass_steps` names a step the template does not have.
+    #[error(
+        "invalid task request: bypass_steps names `{step}`, which is not a step of `{template}`"
+    )]
+    UnknownBypassStep {
+        /// The template's full name.
+        template: String,
+        /// The name given.
+        step: String,
+    },
+    /// `bypass_steps` names a step that is not skippable.
+    #[error(
+        "invalid task request: step `{step}` of `{template}` is not skippable and cannot be bypassed"
+    )]
+    StepNotSkippable {
+        /// The template's full name.
+        template: String,
+        /// The step.
+        step: String,
+    },
+    /// A field of the request is out of bounds (`initiator`, `source_system`, `reason`,
+    /// `correlation_id`, `idempotency_key`).
+    #[error("invalid task request: `{field}` {problem}")]
+    InvalidField {
+        /// The request field, as [`TaskRequest`](crate::TaskRequest) names it.
+        field: &'static str,
+        /// What is wrong, e.g. "is longer than 128 characters".
+        problem: String,
+    },
+    /// The new task collided with a stored task's identity hash or idempotency key, and that
+    /// task could not be read back.
+    #[error(
+        "invalid task request: task identity conflict (its identity hash or idempotency key is taken by a task that cannot be read)"
+    )]
+    IdentityConflict,
+    /// A result handed to [`Tasker::complete_steps`](crate::Tasker::complete_steps) is not JSON,
+    /// or is over `max_result_bytes`; nothing of the batch was recorded.
+    #[error("result of workflow step {step_id} is refused: {problem}")]
+    InvalidResult {
+        /// The step.
+        step_id: i64,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A `hash`-identity request matches one made in the same minute.
     #[error("task request is identical to a request made in the last minute (task {0})")]
     DuplicateRequest(i64),
@@ -139,24 +262,56 @@ pub enum Error {
         /// The worker that tried to complete it.
         owner: String,
     },
-    /// A stored row holds a value tasker cannot read (written by hand, or corrupt).
-    #[error("corrupt data in `{table}` row {id}, column `{column}`: {problem}")]
-    CorruptData {
-        /// The table.
-        table: &'static str,
-        /// The row's primary key.
-        id: i64,
-        /// The column that cannot be read.
-        column: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
     /// A value could not be (de)serialised.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
     /// A blocking database task panicked or was cancelled.
     #[error("background database task failed: {0}")]
-    Join(String),
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// One way a task context breaks its template's JSON Schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContextViolation {
+    /// The JSON pointer of the value at fault within the context (`/order_id`; empty for the
+    /// context as a whole).
+    pub pointer: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ContextViolation {
+    /// A violation at `pointer`.
+    pub(crate) fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ContextViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The whole context reads as `/`, which people recognise better than an empty pointer.
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "at `{at}`: {}", self.message)
+    }
+}
+
+/// The violations of a context, on one line.
+fn violations(errors: &[ContextViolation]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    all.join("; ")
+}
+
+/// ` at `key`` for a key in a configuration file, nothing for the document itself.
+fn key_in_file(key: Option<&str>) -> String {
+    key.map(|key| format!(" at `{key}`")).unwrap_or_default()
 }
 
 /// Shorthand for results of this crate.

@@ -442,11 +442,16 @@ impl CustomEvent {
     }
 }
 
-/// A custom event's entry in the program-wide list the catalog reads.
-#[doc(hidden)]
-pub struct CustomEventRegistration(pub &'static CustomEvent);
+/// The program-wide list of declared custom events, which `custom_event!` adds to; reached by
+/// generated code through `__private` only.
+pub(crate) mod registration {
+    /// A custom event's entry in the program-wide list the catalog reads.
+    pub struct CustomEventRegistration(pub &'static super::CustomEvent);
 
-inventory::collect!(CustomEventRegistration);
+    inventory::collect!(CustomEventRegistration);
+}
+
+use registration::CustomEventRegistration;
 
 /// Every custom event declared in this program, sorted by name.
 pub fn custom_events() -> Vec<&'static CustomEvent> {

@@ -44,11 +44,13 @@
 //! # }
 //! ```
 
+mod backoff;
 pub mod config;
 pub mod diagram;
 pub mod engine;
 mod error;
 pub mod events;
+mod generated;
 pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
@@ -56,6 +58,7 @@ pub mod metrics;
 pub mod model;
 pub mod redact;
 pub mod registry;
+mod seconds;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod state;
@@ -66,13 +69,13 @@ pub mod telemetry;
 pub mod template;
 pub mod workflow;
 
+pub use backoff::BackoffConfig;
 pub use config::TaskerConfig;
-pub use engine::backoff::BackoffConfig;
 pub use engine::{
     IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
     shutdown_signal,
 };
-pub use error::{Error, Result};
+pub use error::{ContextViolation, Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use model::{
@@ -98,21 +101,21 @@ pub use serde_json;
 /// Not public API: what the macros' generated code names. It may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::events::{CustomEvent, CustomEventRegistration, Event};
+    pub use crate::events::registration::CustomEventRegistration;
+    pub use crate::events::{CustomEvent, Event};
+    pub use crate::generated::{
+        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, SubscriberRegistration,
+        TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema, ViaNothing,
+        assert_step_input, context_schema, method_step, parent_input, require_send, schema_of,
+        step_result, typed_context, uncompiled_template,
+    };
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
     };
-    pub use crate::subscriber::{
-        DynSubscriber, Subscriber, SubscriberError, SubscriberRegistration,
-    };
+    pub use crate::subscriber::{DynSubscriber, Subscriber, SubscriberError};
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
-    pub use crate::workflow::{
-        DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, StepReturn, TaskHandler,
-        TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema, ViaNothing,
-        assert_step_input, context_schema, method_step, parent_input, require_send, schema_of,
-        step_result, typed_context,
-    };
-    pub use crate::{Error, Result, TaskContext};
+    pub use crate::workflow::{StepReturn, TaskHandler};
+    pub use crate::{Result, TaskContext};
     pub use ::inventory;
     pub use ::schemars;
     pub use ::serde;

@@ -30,9 +30,9 @@ const BUCKETS: &[f64] = &[
 pub fn install_prometheus() -> crate::Result<PrometheusHandle> {
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(BUCKETS)
-        .map_err(|e| crate::Error::Config(format!("metrics buckets: {e}")))?
+        .map_err(crate::Error::MetricsExporter)?
         .install_recorder()
-        .map_err(|e| crate::Error::Config(format!("cannot install the metrics recorder: {e}")))?;
+        .map_err(crate::Error::MetricsExporter)?;
     describe();
     Ok(handle)
 }

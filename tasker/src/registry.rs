@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::generated::{StepHandlerRegistration, TaskHandlerParts, TaskHandlerRegistration};
 use crate::handler::{DynStepHandler, StepHandler};
 use crate::template::{self, TaskTemplate};
-use crate::workflow::{StepHandlerRegistration, TaskHandler, TaskHandlerRegistration};
+use crate::workflow::TaskHandler;
 
 /// `(namespace, name, version)` of a task template.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,12 +49,12 @@ pub(crate) struct RegisteredTemplate {
 /// Task templates and step handlers, registered at start-up.
 #[derive(Default)]
 pub struct Registry {
-    pub(crate) templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
+    templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
     pub(crate) handlers: HashMap<String, Arc<dyn DynStepHandler>>,
     /// Task handler types already registered, so automatic registration skips them.
-    pub(crate) task_handler_types: HashSet<TypeId>,
+    task_handler_types: HashSet<TypeId>,
     /// The environment whose overrides YAML-bound task handlers apply.
-    pub(crate) environment: Option<String>,
+    environment: Option<String>,
 }
 
 impl fmt::Debug for Registry {
@@ -121,29 +122,59 @@ impl Registry {
 
     /// Registers a `#[task_handler]` workflow: its template and one step handler per step.
     pub fn register_task_handler<H: TaskHandler>(&mut self, handler: H) -> Result<&mut Self> {
-        self.register_template(H::template(self.environment.as_deref())?)?;
-        for (name, step) in Arc::new(handler).step_handlers() {
+        let parts = TaskHandlerParts::of(handler, self.environment.as_deref())?;
+        self.register_task_parts(TypeId::of::<H>(), parts)
+    }
+
+    fn register_task_parts(
+        &mut self,
+        type_id: TypeId,
+        parts: TaskHandlerParts,
+    ) -> Result<&mut Self> {
+        self.register_template(parts.template)?;
+        for (name, step) in parts.steps {
             self.register_dyn_handler(name, step)?;
         }
-        self.task_handler_types.insert(TypeId::of::<H>());
+        self.task_handler_types.insert(type_id);
         Ok(self)
+    }
+
+    /// Moves every template, step handler and task handler of `other` into this registry. A
+    /// template or step handler registered in both is an error, and then nothing is moved.
+    pub fn merge(&mut self, other: Registry) -> Result<()> {
+        let mut keys: Vec<&TemplateKey> = other.templates.keys().collect();
+        keys.sort();
+        if let Some(key) = keys.into_iter().find(|k| self.templates.contains_key(*k)) {
+            return Err(Error::DuplicateTemplate(key.to_string()));
+        }
+        let mut names: Vec<&String> = other.handlers.keys().collect();
+        names.sort();
+        if let Some(name) = names.into_iter().find(|n| self.handlers.contains_key(*n)) {
+            return Err(Error::DuplicateHandler(name.clone()));
+        }
+        self.templates.extend(other.templates);
+        self.handlers.extend(other.handlers);
+        // Task handlers registered there are not discovered again.
+        self.task_handler_types.extend(other.task_handler_types);
+        Ok(())
     }
 
     /// Adds every `#[task_handler]` and `#[step_handler]` of the program not registered yet,
     /// building those that are `Default`; one that is not and is needed is an error.
     pub fn register_discovered(&mut self) -> Result<&mut Self> {
         for registration in inventory::iter::<TaskHandlerRegistration> {
-            if self.task_handler_types.contains(&(registration.type_id)()) {
+            let type_id = (registration.type_id)();
+            if self.task_handler_types.contains(&type_id) {
                 continue;
             }
-            let Some(instance) = (registration.instance)() else {
+            let Some(parts) = (registration.default_parts)(self.environment.as_deref()) else {
                 let (namespace, name, version) = (registration.key)();
                 return Err(Error::TaskHandlerNeedsInstance {
                     task: format!("{namespace}/{name}@{version}"),
                     handler_type: registration.type_name,
                 });
             };
-            (registration.register)(instance, self)?;
+            self.register_task_parts(type_id, parts?)?;
         }
         let mut seen: HashMap<&str, &str> = HashMap::new();
         let mut stateful: HashMap<&str, &'static str> = HashMap::new();
@@ -230,6 +261,24 @@ impl Registry {
         all
     }
 
+    /// Sets the environment whose overrides task handlers registered from now on apply.
+    pub(crate) fn set_environment(&mut self, environment: Option<String>) {
+        self.environment = environment;
+    }
+
+    /// The keys of every registered template.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &TemplateKey> {
+        self.templates.keys()
+    }
+
+    /// Every registered template with its key, sorted by key.
+    pub(crate) fn registered(&self) -> Vec<(&TemplateKey, &Arc<RegisteredTemplate>)> {
+        let mut all: Vec<(&TemplateKey, &Arc<RegisteredTemplate>)> =
+            self.templates.iter().collect();
+        all.sort_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+
     pub(crate) fn find(
         &self,
         namespace: &str,
@@ -241,5 +290,69 @@ impl Registry {
             name: name.to_owned(),
             version: version.to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::handler_fn;
+    use crate::template::StepTemplate;
+
+    fn template(name: &str) -> TaskTemplate {
+        TaskTemplate::new("shop", name, "1.0.0").step(StepTemplate::new("only", "ok"))
+    }
+
+    fn registry(templates: &[&str], handlers: &[&str]) -> Registry {
+        let mut registry = Registry::new();
+        for name in templates {
+            registry
+                .register_template(template(name))
+                .expect("template");
+        }
+        for name in handlers {
+            registry
+                .register_handler(*name, handler_fn(|_| async { Ok(serde_json::json!(1)) }))
+                .expect("handler");
+        }
+        registry
+    }
+
+    fn keys(registry: &Registry) -> Vec<String> {
+        registry.templates().iter().map(|t| t.full_name()).collect()
+    }
+
+    #[test]
+    fn merge_moves_templates_and_handlers() {
+        let mut ours = registry(&["order"], &["ok"]);
+        ours.merge(registry(&["refund"], &["charge"]))
+            .expect("merge");
+        assert_eq!(keys(&ours), ["shop/order@1.0.0", "shop/refund@1.0.0"]);
+        let mut handlers: Vec<&String> = ours.handlers.keys().collect();
+        handlers.sort();
+        assert_eq!(handlers, ["charge", "ok"]);
+        ours.validate().expect("every step has its handler");
+    }
+
+    #[test]
+    fn merge_refuses_a_duplicate_template_and_moves_nothing() {
+        let mut ours = registry(&["order"], &["ok"]);
+        match ours.merge(registry(&["refund", "order"], &["charge"])) {
+            Err(Error::DuplicateTemplate(key)) => assert_eq!(key, "shop/order@1.0.0"),
+            other => panic!("expected DuplicateTemplate, got {other:?}"),
+        }
+        assert_eq!(keys(&ours), ["shop/order@1.0.0"]);
+        assert!(!ours.handlers.contains_key("charge"));
+    }
+
+    #[test]
+    fn merge_refuses_a_duplicate_handler_and_moves_nothing() {
+        let mut ours = registry(&["order"], &["ok"]);
+        match ours.merge(registry(&["refund"], &["charge", "ok"])) {
+            Err(Error::DuplicateHandler(name)) => assert_eq!(name, "ok"),
+            other => panic!("expected DuplicateHandler, got {other:?}"),
+        }
+        assert_eq!(keys(&ours), ["shop/order@1.0.0"]);
+        assert!(!ours.handlers.contains_key("charge"));
     }
 }

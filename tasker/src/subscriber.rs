@@ -67,21 +67,6 @@ impl<S: Subscriber> DynSubscriber for S {
     }
 }
 
-/// A `#[subscriber]`'s entry in the program-wide list the engine reads at start-up.
-pub struct SubscriberRegistration {
-    pub(crate) name: &'static str,
-    pub(crate) instance: fn() -> Option<Arc<dyn DynSubscriber>>,
-}
-
-impl SubscriberRegistration {
-    /// The registration of the subscriber `name`; `instance` builds it when it needs no state.
-    pub const fn new(name: &'static str, instance: fn() -> Option<Arc<dyn DynSubscriber>>) -> Self {
-        Self { name, instance }
-    }
-}
-
-inventory::collect!(SubscriberRegistration);
-
 /// How one subscriber is doing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriberStats {

@@ -57,7 +57,7 @@ pub fn install(provider: &SdkTracerProvider) -> crate::Result<()> {
     tracing_subscriber::registry()
         .with(layer(provider))
         .try_init()
-        .map_err(|e| crate::Error::Config(format!("a tracing subscriber is already set: {e}")))
+        .map_err(|e| crate::Error::TracingSubscriber(Box::new(e)))
 }
 
 /// Installs a global `tracing` subscriber that prints logs (filtered by `RUST_LOG`, default
@@ -69,7 +69,7 @@ pub fn init_otlp(service_name: &str) -> crate::Result<TelemetryGuard> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()
-        .map_err(|e| crate::Error::Config(format!("OTLP exporter: {e}")))?;
+        .map_err(|e| crate::Error::OtlpExporter(Box::new(e)))?;
     let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service_name.to_owned());
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
@@ -82,7 +82,7 @@ pub fn init_otlp(service_name: &str) -> crate::Result<TelemetryGuard> {
         .with(tracing_subscriber::fmt::layer())
         .with(layer(&provider))
         .try_init()
-        .map_err(|e| crate::Error::Config(format!("a tracing subscriber is already set: {e}")))?;
+        .map_err(|e| crate::Error::TracingSubscriber(Box::new(e)))?;
     Ok(TelemetryGuard { provider })
 }
 

@@ -1,16 +1,11 @@
-//! Workflows declared in Rust: the traits `#[task_handler]` and `#[step_handler]` implement, and
-//! how the engine finds them.
+//! Workflows declared in Rust: the traits `#[task_handler]` implements and its types fulfil.
 //!
-//! Every `#[task_handler]` and `#[step_handler]` in the program submits a registration to a
-//! static list ([`inventory`]); [`TaskerBuilder::build`](crate::TaskerBuilder::build) reads it.
-//! A handler type that implements `Default` is built by the engine; one that holds state (a
-//! pool, a client) is handed over with
-//! [`TaskerBuilder::task_handler`](crate::TaskerBuilder::task_handler), and the engine refuses to
-//! start while one is missing.
+//! Every `#[task_handler]` and `#[step_handler]` in the program is listed at start-up, and
+//! [`TaskerBuilder::build`](crate::TaskerBuilder::build) registers them. A handler type that
+//! implements `Default` is built by the engine; one that holds state (a pool, a client) is
+//! handed over with [`TaskerBuilder::task_handler`](crate::TaskerBuilder::task_handler), and the
+//! engine refuses to start while one is missing.
 
-use std::any::{Any, TypeId};
-use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use schemars::JsonSchema;
@@ -18,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::Result;
-use crate::handler::{BoxFuture, DynStepHandler, StepContext, StepError, StepHandler, StepResult};
+use crate::handler::{DynStepHandler, StepError};
 use crate::template::TaskTemplate;
 
 /// A type that can be a task's context: stored as JSON, validated by its JSON Schema.
@@ -74,9 +69,6 @@ pub trait StepInput<T> {}
 impl<T> StepInput<T> for T {}
 impl<T> StepInput<T> for Option<T> {}
 
-/// Fails to compile, at the user's parameter, unless `P` can take the parent's output `T`.
-pub fn assert_step_input<P: StepInput<T>, T>() {}
-
 /// What a step method may return: `Result<T, E>` where `E` converts into a [`StepError`].
 #[diagnostic::on_unimplemented(
     message = "a step must return `Result<T, StepError>`, not `{Self}`",
@@ -111,233 +103,4 @@ impl<T, E: std::fmt::Display> ResultExt<T> for Result<T, E> {
     fn permanent(self) -> Result<T, StepError> {
         self.map_err(StepError::permanent)
     }
-}
-
-/// One step of a task handler: the shared handler and the generated function that runs the step.
-pub(crate) struct MethodStep<H> {
-    handler: Arc<H>,
-    run: fn(Arc<H>, StepContext) -> BoxFuture<'static, StepResult>,
-}
-
-impl<H: Send + Sync + 'static> StepHandler for MethodStep<H> {
-    fn handle(&self, cx: &StepContext) -> impl Future<Output = StepResult> + Send {
-        (self.run)(Arc::clone(&self.handler), cx.clone())
-    }
-}
-
-/// A `#[task_handler]`'s entry in the program-wide list the engine reads at start-up.
-pub struct TaskHandlerRegistration {
-    pub(crate) type_name: &'static str,
-    pub(crate) type_id: fn() -> TypeId,
-    pub(crate) key: fn() -> (&'static str, &'static str, &'static str),
-    pub(crate) instance: fn() -> Option<Box<dyn Any + Send>>,
-    pub(crate) register: fn(Box<dyn Any + Send>, &mut crate::Registry) -> Result<()>,
-}
-
-impl TaskHandlerRegistration {
-    /// The registration of `H`, named `type_name` in errors.
-    pub const fn new<H: TaskHandler + DefaultProbe>(type_name: &'static str) -> Self {
-        Self {
-            type_name,
-            type_id: TypeId::of::<H>,
-            key: key_of::<H>,
-            instance: instance_of::<H>,
-            register: register_boxed::<H>,
-        }
-    }
-}
-
-fn key_of<H: TaskHandler>() -> (&'static str, &'static str, &'static str) {
-    (H::NAMESPACE, H::NAME, H::VERSION)
-}
-
-fn instance_of<H: TaskHandler + DefaultProbe>() -> Option<Box<dyn Any + Send>> {
-    H::probe().map(|h| Box::new(h) as Box<dyn Any + Send>)
-}
-
-fn register_boxed<H: TaskHandler>(
-    handler: Box<dyn Any + Send>,
-    registry: &mut crate::Registry,
-) -> Result<()> {
-    match handler.downcast::<H>() {
-        Ok(handler) => registry.register_task_handler(*handler).map(|_| ()),
-        Err(_) => Err(crate::Error::InvalidRequest(format!(
-            "internal: registration of `{}` got an instance of another type",
-            std::any::type_name::<H>()
-        ))),
-    }
-}
-
-inventory::collect!(TaskHandlerRegistration);
-
-/// A `#[step_handler]`'s entry in the program-wide list the engine reads at start-up.
-pub struct StepHandlerRegistration {
-    pub(crate) name: &'static str,
-    pub(crate) type_name: &'static str,
-    pub(crate) instance: fn() -> Option<Arc<dyn DynStepHandler>>,
-}
-
-impl StepHandlerRegistration {
-    /// The registration of a standalone step handler under `name`; `instance` builds it when it
-    /// needs no state.
-    pub const fn new(
-        name: &'static str,
-        type_name: &'static str,
-        instance: fn() -> Option<Arc<dyn DynStepHandler>>,
-    ) -> Self {
-        Self {
-            name,
-            type_name,
-            instance,
-        }
-    }
-}
-
-inventory::collect!(StepHandlerRegistration);
-
-/// `Some(Default::default())` for a `Default` type, `None` otherwise, decided at compile time.
-///
-/// Generated code calls `(&&Probe::<T>::new()).instance()`: method lookup tries `&&Probe<T>`
-/// first, which [`ViaDefault`] matches only when `T: Default`, then auto-derefs to
-/// [`ViaNothing`].
-pub struct Probe<T>(PhantomData<fn() -> T>);
-
-impl<T> Probe<T> {
-    /// A probe for `T`.
-    pub const fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T> Default for Probe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The probe's answer for a `Default` type.
-pub trait ViaDefault<T> {
-    /// A default instance.
-    fn instance(&self) -> Option<T>;
-}
-
-impl<T: Default> ViaDefault<T> for &Probe<T> {
-    fn instance(&self) -> Option<T> {
-        Some(T::default())
-    }
-}
-
-/// The probe's answer for a type that must be handed over.
-pub trait ViaNothing<T> {
-    /// No instance.
-    fn instance(&self) -> Option<T>;
-}
-
-impl<T> ViaNothing<T> for Probe<T> {
-    fn instance(&self) -> Option<T> {
-        None
-    }
-}
-
-/// The probe's answer for a task handler, generated next to its [`TaskHandler`] impl.
-pub trait DefaultProbe: Sized {
-    /// A default instance when the type is `Default`.
-    fn probe() -> Option<Self>;
-}
-
-/// The JSON Schema of `T` when it implements `JsonSchema`, `None` otherwise, decided at compile
-/// time like [`Probe`], so an output type without a schema is reported once, by [`step_result`].
-pub struct SchemaProbe<T>(PhantomData<fn() -> T>);
-
-impl<T> SchemaProbe<T> {
-    /// A probe for `T`.
-    pub const fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T> Default for SchemaProbe<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The schema probe's answer for a `JsonSchema` type.
-pub trait ViaJsonSchema {
-    /// Its schema.
-    fn schema(&self) -> Option<serde_json::Value>;
-}
-
-impl<T: JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
-    fn schema(&self) -> Option<serde_json::Value> {
-        Some(schema_of::<T>())
-    }
-}
-
-/// The schema probe's answer for any other type.
-pub trait ViaNoSchema {
-    /// No schema.
-    fn schema(&self) -> Option<serde_json::Value>;
-}
-
-impl<T> ViaNoSchema for SchemaProbe<T> {
-    fn schema(&self) -> Option<serde_json::Value> {
-        None
-    }
-}
-
-/// Runs a step method's result through serialisation into the stored JSON.
-pub fn step_result<R>(result: R) -> StepResult
-where
-    R: StepReturn,
-    R::Output: StepOutput,
-{
-    let output = result.into_step_result()?;
-    serde_json::to_value(output)
-        .map_err(|e| StepError::permanent(format!("step output cannot be stored as JSON: {e}")))
-}
-
-/// Builds the runnable step of a task handler.
-pub fn method_step<H: Send + Sync + 'static>(
-    handler: &Arc<H>,
-    run: fn(Arc<H>, StepContext) -> BoxFuture<'static, StepResult>,
-) -> Arc<dyn DynStepHandler> {
-    Arc::new(MethodStep {
-        handler: Arc::clone(handler),
-        run,
-    })
-}
-
-/// A parent's stored output as the step parameter's type.
-pub fn parent_input<C, P: DeserializeOwned>(
-    cx: &StepContext<C>,
-    parent: &str,
-) -> Result<P, StepError> {
-    cx.parent_as(parent)
-}
-
-/// Passes a step's future through, requiring it to be `Send` so a step that holds a non-`Send`
-/// value across an `.await` is reported at the step.
-pub fn require_send<F: Future + Send>(future: F) -> F {
-    future
-}
-
-/// The attempt's context as `H`'s context type.
-///
-/// Generic over `H` so a context type that is not [`TaskContext`] is reported once, at the
-/// `context = …` option, and not again at every use.
-pub fn typed_context<H: TaskHandler>(
-    cx: &StepContext,
-) -> Result<StepContext<H::Context>, StepError> {
-    cx.typed()
-}
-
-/// The JSON Schema of `H`'s context type.
-pub fn context_schema<H: TaskHandler>() -> serde_json::Value {
-    schema_of::<H::Context>()
-}
-
-/// The JSON Schema of `T`, as stored in templates.
-pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
-    schemars::schema_for!(T).to_value()
 }

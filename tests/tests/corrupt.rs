@@ -20,6 +20,7 @@ conformance!(
     unreadable_parent_result_fails_the_child_for_good,
     in_progress_step_without_lease_owner,
     unreadable_stored_template,
+    results_that_are_not_json_are_refused,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -308,4 +309,42 @@ async fn unreadable_stored_template(db: TestDatabase) {
         }
         other => panic!("expected a corrupt stored template, got {other:?}"),
     }
+}
+
+/// The public completion path cannot store what would read back as corrupt.
+async fn results_that_are_not_json_are_refused(db: TestDatabase) {
+    let tasker = engine(&db).await;
+    let (task, a, _) = create(&tasker).await;
+    let claimed = tasker
+        .claim_steps("by-hand", 1, Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .remove(0);
+    let outcome = |result: &str| Outcome {
+        step_id: a,
+        task_id: task,
+        name: claimed.name.clone(),
+        attempt: claimed.attempt,
+        owner: "by-hand".to_owned(),
+        concurrent: true,
+        result: Ok(result.to_owned()),
+        duration_ms: None,
+    };
+    match tasker.complete_steps(vec![outcome("{oops")]).await {
+        Err(Error::InvalidResult { step_id, problem }) => {
+            assert_eq!(step_id, a);
+            assert!(problem.contains("not JSON"), "{problem}");
+        }
+        other => panic!("expected the result to be refused, got {other:?}"),
+    }
+    let steps = tasker.steps(task).await.expect("steps stay readable");
+    assert_eq!(
+        steps[0].state,
+        StepState::InProgress,
+        "nothing was recorded"
+    );
+    tasker
+        .complete_step(outcome("{\"ok\": true}"))
+        .await
+        .expect("a JSON result is recorded");
 }

@@ -880,3 +880,118 @@ async fn an_unauthenticated_api_is_not_exposed_beyond_loopback() {
     };
     assert!(tasker::server::check_exposure(&authenticated, public).is_ok());
 }
+
+/// Error paths come from the errors' typed fields: a context violation's JSON pointer (even for
+/// a key holding a backtick, which no message parser could cut out), a request field's name,
+/// and the field a body of the wrong shape got wrong.
+#[tokio::test]
+async fn error_paths_name_the_field_at_fault() {
+    let db = TestDatabase::sqlite();
+    let tasker = db
+        .builder()
+        .template(
+            TaskTemplate::new("shop", "odd", "1.0.0")
+                .schema(json!({
+                    "type": "object",
+                    "properties": {
+                        "odd`key": { "type": "integer" },
+                        "a/b": { "type": "integer" },
+                    }
+                }))
+                .step(StepTemplate::new("only", "ok")),
+        )
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let task = tasker
+        .create_task(TaskRequest::new("odd").namespace("shop").version("1.0.0"))
+        .await
+        .expect("task");
+    let api = start(tasker, ServerConfig::default()).await;
+    let create = |fields: Value| {
+        let mut body = json!({ "name": "odd", "namespace": "shop", "version": "1.0.0" });
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        body
+    };
+
+    for (context, path) in [
+        (json!({ "odd`key": "7" }), "/context/odd`key"),
+        (json!({ "a/b": "7" }), "/context/a~1b"),
+        (json!([]), "/context"),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/tasks",
+                Some(create(json!({ "context": context }))),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert_eq!(answer["code"], "invalid_context", "{answer}");
+        assert_eq!(answer["path"], path, "{answer}");
+    }
+
+    let long = "x".repeat(129);
+    for (field, value) in [
+        ("initiator", json!(long)),
+        ("source_system", json!(long)),
+        ("reason", json!(long)),
+        ("correlation_id", json!("")),
+        ("idempotency_key", json!("")),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/tasks",
+                Some(create(json!({ field: value }))),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
+        assert_eq!(answer["code"], "invalid_request", "{field}: {answer}");
+        assert_eq!(answer["path"], format!("/{field}"), "{field}: {answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("`{field}`"))),
+            "{field}: {answer}"
+        );
+    }
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/tasks",
+            Some(create(json!({ "bypass_steps": ["nope"] }))),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["path"], "/bypass_steps", "{answer}");
+
+    // Bodies of the wrong shape: the deserialiser's path, as a pointer.
+    let (status, answer) = api
+        .call(
+            Method::POST,
+            "/tasks",
+            Some(create(json!({ "tags": ["a", 5] }))),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["path"], "/tags/1", "{answer}");
+    let (status, answer) = api
+        .call(
+            Method::PATCH,
+            &format!("/tasks/{}", task.id),
+            Some(json!({ "tags": ["a", 5] })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["code"], "invalid_body", "{answer}");
+    assert_eq!(answer["path"], "/tags/1", "{answer}");
+}

@@ -372,11 +372,11 @@ pub(crate) fn placeholder(model: &TaskHandler) -> TokenStream {
     }
     let paths = Paths::new(model.options.krate.get());
     let private = |name: &str| paths.private(name);
-    let (task_handler, template_ty, result, error) = (
+    let (task_handler, template_ty, result, uncompiled) = (
         private("TaskHandler"),
         private("TaskTemplate"),
         private("Result"),
-        private("Error"),
+        private("uncompiled_template"),
     );
     let (arc, string, vec, dyn_handler) = (
         private("Arc"),
@@ -407,9 +407,7 @@ pub(crate) fn placeholder(model: &TaskHandler) -> TokenStream {
                 fn template(
                     _: ::core::option::Option<&str>,
                 ) -> #result<#template_ty> {
-                    ::core::result::Result::Err(#error::InvalidRequest(#string::from(
-                        "this task handler did not compile",
-                    )))
+                    #uncompiled(::core::any::type_name::<Self>())
                 }
 
                 fn step_handlers(self: #arc<Self>) -> #vec<(#string, #arc<dyn #dyn_handler>)> {

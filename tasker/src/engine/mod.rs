@@ -1,11 +1,10 @@
 //! The engine: creating tasks, running their steps on workers, and operating on them.
 
-pub mod backoff;
 mod request;
 pub(crate) mod spans;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,12 +13,15 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
+#[cfg(feature = "server")]
+pub(crate) use request::MAX_LABEL_CHARS;
 pub use request::{IdentityStrategy, TaskRequest};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
-use crate::error::{Error, Result};
+use crate::error::{ContextViolation, Error, Result};
 use crate::events::{Event, EventKind};
+use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
 use crate::model::{
     ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, StepInfo, TaskFilter, TaskRow,
@@ -28,9 +30,7 @@ use crate::model::{
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::TaskState;
 use crate::store::{self, PreparedStep, PreparedTask, Store};
-use crate::subscriber::{
-    DynSubscriber, Subscriber, SubscriberRegistration, SubscriberStats, Subscribers,
-};
+use crate::subscriber::{DynSubscriber, Subscriber, SubscriberStats, Subscribers};
 use crate::template::TaskTemplate;
 use crate::workflow::TaskHandler;
 
@@ -92,7 +92,7 @@ pub struct TaskerBuilder {
     templates_from_database: bool,
     /// `task_handler` registrations, run at `build` once the environment is known.
     task_handlers: Vec<PendingTaskHandler>,
-    subscribers: Vec<(String, Arc<dyn DynSubscriber>)>,
+    subscribers: Vec<NamedSubscriber>,
     error: Option<Error>,
 }
 
@@ -199,34 +199,14 @@ impl TaskerBuilder {
         self
     }
 
-    /// Uses a registry built elsewhere (its templates and handlers are added to this one's).
+    /// Uses a registry built elsewhere (its templates and handlers are added to this one's; one
+    /// registered in both fails the build).
     pub fn registry(mut self, registry: Registry) -> Self {
-        for (key, template) in registry.templates {
-            if self
-                .registry
-                .templates
-                .insert(key.clone(), template)
-                .is_some()
-                && self.error.is_none()
-            {
-                self.error = Some(Error::DuplicateTemplate(key.to_string()));
-            }
+        if self.error.is_none()
+            && let Err(e) = self.registry.merge(registry)
+        {
+            self.error = Some(e);
         }
-        for (name, handler) in registry.handlers {
-            if self
-                .registry
-                .handlers
-                .insert(name.clone(), handler)
-                .is_some()
-                && self.error.is_none()
-            {
-                self.error = Some(Error::DuplicateHandler(name));
-            }
-        }
-        // Task handlers registered there are not discovered again.
-        self.registry
-            .task_handler_types
-            .extend(registry.task_handler_types);
         self
     }
 
@@ -236,157 +216,239 @@ impl TaskerBuilder {
             return Err(error);
         }
         let mut registry = self.registry;
-        registry.environment = self.config.environment.clone();
-        for register in self.task_handlers {
-            register(&mut registry)?;
-        }
-        let mut subscribers = self.subscribers;
-        if self.auto_register {
-            registry.register_discovered()?;
-            for registration in inventory::iter::<SubscriberRegistration> {
-                if subscribers
-                    .iter()
-                    .any(|(name, _)| name == registration.name)
-                {
-                    continue;
-                }
-                match (registration.instance)() {
-                    Some(subscriber) => {
-                        subscribers.push((registration.name.to_owned(), subscriber))
-                    }
-                    None => {
-                        return Err(Error::SubscriberNeedsInstance(registration.name.to_owned()));
-                    }
-                }
-            }
-        }
-        let declared: Vec<String> = registry
-            .templates()
-            .iter()
-            .flat_map(|t| &t.step_templates)
-            .flat_map(|s| s.custom_events.iter().map(|e| e.name.clone()))
-            .collect();
-        for (name, subscriber) in &subscribers {
-            for pattern in subscriber.events_dyn() {
-                let known = crate::events::CATALOG
-                    .iter()
-                    .filter(|e| e.not_published.is_none())
-                    .map(|e| e.name)
-                    .chain(crate::events::custom_events().iter().map(|e| e.name()))
-                    .chain(declared.iter().map(String::as_str))
-                    .any(|event| crate::events::matches_pattern(event, pattern));
-                if !known {
-                    return Err(Error::UnknownEvent {
-                        subscriber: name.clone(),
-                        pattern: (*pattern).to_owned(),
-                    });
-                }
-            }
-        }
+        registry.set_environment(self.config.environment.clone());
+        register_handlers(&mut registry, self.task_handlers, self.auto_register)?;
+        let subscribers = collect_subscribers(self.subscribers, self.auto_register)?;
+        check_subscriptions(&registry, &subscribers)?;
         registry.validate()?;
-        let config = self.config;
-        let url = config.database_url.clone();
-        let options = store::ConnectOptions {
-            pool_size: config.pool_size,
-            connection_timeout: config.connection_timeout,
-            statement_timeout: config.statement_timeout,
-        };
-        let migrate = config.migrate_on_start;
-        let store = tokio::task::spawn_blocking(move || -> Result<Store> {
-            let store = Store::connect_with(&url, options)?;
-            if migrate {
-                store.migrate()?;
-            }
-            Ok(store)
-        })
-        .await
-        .map_err(|e| Error::Join(e.to_string()))??;
-
-        let local: std::collections::HashSet<TemplateKey> =
-            registry.templates.keys().cloned().collect();
+        let store = connect(&self.config).await?;
+        // Only the templates registered here are ones whose steps this process can run.
+        let local: HashSet<TemplateKey> = registry.keys().cloned().collect();
         if self.templates_from_database {
-            // Templates other programs registered: this process can create and inspect their
-            // tasks, but runs none of their steps.
-            let stored = store.run(|store| store.stored_templates()).await?;
-            for (id, configuration) in stored {
-                let template = stored_template(id, configuration.as_deref())?;
-                if !local.contains(&TemplateKey::of(&template)) {
-                    registry.register_template(template)?;
-                }
-            }
+            load_stored_templates(&store, &mut registry, &local).await?;
         }
-        let mut keys: Vec<TemplateKey> = registry.templates.keys().cloned().collect();
-        keys.sort();
-        let templates: Vec<TaskTemplate> = keys
-            .iter()
-            .filter_map(|k| registry.templates.get(k).map(|r| r.template.clone()))
-            .collect();
-        let synced = store
-            .run(move |store| {
-                let refs: Vec<&TaskTemplate> = templates.iter().collect();
-                store.sync_templates(&refs)
-            })
-            .await?;
-        let custom: Vec<(String, String)> = crate::events::custom_events()
-            .iter()
-            .map(|e| (e.name().to_owned(), e.description().to_owned()))
-            .collect();
-        if !custom.is_empty() {
-            store
-                .run(move |store| store.sync_custom_events(&custom))
-                .await?;
-        }
-        let mut ids = HashMap::new();
-        let mut by_named_task = HashMap::new();
-        let mut runnable = Vec::new();
-        for (key, template_ids) in keys.into_iter().zip(synced) {
-            if let Some(registered) = registry.templates.get(&key) {
-                by_named_task.insert(template_ids.named_task_id, Arc::clone(registered));
-            }
-            if local.contains(&key) {
-                runnable.push(template_ids.named_task_id);
-            }
-            ids.insert(key, template_ids);
-        }
-        runnable.sort_unstable();
-
-        let wake = Arc::new(Notify::new());
-        let listener_stop = Arc::new(AtomicBool::new(false));
-        #[cfg(feature = "postgres")]
-        if store.backend() == store::Backend::Postgres {
-            store::spawn_listener(
-                store::with_deadlines(
-                    store.url(),
-                    config.connection_timeout,
-                    config.statement_timeout,
-                ),
-                Arc::clone(&wake),
-                Arc::clone(&listener_stop),
-            );
-        }
-        let (events, _) = broadcast::channel(4096);
-        let subscribers = Subscribers::start(subscribers);
-        let redactor = config.redactor();
+        let stored = sync_templates(&store, &registry, &local).await?;
+        sync_custom_events(&store).await?;
+        let wake_up = start_listener(&store, &self.config);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let redactor = self.config.redactor();
         Ok(Tasker {
             inner: Arc::new(Inner {
                 store,
                 registry,
-                config,
+                config: self.config,
                 identity: self.identity,
-                ids,
-                by_named_task,
-                runnable,
-                wake,
+                ids: stored.ids,
+                by_named_task: stored.by_named_task,
+                runnable: stored.runnable,
+                wake: wake_up.wake,
                 events,
-                subscribers,
+                subscribers: Subscribers::start(subscribers),
                 redactor,
                 correlations: Default::default(),
                 creations: tokio::sync::RwLock::new(()),
                 task_spans: Default::default(),
-                listener_stop,
+                listener_stop: wake_up.listener_stop,
             }),
         })
     }
+}
+
+/// Events a lagging [`Tasker::subscribe`] receiver may fall behind by before it misses some.
+const EVENT_BUFFER: usize = 4096;
+
+/// A subscriber with the name it is reported under.
+type NamedSubscriber = (String, Arc<dyn DynSubscriber>);
+
+/// Registers the builder's task handlers, then (unless automatic registration is off) every
+/// other `#[task_handler]` and `#[step_handler]` of the program.
+fn register_handlers(
+    registry: &mut Registry,
+    task_handlers: Vec<PendingTaskHandler>,
+    auto_register: bool,
+) -> Result<()> {
+    for register in task_handlers {
+        register(registry)?;
+    }
+    if auto_register {
+        registry.register_discovered()?;
+    }
+    Ok(())
+}
+
+/// The builder's subscribers and (unless automatic registration is off) every `#[subscriber]`
+/// not handed over; one that holds state and was not handed over is an error.
+fn collect_subscribers(
+    mut subscribers: Vec<NamedSubscriber>,
+    auto_register: bool,
+) -> Result<Vec<NamedSubscriber>> {
+    if !auto_register {
+        return Ok(subscribers);
+    }
+    for registration in inventory::iter::<SubscriberRegistration> {
+        if subscribers
+            .iter()
+            .any(|(name, _)| name == registration.name)
+        {
+            continue;
+        }
+        let Some(subscriber) = (registration.instance)() else {
+            return Err(Error::SubscriberNeedsInstance(registration.name.to_owned()));
+        };
+        subscribers.push((registration.name.to_owned(), subscriber));
+    }
+    Ok(subscribers)
+}
+
+/// Refuses a subscriber pattern that matches no event: none the engine publishes, none declared
+/// with `custom_event!`, none a template's step declares.
+fn check_subscriptions(registry: &Registry, subscribers: &[NamedSubscriber]) -> Result<()> {
+    let declared: Vec<String> = registry
+        .templates()
+        .iter()
+        .flat_map(|t| &t.step_templates)
+        .flat_map(|s| s.custom_events.iter().map(|e| e.name.clone()))
+        .collect();
+    for (name, subscriber) in subscribers {
+        for pattern in subscriber.events_dyn() {
+            let known = crate::events::CATALOG
+                .iter()
+                .filter(|e| e.not_published.is_none())
+                .map(|e| e.name)
+                .chain(crate::events::custom_events().iter().map(|e| e.name()))
+                .chain(declared.iter().map(String::as_str))
+                .any(|event| crate::events::matches_pattern(event, pattern));
+            if !known {
+                return Err(Error::UnknownEvent {
+                    subscriber: name.clone(),
+                    pattern: (*pattern).to_owned(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store and, unless disabled, applies the migrations, on the blocking pool.
+async fn connect(config: &TaskerConfig) -> Result<Store> {
+    let url = config.database_url.clone();
+    let options = store::ConnectOptions {
+        pool_size: config.pool_size,
+        connection_timeout: config.connection_timeout,
+        statement_timeout: config.statement_timeout,
+    };
+    let migrate = config.migrate_on_start;
+    tokio::task::spawn_blocking(move || -> Result<Store> {
+        let store = Store::connect_with(&url, options)?;
+        if migrate {
+            store.migrate()?;
+        }
+        Ok(store)
+    })
+    .await?
+}
+
+/// Adds the templates other programs stored in the database and this one lacks: this process
+/// can create and inspect their tasks, but runs none of their steps.
+async fn load_stored_templates(
+    store: &Store,
+    registry: &mut Registry,
+    local: &HashSet<TemplateKey>,
+) -> Result<()> {
+    let stored = store.run(|store| store.stored_templates()).await?;
+    for (id, configuration) in stored {
+        let template = stored_template(id, configuration.as_deref())?;
+        if !local.contains(&TemplateKey::of(&template)) {
+            registry.register_template(template)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the engine keeps of the stored templates.
+struct StoredTemplates {
+    /// The database ids of each registered template.
+    ids: HashMap<TemplateKey, store::TemplateIds>,
+    /// Templates by `named_task_id`.
+    by_named_task: HashMap<i64, Arc<RegisteredTemplate>>,
+    /// The `named_task_id`s whose steps this process runs, sorted.
+    runnable: Vec<i64>,
+}
+
+/// Records every registered template in the database and reads back their ids.
+async fn sync_templates(
+    store: &Store,
+    registry: &Registry,
+    local: &HashSet<TemplateKey>,
+) -> Result<StoredTemplates> {
+    let registered = registry.registered();
+    let templates: Vec<TaskTemplate> = registered.iter().map(|(_, r)| r.template.clone()).collect();
+    let synced = store
+        .run(move |store| {
+            let refs: Vec<&TaskTemplate> = templates.iter().collect();
+            store.sync_templates(&refs)
+        })
+        .await?;
+    let mut stored = StoredTemplates {
+        ids: HashMap::new(),
+        by_named_task: HashMap::new(),
+        runnable: Vec::new(),
+    };
+    for ((key, registered), template_ids) in registered.into_iter().zip(synced) {
+        stored
+            .by_named_task
+            .insert(template_ids.named_task_id, Arc::clone(registered));
+        if local.contains(key) {
+            stored.runnable.push(template_ids.named_task_id);
+        }
+        stored.ids.insert(key.clone(), template_ids);
+    }
+    stored.runnable.sort_unstable();
+    Ok(stored)
+}
+
+/// Records the custom events this program declares, with their descriptions.
+async fn sync_custom_events(store: &Store) -> Result<()> {
+    let custom: Vec<(String, String)> = crate::events::custom_events()
+        .iter()
+        .map(|e| (e.name().to_owned(), e.description().to_owned()))
+        .collect();
+    if !custom.is_empty() {
+        store
+            .run(move |store| store.sync_custom_events(&custom))
+            .await?;
+    }
+    Ok(())
+}
+
+/// How this engine's workers are woken, and the flag that stops the PostgreSQL listener.
+struct WakeUp {
+    wake: Arc<Notify>,
+    listener_stop: Arc<AtomicBool>,
+}
+
+/// On PostgreSQL, listens for the `NOTIFY` of other processes so their work wakes workers here;
+/// otherwise only this process's own notifications do.
+fn start_listener(store: &Store, config: &TaskerConfig) -> WakeUp {
+    let wake_up = WakeUp {
+        wake: Arc::new(Notify::new()),
+        listener_stop: Arc::new(AtomicBool::new(false)),
+    };
+    #[cfg(feature = "postgres")]
+    if store.backend() == store::Backend::Postgres {
+        store::spawn_listener(
+            store::with_deadlines(
+                store.url(),
+                config.connection_timeout,
+                config.statement_timeout,
+            ),
+            Arc::clone(&wake_up.wake),
+            Arc::clone(&wake_up.listener_stop),
+        );
+    }
+    #[cfg(not(feature = "postgres"))]
+    let _ = (store, config);
+    wake_up
 }
 
 impl Tasker {
@@ -488,127 +550,17 @@ impl Tasker {
 
     /// Checks a request against its template and builds the rows to insert.
     fn prepare(&self, request: &TaskRequest) -> Result<PreparedTask> {
-        let registered = self
-            .inner
-            .registry
-            .find(&request.namespace, &request.name, &request.version)
-            .ok_or_else(|| Error::UnknownTemplate {
-                namespace: request.namespace.clone(),
-                name: request.name.clone(),
-                version: request.version.clone(),
-            })?;
+        let registered = self.find_template(request)?;
         let template = &registered.template;
         let ids = self
             .inner
             .ids
             .get(&TemplateKey::of(template))
-            .ok_or_else(|| {
-                Error::InvalidRequest(format!("template `{}` is not stored", template.full_name()))
-            })?;
-        let context = serde_json::to_string(&request.context)?;
-        if context.len() > self.inner.config.max_context_bytes {
-            return Err(Error::InvalidRequest(format!(
-                "context is {} bytes, over the limit of {} (`max_context_bytes`)",
-                context.len(),
-                self.inner.config.max_context_bytes
-            )));
-        }
-        if let Some(validator) = &registered.validator {
-            let errors: Vec<String> = validator
-                .iter_errors(&request.context)
-                .map(|e| {
-                    let path = e.instance_path().to_string();
-                    let at = if path.is_empty() {
-                        "/".to_owned()
-                    } else {
-                        path
-                    };
-                    format!("at `{at}`: {e}")
-                })
-                .collect();
-            if !errors.is_empty() {
-                return Err(Error::InvalidContext {
-                    template: template.full_name(),
-                    errors,
-                });
-            }
-        }
-        for name in &request.bypass_steps {
-            match template.find_step(name) {
-                None => {
-                    return Err(Error::InvalidRequest(format!(
-                        "bypass_steps names `{name}`, which is not a step of `{}`",
-                        template.full_name()
-                    )));
-                }
-                Some(step) if !step.skippable => {
-                    return Err(Error::InvalidRequest(format!(
-                        "step `{name}` of `{}` is not skippable and cannot be bypassed",
-                        template.full_name()
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        for (label, value) in [
-            ("initiator", &request.initiator),
-            ("source_system", &request.source_system),
-            ("reason", &request.reason),
-        ] {
-            if value.chars().count() > 128 {
-                return Err(Error::InvalidRequest(format!(
-                    "`{label}` is longer than 128 characters"
-                )));
-            }
-        }
-        if request
-            .correlation_id
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || c.len() > 128)
-        {
-            return Err(Error::InvalidRequest(
-                "`correlation_id` must be 1 to 128 bytes".to_owned(),
-            ));
-        }
-        if request
-            .idempotency_key
-            .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 255)
-        {
-            return Err(Error::InvalidRequest(
-                "`idempotency_key` must be 1 to 255 bytes".to_owned(),
-            ));
-        }
-
-        let index: HashMap<&str, usize> = template
-            .step_templates
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        let bypassed = |name: &str| request.bypass_steps.iter().any(|b| b == name);
-        let mut edges = Vec::new();
-        let mut steps = Vec::with_capacity(template.step_templates.len());
-        for (child, step) in template.step_templates.iter().enumerate() {
-            let mut remaining = 0;
-            for parent in step.dependencies() {
-                if let Some(&p) = index.get(parent) {
-                    edges.push((p, child));
-                    if !bypassed(parent) {
-                        remaining += 1;
-                    }
-                }
-            }
-            steps.push(PreparedStep {
-                named_step_id: ids.step_ids.get(&step.name).copied().unwrap_or_default(),
-                name: step.name.clone(),
-                retryable: step.default_retryable,
-                retry_limit: step.default_retry_limit as i32,
-                skippable: step.skippable,
-                bypassed: bypassed(&step.name),
-                remaining_parents: remaining,
-            });
-        }
+            .ok_or_else(|| Error::TemplateNotStored(template.full_name()))?;
+        let context = check_context(request, registered, self.inner.config.max_context_bytes)?;
+        check_bypass(template, &request.bypass_steps)?;
+        request.check_fields()?;
+        let (steps, edges) = build_steps(template, ids, &request.bypass_steps)?;
         let requested_at = request.requested_at.unwrap_or_else(Utc::now);
         let identity_hash = match (self.inner.identity, &request.idempotency_key) {
             (IdentityStrategy::Hash, None) => request::identity_hash(request, requested_at),
@@ -634,6 +586,18 @@ impl Tasker {
             steps,
             edges,
         })
+    }
+
+    /// The registered template a request names.
+    fn find_template(&self, request: &TaskRequest) -> Result<&Arc<RegisteredTemplate>> {
+        self.inner
+            .registry
+            .find(&request.namespace, &request.name, &request.version)
+            .ok_or_else(|| Error::UnknownTemplate {
+                namespace: request.namespace.clone(),
+                name: request.name.clone(),
+                version: request.version.clone(),
+            })
     }
 
     /// Creates a task of the `#[task_handler]` workflow `H` over its typed context.
@@ -906,7 +870,27 @@ impl Tasker {
 
     /// Records attempt outcomes exactly as a worker does, fenced on (`owner`, `attempt`): an
     /// outcome whose attempt no longer owns its step comes back [`CompletionOutcome::Stale`].
+    /// A result that is not JSON, or over `max_result_bytes`, refuses the whole batch with
+    /// [`Error::InvalidResult`].
     pub async fn complete_steps(&self, outcomes: Vec<Outcome>) -> Result<Vec<CompletionOutcome>> {
+        let limit = self.inner.config.max_result_bytes;
+        for outcome in &outcomes {
+            let Ok(json) = &outcome.result else {
+                continue;
+            };
+            let refused = |problem: String| Error::InvalidResult {
+                step_id: outcome.step_id,
+                problem,
+            };
+            if json.len() > limit {
+                let size = json.len();
+                return Err(refused(format!(
+                    "it is {size} bytes, over the limit of {limit} (`max_result_bytes`)"
+                )));
+            }
+            serde_json::from_str::<serde::de::IgnoredAny>(json)
+                .map_err(|e| refused(format!("it is not JSON: {e}")))?;
+        }
         let results = self
             .commit(move |store| store.complete(&outcomes, 0))
             .await?;
@@ -949,6 +933,104 @@ impl Tasker {
     pub async fn migrate(&self) -> Result<usize> {
         self.inner.store.run(|store| store.migrate()).await
     }
+}
+
+/// The request's context as the JSON to store, once it is within `max_bytes` and satisfies the
+/// template's schema.
+fn check_context(
+    request: &TaskRequest,
+    registered: &RegisteredTemplate,
+    max_bytes: usize,
+) -> Result<String> {
+    let context = serde_json::to_string(&request.context)?;
+    if context.len() > max_bytes {
+        return Err(Error::ContextTooLarge {
+            bytes: context.len(),
+            limit: max_bytes,
+        });
+    }
+    if let Some(validator) = &registered.validator {
+        let errors: Vec<ContextViolation> = validator
+            .iter_errors(&request.context)
+            .map(|e| ContextViolation::new(e.instance_path().to_string(), e.to_string()))
+            .collect();
+        if !errors.is_empty() {
+            return Err(Error::InvalidContext {
+                template: registered.template.full_name(),
+                errors,
+            });
+        }
+    }
+    Ok(context)
+}
+
+/// Refuses a bypass of a step the template does not have, or of one that is not skippable.
+fn check_bypass(template: &TaskTemplate, bypass_steps: &[String]) -> Result<()> {
+    for name in bypass_steps {
+        match template.find_step(name) {
+            None => {
+                return Err(Error::UnknownBypassStep {
+                    template: template.full_name(),
+                    step: name.clone(),
+                });
+            }
+            Some(step) if !step.skippable => {
+                return Err(Error::StepNotSkippable {
+                    template: template.full_name(),
+                    step: name.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Dependency edges as `(parent, child)` indexes into a task's steps.
+type StepEdges = Vec<(usize, usize)>;
+
+/// The steps to insert, each counting the parents it still waits for (a bypassed parent does
+/// not count), and the edges between them as `(parent, child)` indexes into the steps.
+fn build_steps(
+    template: &TaskTemplate,
+    ids: &store::TemplateIds,
+    bypass_steps: &[String],
+) -> Result<(Vec<PreparedStep>, StepEdges)> {
+    let index: HashMap<&str, usize> = template
+        .step_templates
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let bypassed = |name: &str| bypass_steps.iter().any(|b| b == name);
+    let mut edges = Vec::new();
+    let mut steps = Vec::with_capacity(template.step_templates.len());
+    for (child, step) in template.step_templates.iter().enumerate() {
+        let mut remaining = 0;
+        for parent in step.dependencies() {
+            if let Some(&p) = index.get(parent) {
+                edges.push((p, child));
+                if !bypassed(parent) {
+                    remaining += 1;
+                }
+            }
+        }
+        let named_step_id = ids
+            .step_ids
+            .get(&step.name)
+            .copied()
+            .ok_or_else(|| Error::TemplateNotStored(template.full_name()))?;
+        steps.push(PreparedStep {
+            named_step_id,
+            name: step.name.clone(),
+            retryable: step.default_retryable,
+            retry_limit: step.default_retry_limit as i32,
+            skippable: step.skippable,
+            bypassed: bypassed(&step.name),
+            remaining_parents: remaining,
+        });
+    }
+    Ok((steps, edges))
 }
 
 /// For operations whose only output is their events: whether anything changed, and the events.

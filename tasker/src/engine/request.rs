@@ -5,7 +5,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::error::Error;
 use crate::template::{DEFAULT_NAMESPACE, DEFAULT_VERSION};
+
+/// Longest `initiator`, `source_system` and `reason`, in characters.
+pub(crate) const MAX_LABEL_CHARS: usize = 128;
+/// Longest `correlation_id`, in bytes.
+const MAX_CORRELATION_ID_BYTES: usize = 128;
+/// Longest `idempotency_key`, in bytes.
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 /// A request to run a workflow over a context, with the seed's fields and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +173,45 @@ impl TaskRequest {
         self.requested_at = Some(at);
         self
     }
+
+    /// Refuses a field longer than what is stored of it, or an empty key.
+    pub(crate) fn check_fields(&self) -> crate::Result<()> {
+        for (field, value) in [
+            ("initiator", &self.initiator),
+            ("source_system", &self.source_system),
+            ("reason", &self.reason),
+        ] {
+            if value.chars().count() > MAX_LABEL_CHARS {
+                return Err(Error::InvalidField {
+                    field,
+                    problem: format!("is longer than {MAX_LABEL_CHARS} characters"),
+                });
+            }
+        }
+        for (field, value, max) in [
+            (
+                "correlation_id",
+                &self.correlation_id,
+                MAX_CORRELATION_ID_BYTES,
+            ),
+            (
+                "idempotency_key",
+                &self.idempotency_key,
+                MAX_IDEMPOTENCY_KEY_BYTES,
+            ),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || v.len() > max)
+            {
+                return Err(Error::InvalidField {
+                    field,
+                    problem: format!("must be 1 to {max} bytes"),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a task's `identity_hash` is made, which decides what counts as a duplicate request.
@@ -209,6 +256,41 @@ pub(crate) fn identity_hash(request: &TaskRequest, requested_at: DateTime<Utc>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_out_of_bounds_are_named() {
+        let long = "é".repeat(MAX_LABEL_CHARS + 1);
+        let cases = [
+            (TaskRequest::new("t").initiator(long.clone()), "initiator"),
+            (
+                TaskRequest::new("t").source_system(long.clone()),
+                "source_system",
+            ),
+            (TaskRequest::new("t").reason(long), "reason"),
+            (TaskRequest::new("t").correlation_id(""), "correlation_id"),
+            (
+                TaskRequest::new("t").correlation_id("c".repeat(129)),
+                "correlation_id",
+            ),
+            (TaskRequest::new("t").idempotency_key(""), "idempotency_key"),
+            (
+                TaskRequest::new("t").idempotency_key("k".repeat(256)),
+                "idempotency_key",
+            ),
+        ];
+        for (request, expected) in cases {
+            match request.check_fields() {
+                Err(Error::InvalidField { field, .. }) => assert_eq!(field, expected),
+                other => panic!("{expected}: expected InvalidField, got {other:?}"),
+            }
+        }
+        // At the limits, all is well: 128 characters of two bytes each, 255-byte keys.
+        let at_limits = TaskRequest::new("t")
+            .initiator("é".repeat(MAX_LABEL_CHARS))
+            .correlation_id("c".repeat(128))
+            .idempotency_key("k".repeat(255));
+        assert!(at_limits.check_fields().is_ok());
+    }
 
     #[test]
     fn identical_requests_in_one_minute_share_a_hash() {

@@ -55,47 +55,45 @@ impl IntoResponse for ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        match error {
+        let status = |status, code| ApiError::new(status, code, error.to_string());
+        match &error {
             Error::TaskNotFound(_) | Error::StepNotFound(_) => {
                 ApiError::not_found(error.to_string())
             }
             Error::UnknownTemplate { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_template", error.to_string())
-                    .at("/name")
+                status(StatusCode::NOT_FOUND, "unknown_template").at("/name")
             }
-            Error::InvalidContext { ref errors, .. } => {
-                // Each message reads "at `/pointer`: …"; the first names the field.
-                let path = errors
-                    .first()
-                    .and_then(|e| e.strip_prefix("at `"))
-                    .and_then(|e| e.split('`').next())
-                    .map(|p| format!("/context{}", p.trim_end_matches('/')));
-                let mut api = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_context",
-                    error.to_string(),
-                );
-                api.path = path.or(Some("/context".to_owned()));
-                api
+            Error::InvalidContext { errors, .. } => {
+                // The first violation names the field; a violation of the whole context (an
+                // empty pointer) names the context itself.
+                let pointer = errors.first().map_or("", |v| v.pointer.as_str());
+                status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_context")
+                    .at(format!("/context{pointer}"))
             }
-            Error::InvalidRequest(message) => ApiError::bad_request(message),
-            Error::DuplicateRequest(_) => {
-                ApiError::new(StatusCode::CONFLICT, "duplicate_request", error.to_string())
+            Error::ContextTooLarge { .. } => {
+                status(StatusCode::BAD_REQUEST, "invalid_request").at("/context")
             }
+            Error::UnknownBypassStep { .. } | Error::StepNotSkippable { .. } => {
+                status(StatusCode::BAD_REQUEST, "invalid_request").at("/bypass_steps")
+            }
+            Error::InvalidField { field, .. } => {
+                status(StatusCode::BAD_REQUEST, "invalid_request").at(format!("/{field}"))
+            }
+            Error::IdentityConflict => status(StatusCode::BAD_REQUEST, "invalid_request"),
+            Error::DuplicateRequest(_) => status(StatusCode::CONFLICT, "duplicate_request"),
             Error::TaskTransitionRefused { .. } | Error::StepTransitionRefused { .. } => {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "transition_refused",
-                    error.to_string(),
-                )
+                status(StatusCode::CONFLICT, "transition_refused")
             }
-            Error::Pool(_) | Error::Connection(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "database_unavailable",
-                error.to_string(),
-            ),
-            other => {
-                tracing::error!(error = %other, "request failed");
+            Error::Pool(_) | Error::Connection(_) => {
+                status(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            Error::CorruptData { .. } => {
+                // The message names the row and column, which is what an operator needs.
+                tracing::error!(%error, "request failed on corrupt data");
+                status(StatusCode::INTERNAL_SERVER_ERROR, "corrupt_data")
+            }
+            _ => {
+                tracing::error!(%error, "request failed");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -103,5 +101,79 @@ impl From<Error> for ApiError {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ContextViolation;
+
+    fn invalid_context(pointers: &[&str]) -> Error {
+        Error::InvalidContext {
+            template: "shop/order@1.0.0".to_owned(),
+            errors: pointers
+                .iter()
+                .map(|p| ContextViolation::new(*p, "is wrong"))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_invalid_context_names_the_first_violation_by_its_pointer() {
+        let api = ApiError::from(invalid_context(&["/lines/0/sku", "/order_id"]));
+        assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(api.code, "invalid_context");
+        assert_eq!(api.path.as_deref(), Some("/context/lines/0/sku"));
+        assert_eq!(
+            api.message,
+            "context of `shop/order@1.0.0` is invalid: at `/lines/0/sku`: is wrong; at `/order_id`: is wrong"
+        );
+        // Keys with a backtick or a slash (escaped `~1` in a pointer) come through whole.
+        let api = ApiError::from(invalid_context(&["/odd`key/a~1b"]));
+        assert_eq!(api.path.as_deref(), Some("/context/odd`key/a~1b"));
+        // A violation of the whole context names the context.
+        let api = ApiError::from(invalid_context(&[""]));
+        assert_eq!(api.path.as_deref(), Some("/context"));
+        assert!(api.message.ends_with("at `/`: is wrong"), "{}", api.message);
+    }
+
+    #[test]
+    fn request_errors_name_their_field() {
+        let field = ApiError::from(Error::InvalidField {
+            field: "initiator",
+            problem: "is longer than 128 characters".to_owned(),
+        });
+        assert_eq!(field.status, StatusCode::BAD_REQUEST);
+        assert_eq!(field.code, "invalid_request");
+        assert_eq!(field.path.as_deref(), Some("/initiator"));
+        assert_eq!(
+            field.message,
+            "invalid task request: `initiator` is longer than 128 characters"
+        );
+        let bypass = ApiError::from(Error::StepNotSkippable {
+            template: "shop/order@1.0.0".to_owned(),
+            step: "fetch".to_owned(),
+        });
+        assert_eq!(bypass.path.as_deref(), Some("/bypass_steps"));
+        let large = ApiError::from(Error::ContextTooLarge { bytes: 9, limit: 8 });
+        assert_eq!(large.path.as_deref(), Some("/context"));
+    }
+
+    #[test]
+    fn corrupt_data_is_a_server_error_that_names_the_row() {
+        let api = ApiError::from(Error::CorruptData {
+            table: "tasker_workflow_steps",
+            id: 42,
+            column: "state",
+            problem: "unknown state `done`".to_owned(),
+        });
+        assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(api.code, "corrupt_data");
+        assert_eq!(api.path, None);
+        assert_eq!(
+            api.message,
+            "corrupt data in `tasker_workflow_steps` row 42, column `state`: unknown state `done`"
+        );
     }
 }

@@ -228,7 +228,10 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
 pub async fn bind(addr: &str) -> crate::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| crate::Error::Config(format!("cannot listen on {addr}: {e}")))
+        .map_err(|source| crate::Error::Listen {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Serves the API on `listener` until `shutdown` completes. Refuses a non-loopback address
@@ -241,21 +244,18 @@ pub async fn serve(
 ) -> crate::Result<()> {
     let addr = listener
         .local_addr()
-        .map_err(|e| crate::Error::Config(format!("listener has no address: {e}")))?;
+        .map_err(crate::Error::ListenerAddress)?;
     check_exposure(&config, addr)?;
     axum::serve(listener, router(tasker, config))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| crate::Error::Config(format!("server failed: {e}")))
+        .map_err(crate::Error::Serve)
 }
 
 /// Refuses to expose an unauthenticated API beyond this machine unless told to.
 pub fn check_exposure(config: &ServerConfig, addr: SocketAddr) -> crate::Result<()> {
     if !addr.ip().is_loopback() && !config.auth.is_enabled() && !config.allow_insecure {
-        return Err(crate::Error::Config(format!(
-            "refusing to serve on {addr} without authentication: configure API keys or JWT, \
-             listen on a loopback address, or set `allow_insecure`"
-        )));
+        return Err(crate::Error::InsecureExposure { addr });
     }
     Ok(())
 }
@@ -280,15 +280,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let text = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(_) => {
-            // serde_path_to_error's message starts with the path: "context.order_id: …".
-            let path = text
-                .split_once(": ")
-                .map(|(_, rest)| rest)
-                .and_then(|rest| rest.split_once(": "))
-                .map(|(path, _)| format!("/{}", path.replace('.', "/")));
+        JsonRejection::JsonDataError(ref data) => {
             let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text);
-            error.path = path;
+            error.path = data_error_path(data);
             error
         }
         JsonRejection::JsonSyntaxError(_) => {
@@ -304,6 +298,36 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         _ => ApiError::new(status, "invalid_body", text),
     }
+}
+
+/// The field a body of the wrong shape got wrong, from the path axum's deserialiser tracked.
+fn data_error_path(error: &axum::extract::rejection::JsonDataError) -> Option<String> {
+    // The rejection wraps axum's error, which wraps serde_path_to_error's.
+    let tracked = std::error::Error::source(error)?.source()?;
+    let tracked = tracked.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>()?;
+    Some(json_pointer(tracked.path()))
+}
+
+/// A deserialiser's path as a JSON pointer into the body: `/context/lines/0`, `/` for the body
+/// itself.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut pointer = String::new();
+    for segment in path.iter() {
+        pointer.push('/');
+        match segment {
+            Segment::Seq { index } => pointer.push_str(&index.to_string()),
+            // RFC 6901: `~` and `/` inside a key are escaped.
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Unknown => pointer.push('?'),
+        }
+    }
+    if pointer.is_empty() {
+        pointer.push('/');
+    }
+    pointer
 }
 
 /// Path parameters; a malformed one is 400.
@@ -545,13 +569,12 @@ async fn create_task(
         other => other,
     };
     let request: TaskRequest = serde_path_to_error::deserialize(request).map_err(|e| {
-        let path = format!("/{}", e.path().to_string().replace('.', "/"));
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             e.inner().to_string(),
         )
-        .at(if path == "/." { "/".to_owned() } else { path })
+        .at(json_pointer(e.path()))
     })?;
     let created = state.tasker.create_task(request).await?;
     let task = state.tasker.task(created.id).await?;
@@ -595,9 +618,13 @@ async fn update_task(
     if update
         .reason
         .as_ref()
-        .is_some_and(|r| r.chars().count() > 128)
+        .is_some_and(|r| r.chars().count() > crate::engine::MAX_LABEL_CHARS)
     {
-        return Err(ApiError::bad_request("`reason` is longer than 128 characters").at("/reason"));
+        return Err(ApiError::bad_request(format!(
+            "`reason` is longer than {} characters",
+            crate::engine::MAX_LABEL_CHARS
+        ))
+        .at("/reason"));
     }
     let task = state
         .tasker

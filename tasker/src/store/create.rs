@@ -182,7 +182,7 @@ fn insert_task(c: &mut Conn<'_>, task: &PreparedTask) -> Result<Inserted> {
     match (existing, &task.idempotency_key) {
         (Some(id), Some(_)) => Ok(Inserted::Existing(id)),
         (Some(id), None) => Err(Error::DuplicateRequest(id)),
-        (None, _) => Err(Error::InvalidRequest("task identity conflict".to_owned())),
+        (None, _) => Err(Error::IdentityConflict),
     }
 }
 

@@ -121,8 +121,7 @@ impl Store {
     /// Applies the embedded migrations that have not run yet; returns how many ran. Safe to call
     /// from several processes at once: they serialise on a lock.
     pub fn migrate(&self) -> Result<usize> {
-        let migration_error =
-            |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+        let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e);
         self.with(|c| match c {
             Conn::Sqlite(c) => c.immediate_transaction(|c| {
                 c.run_pending_migrations(SQLITE_MIGRATIONS)
@@ -149,8 +148,7 @@ impl Store {
             C: MigrationHarness<DB>,
             S: diesel::migration::MigrationSource<DB>,
         {
-            let migration_error =
-                |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e.to_string());
+            let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e);
             let applied: Vec<String> = conn
                 .applied_migrations()
                 .map_err(migration_error)?
@@ -183,7 +181,7 @@ impl Store {
         let store = self.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| Error::Join(e.to_string()))?
+            .map_err(Error::Join)?
     }
 
     /// Upserts the namespaces, named tasks and named steps of `templates`; returns their ids.

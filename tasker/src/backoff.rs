@@ -3,13 +3,22 @@
 use std::time::Duration;
 
 /// How long a failed step waits before its next attempt.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// In a configuration file it is the `backoff` key, each field optional: `table_seconds`,
+/// `multiplier`, `max_seconds`, `jitter_enabled`, `jitter`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackoffConfig {
     /// Delays for the first retries, in seconds (the seed's `[1, 2, 4, 8, 16, 32]`).
+    #[serde(rename = "table_seconds")]
     pub table: Vec<f64>,
     /// Exponent applied to the attempt number past the table (the seed's 2.0).
     pub multiplier: f64,
     /// Upper bound of any delay, including a server's `Retry-After` (the seed's 300 s).
+    #[serde(
+        rename = "max_seconds",
+        deserialize_with = "crate::seconds::deserialize"
+    )]
     pub max: Duration,
     /// Whether to spread delays by up to `jitter` of their length.
     pub jitter_enabled: bool,
