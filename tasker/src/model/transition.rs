@@ -223,6 +223,24 @@ impl StepTransition {
         }
     }
 
+    /// `from → to` as the machine allows it: a failed step cannot go straight to `in_progress`
+    /// or `cancelled`, so from `error` it first passes through `pending`.
+    pub(crate) fn path(
+        step: (i64, i64, &str),
+        from: StepState,
+        to: StepState,
+        metadata: Metadata,
+    ) -> Result<Vec<Self>> {
+        let mut path = Vec::with_capacity(2);
+        let mut from = from;
+        if from == StepState::Error && from.check(to) == Transition::Refused {
+            path.push(Self::new(step, from, StepState::Pending, Metadata::None)?);
+            from = StepState::Pending;
+        }
+        path.push(Self::new(step, from, to, metadata)?);
+        Ok(path)
+    }
+
     /// The row to write and the event to publish once it is written.
     pub(crate) fn split(self) -> (TransitionRow, EventRecord) {
         let change = Change::Step {

@@ -205,24 +205,14 @@ fn mark_claimed(
 fn claim_transitions(owner: &str, taken: &[Taken]) -> Result<Vec<StepTransition>> {
     let mut transitions = Vec::with_capacity(taken.len() + 4);
     for t in taken {
-        let step = (t.task_id, t.step_id, t.name.as_str());
-        let mut from = t.from;
-        if from == StepState::Error {
-            transitions.push(StepTransition::new(
-                step,
-                from,
-                StepState::Pending,
-                Metadata::None,
-            )?);
-            from = StepState::Pending;
-        }
         let metadata = Metadata::Claimed {
             attempt: t.attempt,
             worker: owner.to_owned(),
         };
-        transitions.push(StepTransition::new(
+        let step = (t.task_id, t.step_id, t.name.as_str());
+        transitions.extend(StepTransition::path(
             step,
-            from,
+            t.from,
             StepState::InProgress,
             metadata,
         )?);

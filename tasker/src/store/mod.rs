@@ -317,12 +317,12 @@ impl Store {
 
     /// A step's transitions, oldest first.
     pub(crate) fn step_transitions(&self, step_id: i64) -> Result<Vec<TransitionInfo>> {
-        self.with(|c| read::step_transitions(c, step_id))
+        self.with(|c| read::transitions(c, transitions::Entity::Step, step_id))
     }
 
     /// A task's transitions, oldest first.
     pub(crate) fn task_transitions(&self, task_id: i64) -> Result<Vec<TransitionInfo>> {
-        self.with(|c| read::task_transitions(c, task_id))
+        self.with(|c| read::transitions(c, transitions::Entity::Task, task_id))
     }
 
     /// A task's dependency edges as `(parent, child)` step ids.

@@ -216,32 +216,18 @@ pub(crate) fn cancel_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRec
 }
 
 /// Cancels `open` steps (id, name, state) of `task_id`: one update, and a transition and event
-/// each; an errored step goes through `pending`, as `error → cancelled` is not allowed.
+/// each (an errored step through `pending`; see [`StepTransition::path`]).
 fn cancel_open_steps(
     c: &mut Conn<'_>,
     task_id: i64,
     open: &[(i64, String, StepState)],
 ) -> Result<Vec<EventRecord>> {
     use tasker_workflow_steps::dsl as s;
-    let mut transitions = Vec::new();
-    for (id, name, state) in open {
+    let mut transitions = Vec::with_capacity(open.len());
+    for (id, name, from) in open {
         let step = (task_id, *id, name.as_str());
-        let mut from = *state;
-        if from == StepState::Error {
-            transitions.push(StepTransition::new(
-                step,
-                from,
-                StepState::Pending,
-                Metadata::None,
-            )?);
-            from = StepState::Pending;
-        }
-        transitions.push(StepTransition::new(
-            step,
-            from,
-            StepState::Cancelled,
-            Metadata::None,
-        )?);
+        let path = StepTransition::path(step, *from, StepState::Cancelled, Metadata::None)?;
+        transitions.extend(path);
     }
     let ids: Vec<i64> = open.iter().map(|r| r.0).collect();
     let now = c.now();
@@ -350,15 +336,8 @@ pub(crate) fn cancel_step(
         if from == StepState::Cancelled {
             return Ok(Vec::new());
         }
-        // An errored step is cancelled through `pending`; finished steps cannot be cancelled.
-        if from != StepState::Error {
-            StepTransition::new(
-                (task_id, step_id, &name),
-                from,
-                StepState::Cancelled,
-                Metadata::None,
-            )?;
-        }
+        // A finished step cannot be cancelled: the transition is refused before anything is
+        // written.
         let mut events = cancel_open_steps(c, task_id, &[(step_id, name, from)])?;
         release_serial(c, &[step_id])?;
         events.extend(finalize_tasks(c, &[task_id])?);

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use super::Conn;
 use super::rows::{Cell, StepRecord, TaskRecord, TransitionRecord};
 use super::schema::*;
+use super::transitions::Entity;
 use crate::error::{Error, Result};
 use crate::model::{MAX_LIST_LIMIT, StepInfo, TaskFilter, TaskRow, TaskSort, TransitionInfo};
 use crate::state::{StepState, TaskState};
@@ -117,50 +118,51 @@ pub(crate) fn step_output(
     Ok(Some((state, results)))
 }
 
-/// The transitions of one step, oldest first.
-pub(crate) fn step_transitions(c: &mut Conn<'_>, step_id: i64) -> Result<Vec<TransitionInfo>> {
-    use tasker_workflow_step_transitions::dsl as t;
-    let records: Vec<TransitionRecord> = c.load(
-        t::tasker_workflow_step_transitions
-            .filter(t::workflow_step_id.eq(step_id))
-            .order(t::sort_key.asc())
-            .select((
-                t::id,
-                t::from_state,
-                t::to_state,
-                t::metadata,
-                t::sort_key,
-                t::most_recent,
-                t::created_at,
-            )),
-    )?;
-    records
-        .into_iter()
-        .map(|r| r.into_info("tasker_workflow_step_transitions"))
-        .collect()
-}
-
-/// The transitions of one task, oldest first.
-pub(crate) fn task_transitions(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<TransitionInfo>> {
-    use tasker_task_transitions::dsl as t;
-    let records: Vec<TransitionRecord> = c.load(
-        t::tasker_task_transitions
-            .filter(t::task_id.eq(task_id))
-            .order(t::sort_key.asc())
-            .select((
-                t::id,
-                t::from_state,
-                t::to_state,
-                t::metadata,
-                t::sort_key,
-                t::most_recent,
-                t::created_at,
-            )),
-    )?;
-    records
-        .into_iter()
-        .map(|r| r.into_info("tasker_task_transitions"))
-        .collect()
+/// The transitions of one step or task, oldest first.
+pub(crate) fn transitions(
+    c: &mut Conn<'_>,
+    entity: Entity,
+    id: i64,
+) -> Result<Vec<TransitionInfo>> {
+    let (table, records): (&'static str, Vec<TransitionRecord>) = match entity {
+        Entity::Step => {
+            use tasker_workflow_step_transitions::dsl as t;
+            let records = c.load(
+                t::tasker_workflow_step_transitions
+                    .filter(t::workflow_step_id.eq(id))
+                    .order(t::sort_key.asc())
+                    .select((
+                        t::id,
+                        t::from_state,
+                        t::to_state,
+                        t::metadata,
+                        t::sort_key,
+                        t::most_recent,
+                        t::created_at,
+                    )),
+            )?;
+            ("tasker_workflow_step_transitions", records)
+        }
+        Entity::Task => {
+            use tasker_task_transitions::dsl as t;
+            let records = c.load(
+                t::tasker_task_transitions
+                    .filter(t::task_id.eq(id))
+                    .order(t::sort_key.asc())
+                    .select((
+                        t::id,
+                        t::from_state,
+                        t::to_state,
+                        t::metadata,
+                        t::sort_key,
+                        t::most_recent,
+                        t::created_at,
+                    )),
+            )?;
+            ("tasker_task_transitions", records)
+        }
+    };
+    records.into_iter().map(|r| r.into_info(table)).collect()
 }
 
 /// The dependency edges of a task's steps, as `(parent, child)` step ids.

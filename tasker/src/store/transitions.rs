@@ -107,70 +107,93 @@ struct NewTaskTransition<'a> {
     most_recent: bool,
 }
 
+/// Which transition table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Entity {
+    Task,
+    Step,
+}
+
 fn write_steps(c: &mut Conn<'_>, rows: &[TransitionRow], fresh: bool) -> Result<()> {
-    use tasker_workflow_step_transitions::dsl as t;
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let next = if fresh {
-        HashMap::new()
-    } else {
-        // The row that stops being most recent has the highest sort key, so one statement both
-        // retires it and says where each entity's keys continue.
-        let last: Vec<(i64, i32)> = c.load(
-            diesel::update(t::tasker_workflow_step_transitions)
-                .filter(t::workflow_step_id.eq_any(entities(rows)))
-                .filter(t::most_recent.eq(true))
-                .set(t::most_recent.eq(false))
-                .returning((t::workflow_step_id, t::sort_key)),
-        )?;
-        last.into_iter().map(|(id, k)| (id, k + 10)).collect()
-    };
-    let inserts: Vec<NewStepTransition<'_>> = rows
-        .iter()
-        .zip(keys(rows, next))
-        .map(|(r, (sort_key, most_recent))| NewStepTransition {
-            workflow_step_id: r.id,
-            from_state: r.from,
-            to_state: r.to,
-            metadata: &r.metadata,
-            sort_key,
-            most_recent,
-        })
-        .collect();
-    c.execute(diesel::insert_into(t::tasker_workflow_step_transitions).values(&inserts))?;
-    Ok(())
+    write(c, Entity::Step, rows, fresh)
 }
 
 fn write_tasks(c: &mut Conn<'_>, rows: &[TransitionRow], fresh: bool) -> Result<()> {
-    use tasker_task_transitions::dsl as t;
+    write(c, Entity::Task, rows, fresh)
+}
+
+fn write(c: &mut Conn<'_>, entity: Entity, rows: &[TransitionRow], fresh: bool) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
     let next = if fresh {
         HashMap::new()
     } else {
-        let last: Vec<(i64, i32)> = c.load(
-            diesel::update(t::tasker_task_transitions)
-                .filter(t::task_id.eq_any(entities(rows)))
-                .filter(t::most_recent.eq(true))
-                .set(t::most_recent.eq(false))
-                .returning((t::task_id, t::sort_key)),
-        )?;
-        last.into_iter().map(|(id, k)| (id, k + 10)).collect()
+        retire(c, entity, entities(rows))?
     };
-    let inserts: Vec<NewTaskTransition<'_>> = rows
-        .iter()
-        .zip(keys(rows, next))
-        .map(|(r, (sort_key, most_recent))| NewTaskTransition {
-            task_id: r.id,
-            from_state: r.from,
-            to_state: r.to,
-            metadata: &r.metadata,
-            sort_key,
-            most_recent,
-        })
-        .collect();
-    c.execute(diesel::insert_into(t::tasker_task_transitions).values(&inserts))?;
+    let keys = keys(rows, next);
+    match entity {
+        Entity::Step => {
+            let inserts: Vec<NewStepTransition<'_>> = rows
+                .iter()
+                .zip(keys)
+                .map(|(r, (sort_key, most_recent))| NewStepTransition {
+                    workflow_step_id: r.id,
+                    from_state: r.from,
+                    to_state: r.to,
+                    metadata: &r.metadata,
+                    sort_key,
+                    most_recent,
+                })
+                .collect();
+            c.execute(
+                diesel::insert_into(tasker_workflow_step_transitions::table).values(&inserts),
+            )?
+        }
+        Entity::Task => {
+            let inserts: Vec<NewTaskTransition<'_>> = rows
+                .iter()
+                .zip(keys)
+                .map(|(r, (sort_key, most_recent))| NewTaskTransition {
+                    task_id: r.id,
+                    from_state: r.from,
+                    to_state: r.to,
+                    metadata: &r.metadata,
+                    sort_key,
+                    most_recent,
+                })
+                .collect();
+            c.execute(diesel::insert_into(tasker_task_transitions::table).values(&inserts))?
+        }
+    };
     Ok(())
+}
+
+/// Clears `most_recent` on the entities' current rows; returns where each one's sort keys
+/// continue. The row that stops being most recent has the highest key, so one statement both
+/// retires it and says where the keys go on.
+fn retire(c: &mut Conn<'_>, entity: Entity, ids: Vec<i64>) -> Result<HashMap<i64, i32>> {
+    let last: Vec<(i64, i32)> = match entity {
+        Entity::Step => {
+            use tasker_workflow_step_transitions::dsl as t;
+            c.load(
+                diesel::update(t::tasker_workflow_step_transitions)
+                    .filter(t::workflow_step_id.eq_any(ids))
+                    .filter(t::most_recent.eq(true))
+                    .set(t::most_recent.eq(false))
+                    .returning((t::workflow_step_id, t::sort_key)),
+            )?
+        }
+        Entity::Task => {
+            use tasker_task_transitions::dsl as t;
+            c.load(
+                diesel::update(t::tasker_task_transitions)
+                    .filter(t::task_id.eq_any(ids))
+                    .filter(t::most_recent.eq(true))
+                    .set(t::most_recent.eq(false))
+                    .returning((t::task_id, t::sort_key)),
+            )?
+        }
+    };
+    Ok(last.into_iter().map(|(id, k)| (id, k + 10)).collect())
 }
