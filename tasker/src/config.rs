@@ -45,6 +45,10 @@ pub struct TaskerConfig {
     /// Most steps claimed in one statement. Default: 32.
     #[serde(deserialize_with = "at_least_one")]
     pub claim_batch: usize,
+    /// Steps a worker claims ahead of its free slots, so a slot that frees starts the next step
+    /// without waiting for a claim. They wait in the worker under their lease, which the
+    /// heartbeat keeps alive; set 0 for long steps, so no step waits behind them. Default: 8.
+    pub prefetch: usize,
     /// How long a claimed step is owned before another worker may recover it. Default: 30 s.
     #[serde(
         rename = "lease_seconds",
@@ -107,6 +111,7 @@ impl Default for TaskerConfig {
             migrate_on_start: true,
             concurrency: 8,
             claim_batch: 32,
+            prefetch: 8,
             lease,
             heartbeat: lease / HEARTBEATS_PER_LEASE,
             sweep_interval: Duration::from_secs(5),

@@ -23,6 +23,9 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Most steps claimed per statement.
     pub claim_batch: usize,
+    /// Steps claimed ahead of free slots, so a slot that frees starts its next step without a
+    /// round trip; they wait here under their lease (kept alive by the heartbeat).
+    pub prefetch: usize,
     /// Identity recorded as `lease_owner`; unique per process incarnation by default.
     pub id: String,
 }
@@ -33,6 +36,7 @@ impl WorkerOptions {
         Self {
             concurrency: config.concurrency.max(1),
             claim_batch: config.claim_batch.max(1),
+            prefetch: config.prefetch,
             id: new_worker_id(),
         }
     }
@@ -87,28 +91,42 @@ impl Worker {
     }
 }
 
-/// What the worker's loop shares with its background tasks.
+/// What the worker's loops share.
 struct Shared {
     tasker: Tasker,
     owner: Arc<str>,
+    /// One permit per step running (`concurrency`).
     slots: Arc<Semaphore>,
+    /// One permit per step claimed and not yet recorded (`concurrency + prefetch`): bounds what
+    /// the worker holds, running or waiting to run.
+    held: Arc<Semaphore>,
     in_flight: InFlight,
 }
 
-async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receiver<bool>) {
-    let shared = Shared {
+/// The permits a step holds until its outcome is recorded.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _held: OwnedSemaphorePermit,
+}
+
+/// A claimed step waiting for a slot, with its place in the worker's holding.
+type Queued = (ClaimedStep, OwnedSemaphorePermit);
+
+async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bool>) {
+    let shared = Arc::new(Shared {
         owner: options.id.clone().into(),
         slots: Arc::new(Semaphore::new(options.concurrency)),
+        held: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
         in_flight: Arc::default(),
         tasker,
-    };
-    let (outcomes, outcome_rx) = mpsc::unbounded_channel::<(Outcome, OwnedSemaphorePermit)>();
+    });
+    let (outcomes, outcome_rx) = mpsc::unbounded_channel::<(Outcome, Held)>();
     let completer = tokio::spawn(complete_loop(
         shared.tasker.clone(),
         outcome_rx,
         Arc::clone(&shared.in_flight),
         stopped.clone(),
-        Arc::clone(&shared.slots),
+        Arc::clone(&shared.held),
     ));
     let (bg_stop, bg_stopped) = watch::channel(false);
     let heartbeat = tokio::spawn(heartbeat_loop(
@@ -118,8 +136,21 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
         bg_stopped.clone(),
     ));
     let sweeper = tokio::spawn(sweep_loop(shared.tasker.clone(), bg_stopped));
+    // Claims run ahead of the slots that start steps, so a claim overlaps running work and the
+    // recording of finished work instead of waiting for a slot to free.
+    let (queue, queued) = mpsc::unbounded_channel::<Queued>();
+    let fetcher = tokio::spawn(fetch_loop(
+        Arc::clone(&shared),
+        options.claim_batch,
+        stopped.clone(),
+        queue,
+    ));
     let mut running = JoinSet::new();
-    claim_loop(&shared, &options, &mut stopped, &mut running, &outcomes).await;
+    start_loop(&shared, stopped, queued, &mut running, &outcomes).await;
+    // The fetcher finishes the claim it is making; its steps are released below.
+    if let Err(error) = fetcher.await {
+        tracing::error!(%error, "claimer failed");
+    }
     finish_running(&shared.tasker, &mut running).await;
     drop(outcomes);
     if let Err(error) = completer.await {
@@ -131,14 +162,14 @@ async fn run(tasker: Tasker, options: WorkerOptions, mut stopped: watch::Receive
     let _ = sweeper.await;
 }
 
-/// Claims and starts ready steps until the worker is stopped: as many as free slots (at most
-/// `claim_batch` per claim), waiting for a wake-up or a poll when none is ready.
-async fn claim_loop(
-    shared: &Shared,
-    options: &WorkerOptions,
-    stopped: &mut watch::Receiver<bool>,
-    running: &mut JoinSet<()>,
-    outcomes: &mpsc::UnboundedSender<(Outcome, OwnedSemaphorePermit)>,
+/// Claims ready steps while the worker holds fewer than `concurrency + prefetch` (at most
+/// `claim_batch` per claim) and queues them for [`start_loop`]; waits for a wake-up or a poll
+/// when none is ready.
+async fn fetch_loop(
+    shared: Arc<Shared>,
+    claim_batch: usize,
+    mut stopped: watch::Receiver<bool>,
+    queue: mpsc::UnboundedSender<Queued>,
 ) {
     let inner = Arc::clone(shared.tasker.inner());
     let named_task_ids: Arc<Vec<i64>> = Arc::new(inner.runnable.clone());
@@ -148,11 +179,10 @@ async fn claim_loop(
     // Whether the last claim found work, so `workflow.no_viable_steps` marks going idle once.
     let mut busy = false;
     loop {
-        while running.try_join_next().is_some() {}
         if *stopped.borrow() {
             return;
         }
-        let Some(permits) = free_slots(shared, options.claim_batch, stopped).await else {
+        let Some(permits) = room(&shared.held, claim_batch, &mut stopped).await else {
             return;
         };
         let (limit, lease) = (permits.len(), inner.config.lease);
@@ -195,23 +225,31 @@ async fn claim_loop(
         idle = min_poll;
         busy = true;
         emit_claimed(&shared.tasker, &claimed, claim_started.elapsed());
-        start_steps(shared, claimed, permits, running, outcomes);
+        if let Ok(mut set) = shared.in_flight.lock() {
+            set.extend(claimed.iter().map(|s| s.step_id));
+        }
+        for queued in claimed.into_iter().zip(permits) {
+            // A closed queue means the worker is stopping: the step stays in flight and is
+            // released at shutdown.
+            let _ = queue.send(queued);
+        }
     }
 }
 
-/// Waits for one free slot, then takes up to `batch` of those free now; `None` once stopped.
-async fn free_slots(
-    shared: &Shared,
+/// Waits for one permit of `semaphore`, then takes up to `batch` of those free now; `None`
+/// once stopped.
+async fn room(
+    semaphore: &Arc<Semaphore>,
     batch: usize,
     stopped: &mut watch::Receiver<bool>,
 ) -> Option<Vec<OwnedSemaphorePermit>> {
     let first = tokio::select! {
-        permit = Arc::clone(&shared.slots).acquire_owned() => permit.ok()?,
+        permit = Arc::clone(semaphore).acquire_owned() => permit.ok()?,
         _ = stopped.changed() => return None,
     };
     let mut permits = vec![first];
     while permits.len() < batch {
-        match Arc::clone(&shared.slots).try_acquire_owned() {
+        match Arc::clone(semaphore).try_acquire_owned() {
             Ok(p) => permits.push(p),
             Err(_) => break,
         }
@@ -219,25 +257,44 @@ async fn free_slots(
     Some(permits)
 }
 
-/// Runs each claimed step on its own task, holding one slot each.
-fn start_steps(
+/// Starts queued steps as slots free, each on its own task, until the worker is stopped.
+async fn start_loop(
     shared: &Shared,
-    claimed: Vec<ClaimedStep>,
-    permits: Vec<OwnedSemaphorePermit>,
+    mut stopped: watch::Receiver<bool>,
+    mut queued: mpsc::UnboundedReceiver<Queued>,
     running: &mut JoinSet<()>,
-    outcomes: &mpsc::UnboundedSender<(Outcome, OwnedSemaphorePermit)>,
+    outcomes: &mpsc::UnboundedSender<(Outcome, Held)>,
 ) {
-    if let Ok(mut set) = shared.in_flight.lock() {
-        set.extend(claimed.iter().map(|s| s.step_id));
-    }
-    for (step, permit) in claimed.into_iter().zip(permits) {
+    loop {
+        while running.try_join_next().is_some() {}
+        if *stopped.borrow() {
+            return;
+        }
+        let slot = tokio::select! {
+            permit = Arc::clone(&shared.slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = stopped.changed() => return,
+        };
+        let (step, held) = tokio::select! {
+            next = queued.recv() => match next {
+                Some(next) => next,
+                None => return,
+            },
+            _ = stopped.changed() => return,
+        };
         let (tasker, owner) = (shared.tasker.clone(), Arc::clone(&shared.owner));
         let outcomes = outcomes.clone();
         running.spawn(async move {
             let outcome = run_step(&tasker, &owner, step).await;
-            // The completer owns the permit until the outcome is committed, so the worker
-            // never holds more steps than its concurrency.
-            let _ = outcomes.send((outcome, permit));
+            // The completer holds the permits until the outcome is committed, so the worker
+            // never runs more than its concurrency nor holds more than it may claim.
+            let held = Held {
+                _slot: slot,
+                _held: held,
+            };
+            let _ = outcomes.send((outcome, held));
         });
     }
 }
@@ -701,10 +758,10 @@ pub(crate) fn retry_decision(
 /// goes into the next transaction.
 async fn complete_loop(
     tasker: Tasker,
-    mut rx: mpsc::UnboundedReceiver<(Outcome, OwnedSemaphorePermit)>,
+    mut rx: mpsc::UnboundedReceiver<(Outcome, Held)>,
     in_flight: InFlight,
     stopping: watch::Receiver<bool>,
-    slots: Arc<Semaphore>,
+    held: Arc<Semaphore>,
 ) {
     const MAX_BATCH: usize = 128;
     let inner = Arc::clone(tasker.inner());
@@ -716,8 +773,7 @@ async fn complete_loop(
                 Err(_) => break,
             }
         }
-        let (outcomes, permits): (Vec<Outcome>, Vec<OwnedSemaphorePermit>) =
-            batch.into_iter().unzip();
+        let (outcomes, permits): (Vec<Outcome>, Vec<Held>) = batch.into_iter().unzip();
         let shared = Arc::new(outcomes);
         let mut delay = Duration::from_millis(50);
         let mut starting = Event::new("workflow.task_finalization_started", EventKind::Workflow);
@@ -728,12 +784,12 @@ async fn complete_loop(
         // database restart (fencing makes a late write harmless if the lease expired
         // meanwhile). Only a shutdown bounds the wait, by its grace period.
         let mut gave_up_at: Option<tokio::time::Instant> = None;
-        // This worker claims again as soon as the batch is recorded: with the batch's slots
-        // and any idle ones.
+        // This worker claims again as soon as the batch is recorded: as many as it may hold
+        // beyond what it holds now.
         let takes_locally = if *stopping.borrow() {
             0
         } else {
-            slots.available_permits() + shared.len()
+            held.available_permits() + shared.len()
         };
         for attempt in 1.. {
             let outcomes = Arc::clone(&shared);
