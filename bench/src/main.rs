@@ -1,4 +1,5 @@
-//! `cargo run --release -p tasker-bench -- [--backend sqlite|postgres|both] [--scale quick|full]`
+//! `cargo run --release -p tasker-bench -- [--backend sqlite|postgres|both] [--scale quick|full]
+//! [--section all|standard|drain]`
 //!
 //! Measures, on each backend, the database's own floor (one small UPDATE per transaction) and
 //! then the engine on trivial workflows: end-to-end steps/s and tasks/s from the first create
@@ -6,15 +7,19 @@
 //! a 4-step linear task, and peak RSS. After each throughput run it reads from the database
 //! the ready → start latency of every step, and counts the statements the engine sent
 //! (client-side, see `statements.rs`). Last, the growth ratio: claim-and-complete cost with
-//! 1,000 and with 1,000,000 finished steps in the tables (100,000 at `--scale quick`).
+//! 1,000 and with 1,000,000 finished steps in the tables (100,000 at `--scale quick`). Then the
+//! backlog drain (`drain.rs`): tasks created first, then drained by one or 4 worker processes.
 //! Figures are rates and ratios to the floor, so they can be compared across machines.
 //! `--top-statements N` also prints each run's N most frequent statement shapes. PostgreSQL is `TASKER_BENCH_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`); each run uses its own schema, dropped after.
+//! `postgres://postgres@127.0.0.1:5432/postgres`); each run uses its own schema (each drain run its
+//! own database), dropped after.
 #![allow(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
+mod drain;
 mod growth;
 mod probe;
 mod statements;
+mod worker_process;
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,7 @@ use diesel::prelude::*;
 use tasker::prelude::*;
 
 use crate::probe::Probe;
+use crate::worker_process::WorkerProcesses;
 
 /// How large a run is.
 #[derive(Clone, Copy, PartialEq)]
@@ -58,8 +64,7 @@ fn shapes(scale: Scale) -> Vec<Shape> {
         Shape {
             name: "single",
             tasks: n(2000, 10_000),
-            template: TaskTemplate::new("bench", "single", "1.0.0")
-                .step(StepTemplate::new("only", "noop")),
+            template: single(),
         },
         Shape {
             name: "linear4",
@@ -86,6 +91,20 @@ fn shapes(scale: Scale) -> Vec<Shape> {
             template: wide,
         },
     ]
+}
+
+/// The single-step shape.
+pub(crate) fn single() -> TaskTemplate {
+    TaskTemplate::new("bench", "single", "1.0.0").step(StepTemplate::new("only", "noop"))
+}
+
+/// The template a worker process is asked to run, by name: any shape of either section.
+fn template_named(name: &str) -> Option<TaskTemplate> {
+    shapes(Scale::Quick)
+        .into_iter()
+        .map(|s| s.template)
+        .chain(drain::templates())
+        .find(|t| t.name == name)
 }
 
 /// A database for one measurement, removed afterwards.
@@ -223,13 +242,14 @@ fn percentiles_ms(mut samples: Vec<f64>) -> (f64, f64, usize) {
     (at(0.5), at(0.99), samples.len())
 }
 
-/// Prints the ready → start latency of every step of the run in `probe`'s database, and the
-/// statements the engine's connections sent per step (`None`: not counted here).
+/// Prints the ready → start latency of every step of the run in `probe`'s database, the
+/// statements the engine's connections sent per step (`counted`, over the run), and the `top`
+/// statement shapes of this process.
 fn print_latency_and_statements(
     probe: &mut Probe,
     label: &str,
     steps: usize,
-    statements: Option<(statements::Snapshot, statements::Snapshot)>,
+    counted: statements::Snapshot,
     top: usize,
 ) -> Result<(), String> {
     let (p50, p99, n) = percentiles_ms(probe.ready_to_start_ms()?);
@@ -238,48 +258,100 @@ fn print_latency_and_statements(
     } else {
         "postgres"
     };
-    let counted = match statements {
-        Some((before, after)) => format!(
-            "statements/step {:>5.2}  transactions/step {:>4.2}",
-            (after.statements - before.statements) as f64 / steps as f64,
-            (after.transactions - before.transactions) as f64 / steps as f64,
-        ),
-        None => "statements/step     -  (sent by the worker processes)".to_owned(),
-    };
     println!(
-        "{backend:<8} {label:<14} ready→start p50 {p50:>6.1} ms  p99 {p99:>6.1} ms ({n} steps)  {counted}"
+        "{backend:<8} {label:<14} ready→start p50 {p50:>6.1} ms  p99 {p99:>6.1} ms ({n} steps)  statements/step {:>5.2}  transactions/step {:>4.2}",
+        counted.statements as f64 / steps as f64,
+        counted.transactions as f64 / steps as f64,
     );
-    if statements.is_some() {
-        for (shape, count) in statements::top(top) {
-            let shape: String = shape.chars().take(150).collect();
-            println!(
-                "{backend:<8} {label:<14}   {:>6.2}/step  {shape}",
-                count as f64 / steps as f64
-            );
-        }
+    for (shape, count) in statements::top(top) {
+        let shape: String = shape.chars().take(150).collect();
+        println!(
+            "{backend:<8} {label:<14}   {:>6.2}/step  {shape}",
+            count as f64 / steps as f64
+        );
     }
     Ok(())
 }
 
-/// Builds an engine on `url` with a `noop` handler and `templates`, for one measurement.
+/// How a measured engine is configured.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Settings {
+    /// The benchmark's settings (claim batch 32, pool of 8, idle poll 50 ms) at a concurrency.
+    Bench { concurrency: usize },
+    /// `TaskerConfig::default()` untouched: what a user gets without configuring anything.
+    Default,
+}
+
+impl Settings {
+    /// The worker concurrency these settings give.
+    fn concurrency(self) -> usize {
+        match self {
+            Settings::Bench { concurrency } => concurrency,
+            Settings::Default => tasker::TaskerConfig::default().concurrency,
+        }
+    }
+
+    /// For output lines: `c=16`, or `c=8 (default)`.
+    fn label(self) -> String {
+        match self {
+            Settings::Bench { concurrency } => format!("c={concurrency}"),
+            Settings::Default => format!("c={} (default)", self.concurrency()),
+        }
+    }
+
+    /// As a worker process's `--worker-concurrency`: a number, or `default`.
+    fn to_arg(self) -> String {
+        match self {
+            Settings::Bench { concurrency } => concurrency.to_string(),
+            Settings::Default => "default".to_owned(),
+        }
+    }
+
+    /// Reads [`Settings::to_arg`]'s form.
+    fn from_arg(arg: &str) -> Result<Self, String> {
+        match arg {
+            "default" => Ok(Settings::Default),
+            n => n
+                .parse()
+                .ok()
+                .filter(|&c| c > 0)
+                .map(|concurrency| Settings::Bench { concurrency })
+                .ok_or_else(|| {
+                    format!("--worker-concurrency {n}: expected a positive number or `default`")
+                }),
+        }
+    }
+}
+
+/// Builds an engine on `url` with a `noop` handler and `templates`, with the benchmark's
+/// settings at `concurrency`, for one measurement.
 pub(crate) async fn engine(
     url: &str,
     templates: Vec<TaskTemplate>,
     concurrency: usize,
 ) -> Result<Tasker, String> {
-    let mut builder = Tasker::builder()
-        .auto_register(false)
-        .database_url(url)
-        .configure(|c| {
+    engine_with(url, templates, Settings::Bench { concurrency }).await
+}
+
+/// Builds an engine on `url` with a `noop` handler and `templates`, configured by `settings`.
+pub(crate) async fn engine_with(
+    url: &str,
+    templates: Vec<TaskTemplate>,
+    settings: Settings,
+) -> Result<Tasker, String> {
+    let mut builder = Tasker::builder().auto_register(false).database_url(url);
+    if let Settings::Bench { concurrency } = settings {
+        builder = builder.configure(|c| {
             c.concurrency = concurrency;
             c.claim_batch = 32;
             c.pool_size = 8;
             c.max_poll_interval = Duration::from_millis(50);
-        })
-        .handler(
-            "noop",
-            handler_fn(|_| async { Ok(tasker::serde_json::Value::Null) }),
-        );
+        });
+    }
+    builder = builder.handler(
+        "noop",
+        handler_fn(|_| async { Ok(tasker::serde_json::Value::Null) }),
+    );
     for template in templates {
         builder = builder.template(template);
     }
@@ -376,13 +448,14 @@ async fn throughput(
         &mut probe,
         &label,
         steps,
-        Some((statements_before, statements_after)),
+        statements_after.since(statements_before),
         top,
     )
 }
 
 /// The diamond shape run by `processes` worker processes (this binary, re-executed) while this
-/// process creates the tasks: PostgreSQL's scale-out configuration.
+/// process creates the tasks: PostgreSQL's scale-out configuration. Statements are this
+/// process's creates plus what each worker process reports when it stops.
 async fn multi_process(
     url: &str,
     scale: Scale,
@@ -395,21 +468,19 @@ async fn multi_process(
     let steps = shape.tasks * shape.template.step_templates.len();
     // Templates are stored by the first engine; the children register the same one.
     let creator = engine(url, vec![shape.template], 16).await?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut children = Vec::new();
-    for _ in 0..processes {
-        children.push(
-            std::process::Command::new(&exe)
-                .args(["--worker-url", url, "--worker-shape", "diamond4"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start a worker process: {e}"))?,
-        );
-    }
-    // Let the children connect before the clock starts.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The children's engines are built before the clock starts; their workers start with it.
+    let mut children = tokio::task::block_in_place(|| {
+        WorkerProcesses::spawn(
+            processes,
+            url,
+            "diamond4",
+            Settings::Bench { concurrency: 16 },
+        )
+    })?;
     let commits_before = pg_commits(url);
+    let statements_before = statements::snapshot();
     let start = Instant::now();
+    children.start()?;
     let mut handles = Vec::new();
     let per = shape.tasks.div_ceil(4);
     for c in 0..4 {
@@ -431,6 +502,8 @@ async fn multi_process(
     for handle in handles {
         handle.await.map_err(|e| e.to_string())??;
     }
+    // Before the progress polling below, which goes through the creator's engine.
+    let created = statements::peek().since(statements_before);
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let counts = creator.task_counts().await.map_err(|e| e.to_string())?;
@@ -447,10 +520,7 @@ async fn multi_process(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = start.elapsed();
-    for mut child in children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let reported = tokio::task::block_in_place(|| children.stop())?;
     drop(creator);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let commits = match (commits_before, pg_commits(url)) {
@@ -472,7 +542,7 @@ async fn multi_process(
         &mut probe,
         &format!("diamond4 ×{processes}"),
         steps,
-        None,
+        created.plus(reported),
         0,
     )
 }
@@ -562,7 +632,25 @@ async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), St
     Ok(())
 }
 
-async fn run_backend(sqlite: bool, scale: Scale, server: &str, top: usize) -> Result<(), String> {
+/// Which measurements a run makes.
+#[derive(Clone, Copy, PartialEq)]
+enum Section {
+    /// Everything: the standard measurements, then the drain.
+    All,
+    /// Throughput while creating, scaling, idle latency and growth.
+    Standard,
+    /// The backlog drain only.
+    Drain,
+}
+
+/// The floors, then `section`'s measurements on one backend.
+async fn run_backend(
+    sqlite: bool,
+    scale: Scale,
+    server: &str,
+    top: usize,
+    section: Section,
+) -> Result<(), String> {
     let label = if sqlite { "sqlite" } else { "postgres" };
     let commits = if scale == Scale::Full { 5000 } else { 2000 };
     let db = if sqlite {
@@ -585,6 +673,29 @@ async fn run_backend(sqlite: bool, scale: Scale, server: &str, top: usize) -> Re
             "{label:<8} floor: one UPDATE per commit  {one:.0} commits/s (WAL, synchronous=NORMAL, the engine's setting)"
         ),
     }
+    if section != Section::Drain {
+        standard(sqlite, scale, server, top, one, four).await?;
+    }
+    if section != Section::Standard {
+        let floors = drain::Floors {
+            one_client: one,
+            four_clients: four,
+        };
+        drain::run_section(sqlite, scale, server, floors, top).await?;
+    }
+    Ok(())
+}
+
+/// Throughput while 4 clients create, scaling, idle latency and growth, against the floors
+/// `one` (1 client) and `four` (4 clients, PostgreSQL).
+async fn standard(
+    sqlite: bool,
+    scale: Scale,
+    server: &str,
+    top: usize,
+    one: f64,
+    four: Option<f64>,
+) -> Result<(), String> {
     for shape in shapes(scale) {
         let db = if sqlite {
             sqlite_database()
@@ -643,21 +754,31 @@ async fn main() -> Result<(), String> {
     };
     // Before any engine connects, so every connection it opens counts.
     statements::install(top > 0)?;
-    // A child worker process of the multi-process measurement: runs a worker until killed.
+    // A worker process of a multi-process measurement (see `worker_process.rs`).
     if let (Some(url), Some(shape)) = (value("--worker-url"), value("--worker-shape")) {
-        let Some(shape) = shapes(Scale::Quick).into_iter().find(|s| s.name == shape) else {
-            return Err(format!("unknown shape {shape}"));
+        let Some(template) = template_named(&shape) else {
+            return Err(format!("--worker-shape {shape}: unknown shape"));
         };
-        let tasker = engine(&url, vec![shape.template], 16).await?;
-        let worker = tasker.start_worker();
-        tasker::shutdown_signal().await;
-        worker.shutdown().await;
-        return Ok(());
+        let settings = match value("--worker-concurrency") {
+            Some(arg) => Settings::from_arg(&arg)?,
+            None => Settings::Bench { concurrency: 16 },
+        };
+        return worker_process::run_child(&url, template, settings).await;
     }
     let scale = match value("--scale").as_deref() {
         None | Some("quick") => Scale::Quick,
         Some("full") => Scale::Full,
         Some(other) => return Err(format!("--scale {other}: expected quick or full")),
+    };
+    let section = match value("--section").as_deref() {
+        None | Some("all") => Section::All,
+        Some("standard") => Section::Standard,
+        Some("drain") => Section::Drain,
+        Some(other) => {
+            return Err(format!(
+                "--section {other}: expected all, standard or drain"
+            ));
+        }
     };
     let backends: &[bool] = match value("--backend").as_deref() {
         None | Some("both") => &[true, false],
@@ -681,7 +802,7 @@ async fn main() -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     for &sqlite in backends {
-        run_backend(sqlite, scale, &server, top).await?;
+        run_backend(sqlite, scale, &server, top, section).await?;
     }
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS {rss:.0} MiB");

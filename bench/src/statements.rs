@@ -55,13 +55,57 @@ pub(crate) fn silence<C: diesel::Connection>(conn: &mut C) {
     conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
 }
 
-/// Counters at one moment; subtract two to get a window.
-#[derive(Clone, Copy)]
+/// Counters at one moment, or over a window (see [`Snapshot::since`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Snapshot {
     /// Statements so far.
     pub(crate) statements: u64,
     /// Top-level transactions so far.
     pub(crate) transactions: u64,
+}
+
+/// How a worker process's line with its counters starts (see [`Snapshot::to_line`]).
+const LINE_PREFIX: &str = "statements ";
+
+impl Snapshot {
+    /// What was counted from `before` to `self`.
+    pub(crate) fn since(self, before: Snapshot) -> Snapshot {
+        Snapshot {
+            statements: self.statements.saturating_sub(before.statements),
+            transactions: self.transactions.saturating_sub(before.transactions),
+        }
+    }
+
+    /// Both counters together: the windows of several processes summed.
+    pub(crate) fn plus(self, other: Snapshot) -> Snapshot {
+        Snapshot {
+            statements: self.statements + other.statements,
+            transactions: self.transactions + other.transactions,
+        }
+    }
+
+    /// The machine-readable line a worker process prints: `statements N transactions M`.
+    pub(crate) fn to_line(self) -> String {
+        format!(
+            "{LINE_PREFIX}{} transactions {}",
+            self.statements, self.transactions
+        )
+    }
+
+    /// Reads a line written by [`Snapshot::to_line`]; `None` for any other line, so a child's
+    /// other output is skipped rather than misread.
+    pub(crate) fn from_line(line: &str) -> Option<Snapshot> {
+        let mut words = line.trim().strip_prefix(LINE_PREFIX)?.split(' ');
+        let statements = words.next()?.parse().ok()?;
+        let transactions = match (words.next(), words.next(), words.next()) {
+            (Some("transactions"), Some(n), None) => n.parse().ok()?,
+            _ => return None,
+        };
+        Some(Snapshot {
+            statements,
+            transactions,
+        })
+    }
 }
 
 /// The counters now; also clears the per-shape counts, so [`top`] covers from here on.
@@ -83,8 +127,11 @@ pub(crate) fn peek() -> Snapshot {
     }
 }
 
+/// Statement shapes (normalised SQL) with how often each was sent, most frequent first.
+pub(crate) type Shapes = Vec<(String, u64)>;
+
 /// The `n` most frequent statement shapes since the last [`snapshot`], most frequent first.
-pub(crate) fn top(n: usize) -> Vec<(String, u64)> {
+pub(crate) fn top(n: usize) -> Shapes {
     let Ok(map) = BY_SHAPE.lock() else {
         return Vec::new();
     };
@@ -124,6 +171,68 @@ fn normalise(query: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Snapshot;
+
+    #[test]
+    fn counter_line_round_trips() {
+        let counted = Snapshot {
+            statements: 41_234,
+            transactions: 5_012,
+        };
+        assert_eq!(counted.to_line(), "statements 41234 transactions 5012");
+        assert_eq!(Snapshot::from_line(&counted.to_line()), Some(counted));
+        assert_eq!(
+            Snapshot::from_line("statements 3 transactions 1\n"),
+            Some(Snapshot {
+                statements: 3,
+                transactions: 1
+            })
+        );
+    }
+
+    #[test]
+    fn other_lines_are_not_counters() {
+        for line in [
+            "ready",
+            "",
+            "statements",
+            "statements 12",
+            "statements x transactions 1",
+            "statements 1 transactions -1",
+            "statements 1 transactions 2 more",
+            "statements 1 commits 2",
+        ] {
+            assert_eq!(Snapshot::from_line(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn windows_subtract_and_add() {
+        let before = Snapshot {
+            statements: 10,
+            transactions: 2,
+        };
+        let after = Snapshot {
+            statements: 25,
+            transactions: 5,
+        };
+        let window = after.since(before);
+        assert_eq!(
+            window,
+            Snapshot {
+                statements: 15,
+                transactions: 3
+            }
+        );
+        assert_eq!(
+            window.plus(window),
+            Snapshot {
+                statements: 30,
+                transactions: 6
+            }
+        );
+    }
+
     #[test]
     fn normalise_groups_batches() {
         assert_eq!(
