@@ -100,6 +100,8 @@ struct Shared {
     /// One permit per step claimed and not yet recorded (`concurrency + prefetch`): bounds what
     /// the worker holds, running or waiting to run.
     held: Arc<Semaphore>,
+    /// Claimed steps waiting for a slot.
+    queued: std::sync::atomic::AtomicUsize,
     in_flight: InFlight,
 }
 
@@ -117,6 +119,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
         owner: options.id.clone().into(),
         slots: Arc::new(Semaphore::new(options.concurrency)),
         held: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
+        queued: Default::default(),
         in_flight: Arc::default(),
         tasker,
     });
@@ -139,9 +142,15 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
     // Claims run ahead of the slots that start steps, so a claim overlaps running work and the
     // recording of finished work instead of waiting for a slot to free.
     let (queue, queued) = mpsc::unbounded_channel::<Queued>();
+    // While steps wait locally, a claim waits until it can take half the prefetch at once:
+    // claiming each step as its permit returns would be a round trip per step again.
+    let batch = Batch {
+        most: options.claim_batch,
+        least: (options.prefetch / 2).clamp(1, options.claim_batch),
+    };
     let fetcher = tokio::spawn(fetch_loop(
         Arc::clone(&shared),
-        options.claim_batch,
+        batch,
         stopped.clone(),
         queue,
     ));
@@ -167,7 +176,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
 /// when none is ready.
 async fn fetch_loop(
     shared: Arc<Shared>,
-    claim_batch: usize,
+    batch: Batch,
     mut stopped: watch::Receiver<bool>,
     queue: mpsc::UnboundedSender<Queued>,
 ) {
@@ -182,7 +191,7 @@ async fn fetch_loop(
         if *stopped.borrow() {
             return;
         }
-        let Some(permits) = room(&shared.held, claim_batch, &mut stopped).await else {
+        let Some(permits) = room(&shared, batch, &mut stopped).await else {
             return;
         };
         let (limit, lease) = (permits.len(), inner.config.lease);
@@ -229,6 +238,9 @@ async fn fetch_loop(
             set.extend(claimed.iter().map(|s| s.step_id));
         }
         for queued in claimed.into_iter().zip(permits) {
+            shared
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             // A closed queue means the worker is stopping: the step stays in flight and is
             // released at shutdown.
             let _ = queue.send(queued);
@@ -236,25 +248,41 @@ async fn fetch_loop(
     }
 }
 
-/// Waits for one permit of `semaphore`, then takes up to `batch` of those free now; `None`
+/// How many steps one claim asks for.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    /// At most this many (`claim_batch`).
+    most: usize,
+    /// At least this many while claimed steps still wait locally.
+    least: usize,
+}
+
+/// Room for the next claim: waits for one free place in the worker's holding, and while steps
+/// still wait locally for `batch.least`; then takes every free place up to `batch.most`. `None`
 /// once stopped.
 async fn room(
-    semaphore: &Arc<Semaphore>,
-    batch: usize,
+    shared: &Shared,
+    batch: Batch,
     stopped: &mut watch::Receiver<bool>,
 ) -> Option<Vec<OwnedSemaphorePermit>> {
-    let first = tokio::select! {
-        permit = Arc::clone(semaphore).acquire_owned() => permit.ok()?,
-        _ = stopped.changed() => return None,
-    };
-    let mut permits = vec![first];
-    while permits.len() < batch {
-        match Arc::clone(semaphore).try_acquire_owned() {
-            Ok(p) => permits.push(p),
-            Err(_) => break,
+    let mut permits = Vec::with_capacity(batch.most);
+    loop {
+        let next = tokio::select! {
+            permit = Arc::clone(&shared.held).acquire_owned() => permit.ok()?,
+            _ = stopped.changed() => return None,
+        };
+        permits.push(next);
+        while permits.len() < batch.most {
+            match Arc::clone(&shared.held).try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
+        }
+        let waiting = shared.queued.load(std::sync::atomic::Ordering::Acquire);
+        if permits.len() >= batch.least || waiting == 0 {
+            return Some(permits);
         }
     }
-    Some(permits)
 }
 
 /// Starts queued steps as slots free, each on its own task, until the worker is stopped.
@@ -284,6 +312,9 @@ async fn start_loop(
             },
             _ = stopped.changed() => return,
         };
+        shared
+            .queued
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let (tasker, owner) = (shared.tasker.clone(), Arc::clone(&shared.owner));
         let outcomes = outcomes.clone();
         running.spawn(async move {
