@@ -633,6 +633,84 @@ impl Tasker {
         Ok(created)
     }
 
+    /// Creates tasks of the `#[task_handler]` workflow `H`, one per context, in one transaction;
+    /// see [`Tasker::create_many`].
+    ///
+    /// ```no_run
+    /// # use tasker::prelude::*;
+    /// # async fn run<H: TaskHandler>(tasker: Tasker, contexts: Vec<H::Context>) -> tasker::Result<()> {
+    /// for created in tasker.create_many_of::<H>(&contexts).await? {
+    ///     println!("{:?}", created.map(|task| task.id));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_many_of<H: TaskHandler>(
+        &self,
+        contexts: &[H::Context],
+    ) -> Result<Vec<Result<NewTask>>> {
+        let requests = contexts.iter().map(TaskRequest::of::<H>).collect();
+        self.create_requests(requests).await
+    }
+
+    /// Creates many tasks in one transaction, with a few multi-row statements for the whole
+    /// batch instead of a transaction per task. Each request is checked exactly as by
+    /// [`Tasker::create_task`], and gets its own result, in order: a request that fails its
+    /// checks (or whose identity hash is taken) gets its error and the others are still
+    /// created; an idempotency key already used, by a stored task or an earlier request of the
+    /// batch, gives that task with `existing: true`. A database error fails the whole call and
+    /// creates nothing. Events are those of the same creates one after the other.
+    pub async fn create_many(&self, requests: Vec<TaskRequest>) -> Result<Vec<Result<NewTask>>> {
+        self.create_requests(requests.into_iter().map(Ok).collect())
+            .await
+    }
+
+    /// Prepares each request, writes the prepared ones as one batch, and answers each request
+    /// in its place.
+    async fn create_requests(
+        &self,
+        requests: Vec<Result<TaskRequest>>,
+    ) -> Result<Vec<Result<NewTask>>> {
+        let started = std::time::Instant::now();
+        let mut answers: Vec<(usize, Result<NewTask>)> = Vec::new();
+        let mut accepted: Vec<(usize, TaskRequest)> = Vec::new();
+        let mut tasks: Vec<PreparedTask> = Vec::new();
+        for (position, request) in requests.into_iter().enumerate() {
+            match request.and_then(|r| Ok((self.prepare(&r)?, r))) {
+                Ok((task, request)) => {
+                    tasks.push(task);
+                    accepted.push((position, request));
+                }
+                Err(refused) => answers.push((position, Err(refused))),
+            }
+        }
+        if !tasks.is_empty() {
+            let written = self.write_tasks(tasks).await?;
+            for ((position, request), created) in accepted.into_iter().zip(written) {
+                if let Ok(task) = &created
+                    && !task.existing
+                {
+                    self.emit_created(task, &request, started.elapsed());
+                }
+                answers.push((position, created));
+            }
+        }
+        // Refused and written answers, each list in request order, merged back into it.
+        answers.sort_by_key(|(position, _)| *position);
+        Ok(answers.into_iter().map(|(_, answer)| answer).collect())
+    }
+
+    /// Writes prepared tasks in one transaction and publishes their events; one result each.
+    async fn write_tasks(&self, tasks: Vec<PreparedTask>) -> Result<Vec<Result<NewTask>>> {
+        // Held from before the commit until the events are out (see `publish_in_order`);
+        // creations share it, so they do not wait for each other.
+        let creating = self.inner.creations.read().await;
+        let (written, events) = self.write(move |store| store.create_tasks(&tasks)).await?;
+        self.publish(events);
+        drop(creating);
+        self.inner.wake.notify_one();
+        Ok(written)
+    }
+
     /// `observability.task.enqueue`, and `observability.step.skip` for each bypassed step.
     fn emit_created(&self, created: &NewTask, request: &TaskRequest, took: Duration) {
         let mut enqueue = Event::new("observability.task.enqueue", EventKind::Observability);
@@ -672,6 +750,15 @@ impl Tasker {
         self.inner
             .store
             .run(move |store| store.tasks(&filter))
+            .await
+    }
+
+    /// The tasks of `ids` that exist, by id (for the API's answer to a batch).
+    #[cfg(feature = "server")]
+    pub(crate) async fn tasks_by_id(&self, ids: Vec<i64>) -> Result<HashMap<i64, TaskRow>> {
+        self.inner
+            .store
+            .run(move |store| store.tasks_by_id(&ids))
             .await
     }
 
