@@ -10,7 +10,7 @@ use tasker::prelude::*;
 use tasker::serde_json::{Value, json};
 use tasker::server::ServerConfig;
 use tasker::{Error, IdentityStrategy, NewTask};
-use tasker_tests::{TestDatabase, assert_history_consistent, conformance};
+use tasker_tests::{Kind, TestDatabase, assert_history_consistent, conformance};
 
 conformance!(
     a_batch_answers_each_request_in_its_place,
@@ -22,6 +22,8 @@ conformance!(
     a_database_error_fails_the_whole_batch,
     typed_contexts_in_a_batch,
     the_api_takes_an_array_of_task_requests,
+    concurrent_creates_share_transactions,
+    a_request_that_fails_in_the_database_fails_alone,
 );
 
 /// `fetch → {charge, pack} → ship`; `pack` is skippable, the context needs an `order_id`.
@@ -648,4 +650,117 @@ async fn the_api_takes_an_array_of_task_requests(db: TestDatabase) {
         "{answer}"
     );
     assert_eq!(db.count("tasker_tasks"), 4);
+}
+
+/// 64 callers create at once: each gets its own task (or its own refusal), and on PostgreSQL,
+/// where a trigger records each task's transaction, far fewer transactions than tasks wrote
+/// them.
+async fn concurrent_creates_share_transactions(db: TestDatabase) {
+    let tasker = engine(&db, IdentityStrategy::Unique).await;
+    if db.kind == Kind::Postgres {
+        db.execute(
+            "CREATE TABLE tx_log (task_id BIGINT, tx BIGINT);
+             CREATE FUNCTION log_tx() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN INSERT INTO tx_log VALUES (NEW.task_id, txid_current()); RETURN NEW; END $$;
+             CREATE TRIGGER log_tx AFTER INSERT ON tasker_tasks
+               FOR EACH ROW EXECUTE FUNCTION log_tx();",
+        );
+    }
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..64_i64 {
+        let tasker = tasker.clone();
+        callers.spawn(async move {
+            let request = match caller % 8 {
+                // Refused before it is queued.
+                7 => order_request(caller).context(json!({ "order_id": "x" })),
+                // One key shared by eight callers.
+                6 => order_request(caller).idempotency_key("shared"),
+                _ => order_request(caller),
+            };
+            (caller, tasker.create_task(request).await)
+        });
+    }
+    let mut shared = Vec::new();
+    while let Some(joined) = callers.join_next().await {
+        let (caller, result) = joined.expect("join");
+        match caller % 8 {
+            7 => assert!(
+                matches!(result, Err(Error::InvalidContext { .. })),
+                "{result:?}"
+            ),
+            6 => shared.push(created(&result)),
+            _ => {
+                let task = tasker.task(created(&result).id).await.expect("task");
+                assert_eq!(
+                    task.context,
+                    json!({ "order_id": caller }),
+                    "caller {caller}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        shared.iter().filter(|t| !t.existing).count(),
+        1,
+        "one caller created the shared task: {shared:?}"
+    );
+    assert!(shared.iter().all(|t| t.id == shared[0].id), "{shared:?}");
+    assert_eq!(db.count("tasker_tasks"), 48 + 1);
+    if db.kind == Kind::Postgres {
+        let transactions = db.count("(SELECT DISTINCT tx FROM tx_log) AS t");
+        assert!(
+            transactions < 25,
+            "49 tasks written in {transactions} transactions"
+        );
+    }
+}
+
+/// A request the database refuses (here, a trigger) fails alone: the creates it was queued
+/// with are written, and a batch holding it fails whole.
+async fn a_request_that_fails_in_the_database_fails_alone(db: TestDatabase) {
+    let tasker = engine(&db, IdentityStrategy::Unique).await;
+    db.execute(match db.kind {
+        Kind::Sqlite => {
+            "CREATE TRIGGER poison BEFORE INSERT ON tasker_tasks WHEN NEW.reason = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned request'); END;"
+        }
+        Kind::Postgres => {
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN IF NEW.reason = 'poison' THEN RAISE EXCEPTION 'poisoned request'; END IF;
+               RETURN NEW; END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON tasker_tasks
+               FOR EACH ROW EXECUTE FUNCTION poison();"
+        }
+    });
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..32_i64 {
+        let tasker = tasker.clone();
+        callers.spawn(async move {
+            let reason = if caller == 13 { "poison" } else { "fine" };
+            (
+                caller,
+                tasker
+                    .create_task(order_request(caller).reason(reason))
+                    .await,
+            )
+        });
+    }
+    while let Some(joined) = callers.join_next().await {
+        let (caller, result) = joined.expect("join");
+        if caller == 13 {
+            assert!(matches!(result, Err(Error::Database(_))), "{result:?}");
+        } else {
+            let task = tasker.task(created(&result).id).await.expect("task");
+            assert_eq!(task.context, json!({ "order_id": caller }));
+        }
+    }
+    assert_eq!(db.count("tasker_tasks"), 31);
+    let outcome = tasker
+        .create_many(vec![
+            order_request(100),
+            order_request(101).reason("poison"),
+        ])
+        .await;
+    assert!(matches!(outcome, Err(Error::Database(_))), "{outcome:?}");
+    assert_eq!(db.count("tasker_tasks"), 31);
 }
