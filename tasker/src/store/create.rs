@@ -210,6 +210,8 @@ fn chunks<'t>(
     for (task, _) in tasks.iter().zip(inserts).filter(|(_, insert)| **insert) {
         let task_steps = task.steps.len();
         let task_transitions = task_steps + task.steps.iter().filter(|s| s.bypassed).count();
+        // The other statements bind fewer values: a read-back two per task, the readiness
+        // update one per step, the finalisation one per task.
         let fits = budget.is_none_or(|budget| {
             (current.len() + 1) * TASK_ROW_BINDS <= budget
                 && (steps + task_steps) * STEP_ROW_BINDS <= budget
@@ -426,27 +428,39 @@ fn insert_step_rows(c: &mut Conn<'_>, rows: &[NewStepRow<'_>]) -> Result<Vec<(i6
                     .returning((s::workflow_step_id, s::task_id, s::name)),
             )?;
             // A multi-row insert binds values, not the clock: the runnable steps get it next.
-            let ready: HashSet<(i64, &str)> = rows
-                .iter()
-                .filter(|row| row.ready)
-                .map(|row| (row.task_id, row.name))
-                .collect();
-            let roots: Vec<i64> = returned
-                .iter()
-                .filter(|(_, task_id, name)| ready.contains(&(*task_id, name.as_str())))
-                .map(|(id, _, _)| *id)
-                .collect();
-            if !roots.is_empty() {
-                let now = c.now_plus(0.0);
-                c.execute(
-                    diesel::update(s::tasker_workflow_steps)
-                        .filter(s::workflow_step_id.eq_any(&roots))
-                        .set(s::ready_at.eq(now)),
-                )?;
-            }
+            mark_ready(c, rows, &returned)?;
             Ok(returned)
         }
     }
+}
+
+/// Sets `ready_at` from the database clock on the inserted steps (`returned`: id, task, name)
+/// whose rows are `ready`.
+fn mark_ready(
+    c: &mut Conn<'_>,
+    rows: &[NewStepRow<'_>],
+    returned: &[(i64, i64, String)],
+) -> Result<()> {
+    use tasker_workflow_steps::dsl as s;
+    let ready: HashSet<(i64, &str)> = rows
+        .iter()
+        .filter(|row| row.ready)
+        .map(|row| (row.task_id, row.name))
+        .collect();
+    let roots: Vec<i64> = returned
+        .iter()
+        .filter(|(_, task_id, name)| ready.contains(&(*task_id, name.as_str())))
+        .map(|(id, _, _)| *id)
+        .collect();
+    if !roots.is_empty() {
+        let now = c.now_plus(0.0);
+        c.execute(
+            diesel::update(s::tasker_workflow_steps)
+                .filter(s::workflow_step_id.eq_any(&roots))
+                .set(s::ready_at.eq(now)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Inserts the dependency edges of every created task (on SQLite, as many statements as the bind
@@ -465,14 +479,14 @@ fn insert_edges(
     if edges.is_empty() {
         return Ok(());
     }
-    let rows_per_statement = max_binds(c).map_or(edges.len(), |b| b / EDGE_ROW_BINDS);
     match c {
         #[cfg(feature = "postgres")]
         Conn::Postgres(pg) => {
             postgres::insert_edges(pg, &edges)?;
         }
         Conn::Sqlite(_) => {
-            for chunk in edges.chunks(rows_per_statement) {
+            let per_statement = max_binds(c).map_or(edges.len(), |b| b / EDGE_ROW_BINDS);
+            for chunk in edges.chunks(per_statement) {
                 let rows: Vec<_> = chunk
                     .iter()
                     .map(|&(from, to)| (e::from_step_id.eq(from), e::to_step_id.eq(to)))
