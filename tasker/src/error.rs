@@ -265,6 +265,10 @@ pub enum Error {
     /// A value could not be (de)serialised.
     #[error("JSON error: {0}")]
     Json(#[from] serde_json::Error),
+    /// The batch writing a create stopped before answering it (its writer panicked, or the
+    /// runtime is shutting down): the task may or may not have been created.
+    #[error("task creation was interrupted before it was answered: the task may or may not exist")]
+    CreationInterrupted,
     /// A blocking database task panicked or was cancelled.
     #[error("background database task failed: {0}")]
     Join(#[from] tokio::task::JoinError),

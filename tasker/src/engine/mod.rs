@@ -1,5 +1,6 @@
 //! The engine: creating tasks, running their steps on workers, and operating on them.
 
+mod queue;
 mod request;
 pub(crate) mod spans;
 mod worker;
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     pub(crate) correlations: std::sync::Mutex<HashMap<i64, String>>,
     /// Held by creations until they have published, so later writes publish after them.
     pub(crate) creations: tokio::sync::RwLock<()>,
+    /// Single creates waiting to share a transaction.
+    create_queue: queue::CreateQueue,
     /// The open span of each task this process runs steps of.
     pub(crate) task_spans: std::sync::Mutex<HashMap<i64, spans::TaskSpan>>,
     listener_stop: Arc<AtomicBool>,
@@ -232,6 +235,7 @@ impl TaskerBuilder {
         let wake_up = start_listener(&store, &self.config);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let redactor = self.config.redactor();
+        let create_queue = queue::CreateQueue::new(create_writers(self.config.pool_size));
         Ok(Tasker {
             inner: Arc::new(Inner {
                 store,
@@ -247,11 +251,18 @@ impl TaskerBuilder {
                 redactor,
                 correlations: Default::default(),
                 creations: tokio::sync::RwLock::new(()),
+                create_queue,
                 task_spans: Default::default(),
                 listener_stop: wake_up.listener_stop,
             }),
         })
     }
+}
+
+/// How many batches of queued single creates may write at once: half the pool, leaving the
+/// rest to workers and reads (on SQLite writes take turns anyway).
+fn create_writers(pool_size: u32) -> usize {
+    usize::try_from(pool_size / 2).unwrap_or(usize::MAX).max(1)
 }
 
 /// Events a lagging [`Tasker::subscribe`] receiver may fall behind by before it misses some.
@@ -614,23 +625,160 @@ impl Tasker {
 
     /// Creates a task: validates the context against the template's schema, then writes the task,
     /// its steps, edges and initial transitions in one transaction. Nothing is written when any
-    /// check fails.
+    /// check fails. Creates made at the same time from many tasks share transactions (each still
+    /// gets its own result), so they scale without connections of the caller's own.
     pub async fn create_task(&self, request: TaskRequest) -> Result<NewTask> {
         let started = std::time::Instant::now();
         let prepared = self.prepare(&request)?;
-        // Held from before the commit until the events are out (see `publish_in_order`);
-        // creations share it, so they do not wait for each other.
-        let creating = self.inner.creations.read().await;
-        let (created, events) = self
-            .write(move |store| store.create_task(&prepared))
-            .await?;
-        self.publish(events);
-        drop(creating);
-        self.inner.wake.notify_one();
+        let created = self.write_queued(prepared).await?;
         if !created.existing {
             self.emit_created(&created, &request, started.elapsed());
         }
         Ok(created)
+    }
+
+    /// Writes a prepared task together with the single creates queued alongside it: this call
+    /// writes the queue when it gets a writer's slot first, else another writer answers it.
+    async fn write_queued(&self, task: PreparedTask) -> Result<NewTask> {
+        let queue = &self.inner.create_queue;
+        let mut answered = queue.push(task);
+        let writer = tokio::select! {
+            biased;
+            answer = &mut answered => return self.take_answer(queue::received(answer)?).await,
+            writer = queue.writer() => writer,
+        };
+        let batch = queue.take();
+        if batch.is_empty() {
+            // Another writer took this task with its batch; its answer is on the way.
+            drop(writer);
+        } else {
+            // Spawned, so that a caller that stops waiting does not drop the others' answers.
+            let tasker = self.clone();
+            tokio::spawn(async move {
+                tasker.write_batch(batch).await;
+                drop(writer);
+            });
+        }
+        self.take_answer(queue::received(answered.await)?).await
+    }
+
+    /// Writes queued creates as one batch and answers each.
+    async fn write_batch(&self, batch: Vec<queue::Waiting>) {
+        let (tasks, answers): (Vec<PreparedTask>, Vec<_>) =
+            batch.into_iter().map(|w| (w.task, w.answer)).unzip();
+        let tasks: Arc<[PreparedTask]> = tasks.into();
+        match self.write_tasks(Arc::clone(&tasks)).await {
+            Ok(results) => {
+                for (answer, result) in answers.into_iter().zip(results) {
+                    // A caller that stopped waiting needs no answer.
+                    let _ = answer.send(queue::Answer::Written(result));
+                }
+            }
+            // A batch of one failed on its own account: that is its answer.
+            Err(error) if answers.len() == 1 => {
+                if let Some(answer) = answers.into_iter().next() {
+                    let _ = answer.send(queue::Answer::Written(Err(error)));
+                }
+            }
+            Err(_) => {
+                for (answer, task) in answers.into_iter().zip(tasks.iter()) {
+                    let _ = answer.send(queue::Answer::Alone(Box::new(task.clone())));
+                }
+            }
+        }
+    }
+
+    /// A queued create's result: the one it was given, or that of writing it alone.
+    async fn take_answer(&self, answer: queue::Answer) -> Result<NewTask> {
+        match answer {
+            queue::Answer::Written(result) => result,
+            queue::Answer::Alone(task) => {
+                let creating = self.inner.creations.read().await;
+                let (created, events) = self.write(move |store| store.create_task(&task)).await?;
+                self.publish(events);
+                drop(creating);
+                self.inner.wake.notify_one();
+                Ok(created)
+            }
+        }
+    }
+
+    /// Creates tasks of the `#[task_handler]` workflow `H`, one per context, in one transaction;
+    /// see [`Tasker::create_many`].
+    ///
+    /// ```no_run
+    /// # use tasker::prelude::*;
+    /// # async fn run<H: TaskHandler>(tasker: Tasker, contexts: Vec<H::Context>) -> tasker::Result<()> {
+    /// for created in tasker.create_many_of::<H>(&contexts).await? {
+    ///     println!("{:?}", created.map(|task| task.id));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_many_of<H: TaskHandler>(
+        &self,
+        contexts: &[H::Context],
+    ) -> Result<Vec<Result<NewTask>>> {
+        let requests = contexts.iter().map(TaskRequest::of::<H>).collect();
+        self.create_requests(requests).await
+    }
+
+    /// Creates many tasks in one transaction, with a few multi-row statements for the whole
+    /// batch instead of a transaction per task. Each request is checked exactly as by
+    /// [`Tasker::create_task`], and gets its own result, in order: a request that fails its
+    /// checks (or whose identity hash is taken) gets its error and the others are still
+    /// created; an idempotency key already used, by a stored task or an earlier request of the
+    /// batch, gives that task with `existing: true`. A database error fails the whole call and
+    /// creates nothing. Events are those of the same creates one after the other.
+    pub async fn create_many(&self, requests: Vec<TaskRequest>) -> Result<Vec<Result<NewTask>>> {
+        self.create_requests(requests.into_iter().map(Ok).collect())
+            .await
+    }
+
+    /// Prepares each request, writes the prepared ones as one batch, and answers each request
+    /// in its place.
+    async fn create_requests(
+        &self,
+        requests: Vec<Result<TaskRequest>>,
+    ) -> Result<Vec<Result<NewTask>>> {
+        let started = std::time::Instant::now();
+        let mut answers: Vec<(usize, Result<NewTask>)> = Vec::new();
+        let mut accepted: Vec<(usize, TaskRequest)> = Vec::new();
+        let mut tasks: Vec<PreparedTask> = Vec::new();
+        for (position, request) in requests.into_iter().enumerate() {
+            match request.and_then(|r| Ok((self.prepare(&r)?, r))) {
+                Ok((task, request)) => {
+                    tasks.push(task);
+                    accepted.push((position, request));
+                }
+                Err(refused) => answers.push((position, Err(refused))),
+            }
+        }
+        if !tasks.is_empty() {
+            let written = self.write_tasks(tasks.into()).await?;
+            for ((position, request), created) in accepted.into_iter().zip(written) {
+                if let Ok(task) = &created
+                    && !task.existing
+                {
+                    self.emit_created(task, &request, started.elapsed());
+                }
+                answers.push((position, created));
+            }
+        }
+        // Refused and written answers, each list in request order, merged back into it.
+        answers.sort_by_key(|(position, _)| *position);
+        Ok(answers.into_iter().map(|(_, answer)| answer).collect())
+    }
+
+    /// Writes prepared tasks in one transaction and publishes their events; one result each.
+    async fn write_tasks(&self, tasks: Arc<[PreparedTask]>) -> Result<Vec<Result<NewTask>>> {
+        // Held from before the commit until the events are out (see `publish_in_order`);
+        // creations share it, so they do not wait for each other.
+        let creating = self.inner.creations.read().await;
+        let (written, events) = self.write(move |store| store.create_tasks(&tasks)).await?;
+        self.publish(events);
+        drop(creating);
+        self.inner.wake.notify_one();
+        Ok(written)
     }
 
     /// `observability.task.enqueue`, and `observability.step.skip` for each bypassed step.
@@ -672,6 +820,15 @@ impl Tasker {
         self.inner
             .store
             .run(move |store| store.tasks(&filter))
+            .await
+    }
+
+    /// The tasks of `ids` that exist, by id (for the API's answer to a batch).
+    #[cfg(feature = "server")]
+    pub(crate) async fn tasks_by_id(&self, ids: Vec<i64>) -> Result<HashMap<i64, TaskRow>> {
+        self.inner
+            .store
+            .run(move |store| store.tasks_by_id(&ids))
             .await
     }
 

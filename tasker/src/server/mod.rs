@@ -115,7 +115,7 @@ pub const ROUTES: &[Route] = &[
         "POST",
         "/tasks",
         Some("tasker.task:create"),
-        "Create a task from a task request; 201 with the task.",
+        "Create a task from a task request; 201 with the task. An array of up to 1000 requests creates them in one transaction; 200 with one result per request, `{status, task}` or `{status, error}`.",
     ),
     route("GET", "/tasks/{id}", Some("tasker.task:show"), "A task."),
     route(
@@ -554,6 +554,9 @@ async fn list_tasks(
     ))
 }
 
+/// Most task requests one `POST /tasks` array may hold.
+pub const MAX_BULK_REQUESTS: usize = 1000;
+
 async fn create_task(
     State(state): Shared,
     headers: HeaderMap,
@@ -561,29 +564,99 @@ async fn create_task(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, "tasker.task:create")?;
     let Body(body) = body?;
-    // The seed's envelope `{"task": {...}}` and the bare request are both accepted.
-    let request = match body {
-        Value::Object(mut map) if map.len() == 1 && map.contains_key("task") => {
-            map.remove("task").unwrap_or(Value::Null)
-        }
-        other => other,
-    };
-    let request: TaskRequest = serde_path_to_error::deserialize(request).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.inner().to_string(),
-        )
-        .at(json_pointer(e.path()))
-    })?;
-    let created = state.tasker.create_task(request).await?;
+    match body {
+        Value::Array(requests) => create_tasks(&state, requests).await,
+        request => create_one(&state, request).await,
+    }
+}
+
+/// One task request: 201 with the task, 200 with the earlier task its idempotency key names.
+async fn create_one(state: &AppState, request: Value) -> Result<Response, ApiError> {
+    let created = state.tasker.create_task(task_request(request)?).await?;
     let task = state.tasker.task(created.id).await?;
     let status = if created.existing {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(task_json(&state, task))).into_response())
+    Ok((status, Json(task_json(state, task))).into_response())
+}
+
+/// An array of task requests, created in one transaction: 200 with one result per request, in
+/// order, each `{status, task}` or `{status, error}` with the status and error a single create
+/// would answer (an error's `path` is within its request).
+async fn create_tasks(state: &AppState, requests: Vec<Value>) -> Result<Response, ApiError> {
+    if requests.is_empty() {
+        return Err(ApiError::bad_request("the array holds no task request").at("/"));
+    }
+    if requests.len() > MAX_BULK_REQUESTS {
+        return Err(ApiError::bad_request(format!(
+            "the array holds {} task requests, over the limit of {MAX_BULK_REQUESTS} a call: send them in several calls",
+            requests.len()
+        ))
+        .at("/"));
+    }
+    let mut answers: Vec<(usize, Value)> = Vec::with_capacity(requests.len());
+    let mut positions = Vec::new();
+    let mut valid = Vec::new();
+    for (position, request) in requests.into_iter().enumerate() {
+        match task_request(request) {
+            Ok(request) => {
+                positions.push(position);
+                valid.push(request);
+            }
+            Err(error) => answers.push((position, error_item(error))),
+        }
+    }
+    let results = state.tasker.create_many(valid).await?;
+    let ids: Vec<i64> = results.iter().flatten().map(|c| c.id).collect();
+    let tasks = state.tasker.tasks_by_id(ids).await?;
+    for (position, result) in positions.into_iter().zip(results) {
+        let item = match result {
+            // Two requests with one idempotency key share a task: each is answered with it.
+            Ok(created) => match tasks.get(&created.id).cloned() {
+                Some(task) => {
+                    let status = if created.existing {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::CREATED
+                    };
+                    json!({ "status": status.as_u16(), "task": task_json(state, task) })
+                }
+                None => error_item(crate::Error::TaskNotFound(created.id).into()),
+            },
+            Err(error) => error_item(error.into()),
+        };
+        answers.push((position, item));
+    }
+    // Refused and created answers, each in request order, merged back into it.
+    answers.sort_by_key(|(position, _)| *position);
+    let items = answers.into_iter().map(|(_, item)| item).collect();
+    Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
+}
+
+/// One request's failure within an array's answer.
+fn error_item(error: ApiError) -> Value {
+    json!({ "status": error.status.as_u16(), "error": error })
+}
+
+/// A task request from JSON: the seed's envelope `{"task": {...}}` or the bare request. A body
+/// of the wrong shape is 422, naming the field at fault.
+fn task_request(body: Value) -> Result<TaskRequest, ApiError> {
+    let request = match body {
+        Value::Object(mut map) if map.len() == 1 && map.contains_key("task") => {
+            map.remove("task").unwrap_or(Value::Null)
+        }
+        other => other,
+    };
+    serde_path_to_error::deserialize(request).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.inner().to_string(),
+        )
+        .at(json_pointer(e.path()))
+    })
 }
 
 async fn show_task(

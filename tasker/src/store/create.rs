@@ -1,5 +1,8 @@
-//! Creating a task: its row, its steps, their edges and the first transitions, in one
-//! transaction.
+//! Creating tasks: their rows, steps, edges and first transitions. A batch of any size is one
+//! transaction of a fixed number of multi-row statements per chunk of tasks (a chunk is as many
+//! tasks as one statement can bind); a single create is a batch of one.
+
+use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 
@@ -9,6 +12,9 @@ use super::transitions::{record_new_steps, record_new_tasks};
 use crate::error::{Error, Result};
 use crate::model::{EventRecord, Metadata, NewTask, StepTransition, TaskTransition};
 use crate::state::StepState;
+
+#[cfg(feature = "postgres")]
+mod postgres;
 
 /// A task ready to insert, built and checked by the engine.
 #[doc(hidden)]
@@ -96,130 +102,355 @@ struct NewStepRow<'a> {
     skippable: bool,
     remaining_parents: i32,
     priority: i32,
+    /// Runnable at once (not bypassed, no parent to wait for): `ready_at` is the clock.
+    #[diesel(skip_insertion)]
+    ready: bool,
 }
 
-/// Inserts a task, its steps, edges and initial transitions. Runs in a transaction of its own,
-/// or in a savepoint when the caller already has one open.
+/// Values one row of each multi-row statement binds on SQLite: a column each (a unit test holds
+/// the task, step and edge rows to these; a transition row is entity, from, to, metadata, sort
+/// key and most recent).
+const TASK_ROW_BINDS: usize = 13;
+const STEP_ROW_BINDS: usize = 9;
+const EDGE_ROW_BINDS: usize = 2;
+const TRANSITION_ROW_BINDS: usize = 6;
+
+/// Most values one statement may bind, when rows are bound value by value: SQLite's
+/// `SQLITE_MAX_VARIABLE_NUMBER` (32,766 since 3.32, as bundled). PostgreSQL binds one array per
+/// column (see `postgres.rs`), so no batch is too large for one statement there.
+fn max_binds(c: &Conn<'_>) -> Option<usize> {
+    match c {
+        Conn::Sqlite(_) => Some(32_766),
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(_) => None,
+    }
+}
+
+/// Inserts one task; see [`create_tasks`]. A colliding idempotency key gives the earlier task,
+/// a colliding identity hash [`Error::DuplicateRequest`].
 pub(crate) fn create_task(
     c: &mut Conn<'_>,
     task: &PreparedTask,
 ) -> Result<(NewTask, Vec<EventRecord>)> {
+    let (results, events) = create_tasks(c, std::slice::from_ref(task))?;
+    // A batch answers each of its tasks, so a batch of one answers once.
+    let created = results
+        .into_iter()
+        .next()
+        .ok_or(Error::Database(diesel::result::Error::NotFound))??;
+    Ok((created, events))
+}
+
+/// Inserts tasks with their steps, edges and first transitions, in one transaction of its own
+/// (a savepoint when the caller has one open). Returns one result per task, in order, and the
+/// events of the tasks it created, each task's together and in the order a single create
+/// gives them.
+///
+/// A task whose idempotency key is taken (by a stored task or an earlier one of the batch)
+/// gets that task with `existing: true`; one whose identity hash is taken gets
+/// [`Error::DuplicateRequest`]; neither stops the others. A database error fails the whole
+/// batch and writes nothing.
+pub(crate) fn create_tasks(
+    c: &mut Conn<'_>,
+    tasks: &[PreparedTask],
+) -> Result<(Vec<Result<NewTask>>, Vec<EventRecord>)> {
     c.write(|c| {
-        if let Some(id) = existing_by_key(c, task)? {
-            return Ok((NewTask { id, existing: true }, Vec::new()));
+        let inserts = first_of_each_identity(tasks);
+        let mut known = Known::default();
+        let mut events = EventsByTask::default();
+        for chunk in chunks(tasks, &inserts, max_binds(c)) {
+            let created = insert_tasks(c, &chunk, &mut known)?;
+            write_children(c, &created, &mut events)?;
         }
-        let task_id = match insert_task(c, task)? {
-            Inserted::New(id) => id,
-            Inserted::Existing(id) => return Ok((NewTask { id, existing: true }, Vec::new())),
-        };
-        let step_ids = insert_steps(c, task_id, task)?;
-        insert_edges(c, task, &step_ids)?;
-        let mut events = first_transitions(c, task_id, task, &step_ids)?;
-        if task.steps.iter().any(|s| s.bypassed) {
-            events.extend(super::complete::finalize_tasks(c, &[task_id])?);
+        if !known.created.is_empty() {
+            c.notify_ready()?;
         }
-        c.notify_ready()?;
-        for event in &mut events {
-            event.correlation_id = Some(task.correlation_id.clone());
-        }
-        Ok((
-            NewTask {
-                id: task_id,
-                existing: false,
-            },
-            events,
-        ))
+        let results: Vec<Result<NewTask>> = tasks
+            .iter()
+            .zip(&inserts)
+            .map(|(task, &insert)| known.outcome(task, insert))
+            .collect();
+        Ok((results, events.in_order_of(tasks, &known)))
     })
 }
 
-/// The task an earlier request with the same idempotency key created.
-fn existing_by_key(c: &mut Conn<'_>, task: &PreparedTask) -> Result<Option<i64>> {
-    use tasker_tasks::dsl as t;
-    let Some(key) = &task.idempotency_key else {
-        return Ok(None);
-    };
-    Ok(c.get_result(
-        t::tasker_tasks
-            .filter(t::idempotency_key.eq(key))
-            .select(t::task_id)
-            .limit(1),
-    )
-    .optional()?)
-}
-
-enum Inserted {
-    New(i64),
-    Existing(i64),
-}
-
-/// Inserts the task row. `ON CONFLICT DO NOTHING` makes concurrent creators with one key wait
-/// for the first and then see its row, instead of failing on the unique index.
-fn insert_task(c: &mut Conn<'_>, task: &PreparedTask) -> Result<Inserted> {
-    use tasker_tasks::dsl as t;
-    let inserted: Option<i64> = c
-        .get_result(
-            diesel::insert_into(t::tasker_tasks)
-                .values(&NewTaskRow::of(task))
-                .on_conflict_do_nothing()
-                .returning(t::task_id),
-        )
-        .optional()?;
-    if let Some(id) = inserted {
-        return Ok(Inserted::New(id));
-    }
-    let existing: Option<i64> = c
-        .get_result(
-            t::tasker_tasks
-                .filter(
-                    t::identity_hash
-                        .eq(&task.identity_hash)
-                        .or(t::idempotency_key.eq(task.idempotency_key.as_deref())),
-                )
-                .select(t::task_id)
-                .limit(1),
-        )
-        .optional()?;
-    match (existing, &task.idempotency_key) {
-        (Some(id), Some(_)) => Ok(Inserted::Existing(id)),
-        (Some(id), None) => Err(Error::DuplicateRequest(id)),
-        (None, _) => Err(Error::IdentityConflict),
-    }
-}
-
-/// Inserts the steps (runnable ones get `ready_at` from the database clock); returns their ids
-/// in the order of `task.steps`.
-fn insert_steps(c: &mut Conn<'_>, task_id: i64, task: &PreparedTask) -> Result<Vec<i64>> {
-    use tasker_workflow_steps::dsl as s;
-    let rows: Vec<NewStepRow<'_>> = task
-        .steps
+/// For each task, whether it is the first of the batch with its idempotency key and identity
+/// hash; the others are answered by that first one, as they would be one after the other.
+fn first_of_each_identity(tasks: &[PreparedTask]) -> Vec<bool> {
+    let mut keys = HashSet::new();
+    let mut hashes = HashSet::new();
+    tasks
         .iter()
-        .map(|step| NewStepRow {
-            task_id,
-            named_step_id: step.named_step_id,
-            name: &step.name,
-            state: if step.bypassed {
-                StepState::ResolvedManually.as_str()
-            } else {
-                StepState::Pending.as_str()
-            },
-            retryable: step.retryable,
-            retry_limit: step.retry_limit,
-            skippable: step.skippable,
-            remaining_parents: step.remaining_parents,
-            priority: task.priority,
+        .map(|task| {
+            let key = task.idempotency_key.as_deref();
+            let first = key.is_none_or(|key| !keys.contains(key))
+                && !hashes.contains(task.identity_hash.as_str());
+            // Only an inserted task takes its key and hash, as one create after another would.
+            if first {
+                keys.extend(key);
+                hashes.insert(task.identity_hash.as_str());
+            }
+            first
+        })
+        .collect()
+}
+
+/// The tasks to insert, cut into chunks whose every statement stays within `budget` bound
+/// values (one chunk when there is no limit). A task's rows and transitions never straddle two
+/// chunks (its transitions' sort keys are counted within one statement); edges are cut on
+/// their own (see [`insert_edges`]).
+fn chunks<'t>(
+    tasks: &'t [PreparedTask],
+    inserts: &[bool],
+    budget: Option<usize>,
+) -> Vec<Vec<&'t PreparedTask>> {
+    let mut chunks: Vec<Vec<&PreparedTask>> = Vec::new();
+    let mut current: Vec<&PreparedTask> = Vec::new();
+    let (mut steps, mut transitions) = (0, 0);
+    for (task, _) in tasks.iter().zip(inserts).filter(|(_, insert)| **insert) {
+        let task_steps = task.steps.len();
+        let task_transitions = task_steps + task.steps.iter().filter(|s| s.bypassed).count();
+        // The other statements bind fewer values: a read-back two per task, the readiness
+        // update one per step, the finalisation one per task.
+        let fits = budget.is_none_or(|budget| {
+            (current.len() + 1) * TASK_ROW_BINDS <= budget
+                && (steps + task_steps) * STEP_ROW_BINDS <= budget
+                && (transitions + task_transitions) * TRANSITION_ROW_BINDS <= budget
+        });
+        if !fits && !current.is_empty() {
+            chunks.push(std::mem::take(&mut current));
+            (steps, transitions) = (0, 0);
+        }
+        current.push(task);
+        steps += task_steps;
+        transitions += task_transitions;
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// What the batch learnt of stored tasks: the ones it created, and the ones its tasks collided
+/// with, by identity hash and by idempotency key.
+#[derive(Default)]
+struct Known {
+    /// Task id by identity hash, for the tasks this batch inserted.
+    created: HashMap<String, i64>,
+    /// Task id by identity hash and by idempotency key, for every task seen.
+    by_hash: HashMap<String, i64>,
+    by_key: HashMap<String, i64>,
+}
+
+impl Known {
+    fn learn(&mut self, id: i64, hash: String, key: Option<String>) {
+        if let Some(key) = key {
+            self.by_key.insert(key, id);
+        }
+        self.by_hash.insert(hash, id);
+    }
+
+    /// What a task gets: the task it inserted; else the task holding its idempotency key or
+    /// identity hash (as [`collided`] says); else an identity conflict.
+    fn outcome(&self, task: &PreparedTask, inserted: bool) -> Result<NewTask> {
+        if inserted && let Some(&id) = self.created.get(&task.identity_hash) {
+            return Ok(NewTask {
+                id,
+                existing: false,
+            });
+        }
+        let by_key = task
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| self.by_key.get(key));
+        match by_key.or_else(|| self.by_hash.get(&task.identity_hash)) {
+            Some(&id) => collided(task, id),
+            None => Err(Error::IdentityConflict),
+        }
+    }
+}
+
+/// What a request that collided with task `id` gets: that task when the request carries an
+/// idempotency key (the key asks for exactly that), else a duplicate-request error.
+fn collided(task: &PreparedTask, id: i64) -> Result<NewTask> {
+    match task.idempotency_key {
+        Some(_) => Ok(NewTask { id, existing: true }),
+        None => Err(Error::DuplicateRequest(id)),
+    }
+}
+
+/// Inserts the chunk's task rows; returns the tasks it created with their ids. `ON CONFLICT DO
+/// NOTHING` makes concurrent creators with one key wait for the first and then see its row,
+/// instead of failing on the unique index; the tasks that collided are read back into `known`.
+fn insert_tasks<'t>(
+    c: &mut Conn<'_>,
+    chunk: &[&'t PreparedTask],
+    known: &mut Known,
+) -> Result<Vec<(i64, &'t PreparedTask)>> {
+    use tasker_tasks::dsl as t;
+    let rows: Vec<NewTaskRow<'_>> = chunk.iter().map(|task| NewTaskRow::of(task)).collect();
+    // RETURNING's row order is not the VALUES order in SQL; the identity hash (unique, and
+    // unique within the chunk) says which task each id belongs to.
+    let inserted: Vec<(i64, String)> = match c {
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(pg) => postgres::insert_tasks(pg, &rows)?,
+        Conn::Sqlite(_) => c.load(
+            diesel::insert_into(t::tasker_tasks)
+                .values(&rows)
+                .on_conflict_do_nothing()
+                .returning((t::task_id, t::identity_hash)),
+        )?,
+    };
+    let inserted: HashMap<String, i64> = inserted.into_iter().map(|(id, h)| (h, id)).collect();
+    let mut created = Vec::with_capacity(inserted.len());
+    let mut collided = Vec::new();
+    for &task in chunk {
+        match inserted.get(&task.identity_hash) {
+            Some(&id) => {
+                known.created.insert(task.identity_hash.clone(), id);
+                known.learn(id, task.identity_hash.clone(), task.idempotency_key.clone());
+                created.push((id, task));
+            }
+            None => collided.push(task),
+        }
+    }
+    read_collisions(c, &collided, known)?;
+    Ok(created)
+}
+
+/// Reads the stored tasks that hold the identity hashes or idempotency keys of `collided`.
+fn read_collisions(c: &mut Conn<'_>, collided: &[&PreparedTask], known: &mut Known) -> Result<()> {
+    use tasker_tasks::dsl as t;
+    if collided.is_empty() {
+        return Ok(());
+    }
+    let hashes: Vec<&str> = collided.iter().map(|t| t.identity_hash.as_str()).collect();
+    let keys: Vec<&str> = collided
+        .iter()
+        .filter_map(|t| t.idempotency_key.as_deref())
+        .collect();
+    let rows: Vec<(i64, String, Option<String>)> = c.load(
+        t::tasker_tasks
+            .filter(
+                t::identity_hash
+                    .eq_any(&hashes)
+                    .or(t::idempotency_key.eq_any(&keys)),
+            )
+            .select((t::task_id, t::identity_hash, t::idempotency_key)),
+    )?;
+    for (id, hash, key) in rows {
+        known.learn(id, hash, key);
+    }
+    Ok(())
+}
+
+/// Writes what belongs to the tasks just created: steps, edges, readiness, first transitions,
+/// and the finalisation of tasks whose bypassed steps leave nothing (or less) to run.
+fn write_children(
+    c: &mut Conn<'_>,
+    created: &[(i64, &PreparedTask)],
+    events: &mut EventsByTask,
+) -> Result<()> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let step_ids = insert_steps(c, created)?;
+    insert_edges(c, created, &step_ids)?;
+    events.add(first_transitions(c, created, &step_ids)?);
+    let bypassing: Vec<i64> = created
+        .iter()
+        .filter(|(_, task)| task.steps.iter().any(|s| s.bypassed))
+        .map(|(id, _)| *id)
+        .collect();
+    events.add(super::complete::finalize_tasks(c, &bypassing)?);
+    Ok(())
+}
+
+/// Inserts the steps of every created task; returns their ids, per task in the order of its
+/// `steps`.
+fn insert_steps(c: &mut Conn<'_>, created: &[(i64, &PreparedTask)]) -> Result<Vec<Vec<i64>>> {
+    let rows: Vec<NewStepRow<'_>> = created
+        .iter()
+        .flat_map(|&(task_id, task)| {
+            task.steps.iter().map(move |step| NewStepRow {
+                task_id,
+                named_step_id: step.named_step_id,
+                name: &step.name,
+                state: if step.bypassed {
+                    StepState::ResolvedManually.as_str()
+                } else {
+                    StepState::Pending.as_str()
+                },
+                retryable: step.retryable,
+                retry_limit: step.retry_limit,
+                skippable: step.skippable,
+                remaining_parents: step.remaining_parents,
+                priority: task.priority,
+                ready: !step.bypassed && step.remaining_parents == 0,
+            })
         })
         .collect();
-    let step_ids: Vec<i64> = c.load(
-        diesel::insert_into(s::tasker_workflow_steps)
-            .values(&rows)
-            .returning(s::workflow_step_id),
-    )?;
-    let roots: Vec<i64> = task
-        .steps
+    let returned = insert_step_rows(c, &rows)?;
+    // (task, name) is unique (a constraint), so it says which step each returned id is.
+    let ids: HashMap<(i64, &str), i64> = returned
         .iter()
-        .zip(&step_ids)
-        .filter(|(step, _)| !step.bypassed && step.remaining_parents == 0)
-        .map(|(_, id)| *id)
+        .map(|(id, task_id, name)| ((*task_id, name.as_str()), *id))
+        .collect();
+    created
+        .iter()
+        .map(|&(task_id, task)| {
+            task.steps
+                .iter()
+                .map(|step| {
+                    ids.get(&(task_id, step.name.as_str()))
+                        .copied()
+                        // Every inserted row is returned; one missing is the database's fault.
+                        .ok_or(Error::Database(diesel::result::Error::NotFound))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Inserts step rows, the `ready` ones with `ready_at` from the database clock; returns each
+/// one's id, task and name.
+fn insert_step_rows(c: &mut Conn<'_>, rows: &[NewStepRow<'_>]) -> Result<Vec<(i64, i64, String)>> {
+    use tasker_workflow_steps::dsl as s;
+    #[cfg(feature = "postgres")]
+    let now = c.now_sql();
+    match c {
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(pg) => Ok(postgres::insert_steps(pg, rows, now)?),
+        Conn::Sqlite(_) => {
+            let returned: Vec<(i64, i64, String)> = c.load(
+                diesel::insert_into(s::tasker_workflow_steps)
+                    .values(rows)
+                    .returning((s::workflow_step_id, s::task_id, s::name)),
+            )?;
+            // A multi-row insert binds values, not the clock: the runnable steps get it next.
+            mark_ready(c, rows, &returned)?;
+            Ok(returned)
+        }
+    }
+}
+
+/// Sets `ready_at` from the database clock on the inserted steps (`returned`: id, task, name)
+/// whose rows are `ready`.
+fn mark_ready(
+    c: &mut Conn<'_>,
+    rows: &[NewStepRow<'_>],
+    returned: &[(i64, i64, String)],
+) -> Result<()> {
+    use tasker_workflow_steps::dsl as s;
+    let ready: HashSet<(i64, &str)> = rows
+        .iter()
+        .filter(|row| row.ready)
+        .map(|row| (row.task_id, row.name))
+        .collect();
+    let roots: Vec<i64> = returned
+        .iter()
+        .filter(|(_, task_id, name)| ready.contains(&(*task_id, name.as_str())))
+        .map(|(id, _, _)| *id)
         .collect();
     if !roots.is_empty() {
         let now = c.now_plus(0.0);
@@ -229,48 +460,159 @@ fn insert_steps(c: &mut Conn<'_>, task_id: i64, task: &PreparedTask) -> Result<V
                 .set(s::ready_at.eq(now)),
         )?;
     }
-    Ok(step_ids)
-}
-
-fn insert_edges(c: &mut Conn<'_>, task: &PreparedTask, step_ids: &[i64]) -> Result<()> {
-    use tasker_workflow_step_edges::dsl as e;
-    if task.edges.is_empty() {
-        return Ok(());
-    }
-    let edges: Vec<_> = task
-        .edges
-        .iter()
-        .map(|(from, to)| {
-            (
-                e::from_step_id.eq(step_ids[*from]),
-                e::to_step_id.eq(step_ids[*to]),
-            )
-        })
-        .collect();
-    c.execute(diesel::insert_into(e::tasker_workflow_step_edges).values(&edges))?;
     Ok(())
 }
 
-/// The task's and its steps' first transitions; bypassed steps go on to `resolved_manually`.
+/// Inserts the dependency edges of every created task (on SQLite, as many statements as the bind
+/// limit asks for: a template may have many more edges than steps).
+fn insert_edges(
+    c: &mut Conn<'_>,
+    created: &[(i64, &PreparedTask)],
+    step_ids: &[Vec<i64>],
+) -> Result<()> {
+    use tasker_workflow_step_edges::dsl as e;
+    let edges: Vec<(i64, i64)> = created
+        .iter()
+        .zip(step_ids)
+        .flat_map(|((_, task), ids)| task.edges.iter().map(|&(from, to)| (ids[from], ids[to])))
+        .collect();
+    if edges.is_empty() {
+        return Ok(());
+    }
+    match c {
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(pg) => {
+            postgres::insert_edges(pg, &edges)?;
+        }
+        Conn::Sqlite(_) => {
+            let per_statement = max_binds(c).map_or(edges.len(), |b| b / EDGE_ROW_BINDS);
+            for chunk in edges.chunks(per_statement) {
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|&(from, to)| (e::from_step_id.eq(from), e::to_step_id.eq(to)))
+                    .collect();
+                c.execute(diesel::insert_into(e::tasker_workflow_step_edges).values(&rows))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The tasks' and their steps' first transitions; bypassed steps go on to `resolved_manually`.
 fn first_transitions(
     c: &mut Conn<'_>,
-    task_id: i64,
-    task: &PreparedTask,
-    step_ids: &[i64],
+    created: &[(i64, &PreparedTask)],
+    step_ids: &[Vec<i64>],
 ) -> Result<Vec<EventRecord>> {
-    let mut events = record_new_tasks(c, vec![TaskTransition::created(task_id)])?;
-    let mut steps = Vec::with_capacity(step_ids.len());
-    for (step, &id) in task.steps.iter().zip(step_ids) {
-        steps.push(StepTransition::created(task_id, id, &step.name));
-        if step.bypassed {
-            steps.push(StepTransition::new(
-                (task_id, id, &step.name),
-                StepState::Pending,
-                StepState::ResolvedManually,
-                Metadata::Bypassed,
-            )?);
+    let tasks = created
+        .iter()
+        .map(|&(id, _)| TaskTransition::created(id))
+        .collect();
+    let mut events = record_new_tasks(c, tasks)?;
+    let mut steps = Vec::new();
+    for (&(task_id, task), ids) in created.iter().zip(step_ids) {
+        for (step, &id) in task.steps.iter().zip(ids) {
+            steps.push(StepTransition::created(task_id, id, &step.name));
+            if step.bypassed {
+                steps.push(StepTransition::new(
+                    (task_id, id, &step.name),
+                    StepState::Pending,
+                    StepState::ResolvedManually,
+                    Metadata::Bypassed,
+                )?);
+            }
         }
     }
     events.extend(record_new_steps(c, steps)?);
     Ok(events)
+}
+
+/// The events of a batch, gathered per task so each task's come out together.
+#[derive(Default)]
+struct EventsByTask(HashMap<i64, Vec<EventRecord>>);
+
+impl EventsByTask {
+    /// Adds events, keeping their order within each task.
+    fn add(&mut self, events: Vec<EventRecord>) {
+        for event in events {
+            self.0.entry(event.task_id).or_default().push(event);
+        }
+    }
+
+    /// Every created task's events, task after task in the batch's order, tagged with the
+    /// task's correlation id.
+    fn in_order_of(mut self, tasks: &[PreparedTask], known: &Known) -> Vec<EventRecord> {
+        let mut ordered = Vec::new();
+        for task in tasks {
+            let Some(events) = known
+                .created
+                .get(&task.identity_hash)
+                .and_then(|id| self.0.remove(id))
+            else {
+                continue;
+            };
+            for mut event in events {
+                event.correlation_id = Some(task.correlation_id.clone());
+                ordered.push(event);
+            }
+        }
+        ordered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bind counts the chunking relies on are the rows' column counts.
+    #[test]
+    fn bind_counts_match_the_rows() {
+        use diesel::sqlite::Sqlite;
+        let task = PreparedTask {
+            named_task_id: 1,
+            concurrent: true,
+            requested_at: chrono::NaiveDateTime::default(),
+            initiator: String::new(),
+            source_system: String::new(),
+            reason: String::new(),
+            bypass_steps: String::new(),
+            tags: String::new(),
+            context: String::new(),
+            identity_hash: String::new(),
+            idempotency_key: None,
+            priority: 0,
+            correlation_id: String::new(),
+            steps: Vec::new(),
+            edges: Vec::new(),
+        };
+        let binds = |sql: String| sql.matches('?').count();
+        let task_row = diesel::insert_into(tasker_tasks::table).values(NewTaskRow::of(&task));
+        assert_eq!(
+            binds(diesel::debug_query::<Sqlite, _>(&task_row).to_string()),
+            TASK_ROW_BINDS
+        );
+        let step_row = diesel::insert_into(tasker_workflow_steps::table).values(NewStepRow {
+            task_id: 1,
+            named_step_id: 1,
+            name: "",
+            state: "",
+            retryable: true,
+            retry_limit: 1,
+            skippable: false,
+            remaining_parents: 0,
+            priority: 0,
+            ready: true,
+        });
+        assert_eq!(
+            binds(diesel::debug_query::<Sqlite, _>(&step_row).to_string()),
+            STEP_ROW_BINDS
+        );
+        use tasker_workflow_step_edges::dsl as e;
+        let edge_row = diesel::insert_into(e::tasker_workflow_step_edges)
+            .values((e::from_step_id.eq(1_i64), e::to_step_id.eq(2_i64)));
+        assert_eq!(
+            binds(diesel::debug_query::<Sqlite, _>(&edge_row).to_string()),
+            EDGE_ROW_BINDS
+        );
+    }
 }

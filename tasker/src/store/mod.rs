@@ -212,6 +212,15 @@ impl Store {
         self.with(|c| create::create_task(c, task))
     }
 
+    /// Inserts prepared tasks in one transaction; one result per task, in order (see
+    /// `create::create_tasks`).
+    pub(crate) fn create_tasks(
+        &self,
+        tasks: &[PreparedTask],
+    ) -> Result<(Vec<Result<NewTask>>, Vec<EventRecord>)> {
+        self.with(|c| create::create_tasks(c, tasks))
+    }
+
     /// Claims up to `limit` ready steps of `named_task_ids` for `owner` with a lease of `lease`.
     pub(crate) fn claim(
         &self,
@@ -294,6 +303,12 @@ impl Store {
     /// One task.
     pub(crate) fn task(&self, task_id: i64) -> Result<TaskRow> {
         self.with(|c| read::load_task(c, task_id))
+    }
+
+    /// The tasks of `ids` that exist, by id.
+    #[cfg(feature = "server")]
+    pub(crate) fn tasks_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, TaskRow>> {
+        self.with(|c| read::load_tasks(c, ids))
     }
 
     /// Tasks matching `filter`.

@@ -27,6 +27,25 @@ pub(crate) fn load_task(c: &mut Conn<'_>, task_id: i64) -> Result<TaskRow> {
     record.try_into()
 }
 
+/// The tasks of `ids` that exist, by id (`ids` is bound value by value: at most a few thousand).
+#[cfg(feature = "server")]
+pub(crate) fn load_tasks(c: &mut Conn<'_>, ids: &[i64]) -> Result<HashMap<i64, TaskRow>> {
+    use tasker_tasks::dsl as t;
+    let records: Vec<TaskRecord> = c.load(
+        t::tasker_tasks
+            .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
+            .filter(t::task_id.eq_any(ids))
+            .select(TaskRecord::columns()),
+    )?;
+    records
+        .into_iter()
+        .map(|record| {
+            let task = TaskRow::try_from(record)?;
+            Ok((task.task_id, task))
+        })
+        .collect()
+}
+
 /// Tasks matching `filter`, in its order.
 pub(crate) fn list_tasks(c: &mut Conn<'_>, filter: &TaskFilter) -> Result<Vec<TaskRow>> {
     // A boxed query is typed for one backend, so the listing is built once per backend here.
