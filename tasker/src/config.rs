@@ -98,6 +98,10 @@ pub struct TaskerConfig {
     pub redact_keys: Vec<String>,
     /// What replaces a masked value. Default: `[FILTERED]`.
     pub redact_mask: String,
+    /// The PostgreSQL schema that holds tasker's tables: created if missing and put on every
+    /// session's `search_path`, so several applications can share one database. Ignored on
+    /// SQLite. Default: none (the URL's or the server's `search_path`).
+    pub postgres_schema: Option<String>,
 }
 
 impl Default for TaskerConfig {
@@ -127,6 +131,7 @@ impl Default for TaskerConfig {
                 .map(|k| (*k).to_owned())
                 .collect(),
             redact_mask: crate::redact::DEFAULT_MASK.to_owned(),
+            postgres_schema: None,
         }
     }
 }

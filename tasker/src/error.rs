@@ -86,6 +86,15 @@ pub enum Error {
     /// Running or listing the embedded migrations failed.
     #[error("migration failed: {0}")]
     Migration(#[source] BoxError),
+    /// `postgres_schema` cannot be used: not a plain schema name, or the URL already sets
+    /// `options`.
+    #[error("`postgres_schema` `{schema}` cannot be used: {problem}")]
+    InvalidPostgresSchema {
+        /// The configured schema.
+        schema: String,
+        /// Why not.
+        problem: &'static str,
+    },
     /// A stored row holds a value tasker cannot read (written by hand, or corrupt).
     #[error("corrupt data in `{table}` row {id}, column `{column}`: {problem}")]
     CorruptData {

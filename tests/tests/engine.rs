@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
 use serde_json::{Value, json};
 use tasker::Error;
 use tasker::prelude::*;
@@ -1225,6 +1227,59 @@ async fn a_registry_handed_to_the_builder_cannot_replace_what_it_has() {
         .expect_err("duplicate handler");
     assert!(
         matches!(&error, Error::DuplicateHandler(name) if name == "who"),
+        "{error}"
+    );
+}
+
+/// `postgres_schema` puts tasker's tables in a schema of their own, created if missing, and
+/// refuses a name that is not a plain identifier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_schema_holds_the_tables() {
+    // The test database only decides whether PostgreSQL tests run; this test uses the server.
+    let Some(_db) = TestDatabase::postgres("postgres_schema") else {
+        return;
+    };
+    let Ok(server) = std::env::var("TASKER_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let schema = format!("tasker_schema_{}", uuid::Uuid::new_v4().simple());
+    let build = |schema: String| {
+        let server = server.clone();
+        Tasker::builder()
+            .configure(move |c| {
+                c.database_url = server;
+                c.postgres_schema = Some(schema);
+                c.environment = None;
+            })
+            .template(single("schema"))
+            .handler("who", who())
+            .auto_register(false)
+            .build()
+    };
+    let tasker = build(schema.clone()).await.expect("build");
+    let done = run_to_end(&tasker, request("schema")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    drop(tasker);
+    let mut admin = diesel::pg::PgConnection::establish(&server).expect("admin connection");
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let tables: Count = diesel::RunQueryDsl::get_result(
+        diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = '{schema}' AND table_name = 'tasker_tasks'"
+        )),
+        &mut admin,
+    )
+    .expect("count");
+    let _ = admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+    assert_eq!(tables.n, 1, "tasker_tasks lives in {schema}");
+
+    let error = build("Not-Plain".to_owned()).await.expect_err("refused");
+    assert!(
+        matches!(&error, Error::InvalidPostgresSchema { schema, .. } if schema == "Not-Plain"),
         "{error}"
     );
 }

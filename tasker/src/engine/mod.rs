@@ -342,7 +342,14 @@ fn check_subscriptions(registry: &Registry, subscribers: &[NamedSubscriber]) -> 
 
 /// Opens the store and, unless disabled, applies the migrations, on the blocking pool.
 async fn connect(config: &TaskerConfig) -> Result<Store> {
-    let url = config.database_url.clone();
+    let postgres = config.database_url.starts_with("postgres://")
+        || config.database_url.starts_with("postgresql://");
+    let schema = config.postgres_schema.clone().filter(|_| postgres);
+    let url = match &schema {
+        #[cfg(feature = "postgres")]
+        Some(schema) => store::with_schema(&config.database_url, schema)?,
+        _ => config.database_url.clone(),
+    };
     let options = store::ConnectOptions {
         pool_size: config.pool_size,
         connection_timeout: config.connection_timeout,
@@ -351,6 +358,10 @@ async fn connect(config: &TaskerConfig) -> Result<Store> {
     let migrate = config.migrate_on_start;
     tokio::task::spawn_blocking(move || -> Result<Store> {
         let store = Store::connect_with(&url, options)?;
+        #[cfg(feature = "postgres")]
+        if let Some(schema) = &schema {
+            store.create_schema(schema)?;
+        }
         if migrate {
             store.migrate()?;
         }

@@ -43,7 +43,7 @@ pub(crate) use operate::ExpiredStep;
 pub use pool::ConnectOptions;
 use pool::Pool;
 #[cfg(feature = "postgres")]
-pub(crate) use pool::with_deadlines;
+pub(crate) use pool::{with_deadlines, with_schema};
 pub(crate) use templates::TemplateIds;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -169,6 +169,19 @@ impl Store {
             Conn::Sqlite(c) => status(*c, SQLITE_MIGRATIONS),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => status(*c, POSTGRES_MIGRATIONS),
+        })
+    }
+
+    /// Creates the PostgreSQL schema `schema` (a name checked by `with_schema`) if it is
+    /// missing; nothing on SQLite.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn create_schema(&self, schema: &str) -> Result<()> {
+        self.with(|c| match c {
+            Conn::Sqlite(_) => Ok(()),
+            // An identifier cannot be bound; `with_schema` allowed only a plain lowercase name.
+            Conn::Postgres(c) => {
+                Ok(c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))?)
+            }
         })
     }
 

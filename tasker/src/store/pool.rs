@@ -83,6 +83,33 @@ pub(crate) fn with_deadlines(url: &str, connect: Duration, statement: Duration) 
     out
 }
 
+/// `url` with `schema` first on every session's `search_path` (libpq's `options`). The name is
+/// checked to be a plain lowercase identifier, since a schema name cannot be a bound value.
+#[cfg(feature = "postgres")]
+pub(crate) fn with_schema(url: &str, schema: &str) -> Result<String> {
+    let refused = |problem| Error::InvalidPostgresSchema {
+        schema: schema.to_owned(),
+        problem,
+    };
+    let plain = schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        return Err(refused(
+            "expected 1 to 63 lowercase letters, digits and `_`, not starting with a digit",
+        ));
+    }
+    if url.contains("options=") {
+        return Err(refused(
+            "the database URL sets `options` already; put `-csearch_path=…` there instead",
+        ));
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{separator}options=-csearch_path%3D{schema}"))
+}
+
 /// How [`Store::connect_with`](super::Store::connect_with) connects.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectOptions {
