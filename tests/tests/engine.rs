@@ -50,6 +50,7 @@ conformance!(
     heartbeat_keeps_long_steps_leased,
     cancelling_a_step_fails_its_task,
     results_keep_every_character,
+    prefetch_claims_ahead_of_free_slots,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1282,4 +1283,79 @@ async fn postgres_schema_holds_the_tables() {
         matches!(&error, Error::InvalidPostgresSchema { schema, .. } if schema == "Not-Plain"),
         "{error}"
     );
+}
+
+/// A worker claims up to `concurrency + prefetch` steps while it runs only `concurrency`; the
+/// rest wait in the worker under their lease. With `prefetch: 0` it claims no more than it runs.
+async fn prefetch_claims_ahead_of_free_slots(db: TestDatabase) {
+    for prefetch in [4, 0] {
+        let name = format!("prefetch{prefetch}");
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let (handler_gate, handler_running) = (Arc::clone(&gate), Arc::clone(&running));
+        let tasker = db
+            .builder()
+            .template(single(&name))
+            .handler(
+                "who",
+                handler_fn(move |_cx| {
+                    let (gate, running) = (Arc::clone(&handler_gate), Arc::clone(&handler_running));
+                    async move {
+                        running.fetch_add(1, Ordering::SeqCst);
+                        let permit = gate.acquire().await;
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
+                        Ok(json!(null))
+                    }
+                }),
+            )
+            .build()
+            .await
+            .expect("build");
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            tasks.push(tasker.create_task(request(&name)).await.expect("create").id);
+        }
+        let worker = tasker.start_worker_with(tasker::WorkerOptions {
+            concurrency: 1,
+            claim_batch: 32,
+            prefetch,
+            id: format!("prefetching-{prefetch}"),
+        });
+        // The worker holds 1 + prefetch steps in progress, and runs one.
+        let expected = 1 + prefetch;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let held = loop {
+            let mut held = 0;
+            for task in &tasks {
+                let steps = tasker.steps(*task).await.expect("steps");
+                held += steps
+                    .iter()
+                    .filter(|s| s.state == StepState::InProgress)
+                    .count();
+            }
+            if held >= expected || tokio::time::Instant::now() > deadline {
+                break held;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // Give a worker that would claim more the time to do it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut after = 0;
+        for task in &tasks {
+            let steps = tasker.steps(*task).await.expect("steps");
+            after += steps
+                .iter()
+                .filter(|s| s.state == StepState::InProgress)
+                .count();
+        }
+        assert_eq!((held, after), (expected, expected), "prefetch {prefetch}");
+        assert_eq!(running.load(Ordering::SeqCst), 1, "one step runs at a time");
+        gate.add_permits(8);
+        for task in &tasks {
+            let done = tasker.wait_for_task(*task, WAIT).await.expect("wait");
+            assert_eq!(done.state, TaskState::Complete);
+        }
+        worker.shutdown().await;
+    }
 }
