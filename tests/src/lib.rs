@@ -303,3 +303,37 @@ pub fn states(transitions: &[tasker::TransitionInfo]) -> Vec<&str> {
 #[doc = include_str!("../../README.md")]
 pub mod readme {}
 pub mod battery;
+
+/// The REST API served on a free local port, with a client for it; dropping it stops the
+/// server.
+pub struct ApiServer {
+    /// The API's base URL, `http://127.0.0.1:PORT/tasker`.
+    pub base: String,
+    /// A client to call it with.
+    pub client: reqwest::Client,
+    /// Dropped with the server value, which ends `serve`'s shutdown future.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ApiServer {
+    /// Serves `tasker` with `config` until the returned value is dropped.
+    pub async fn start(tasker: Tasker, config: tasker::server::ServerConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}/tasker", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = tasker::server::serve(tasker, config, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        tasker::http::install_crypto_provider();
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+}

@@ -10,7 +10,7 @@ use tasker::prelude::*;
 use tasker::serde_json::{Value, json};
 use tasker::server::ServerConfig;
 use tasker::{Error, IdentityStrategy, NewTask};
-use tasker_tests::{Kind, TestDatabase, assert_history_consistent, conformance};
+use tasker_tests::{ApiServer, Kind, TestDatabase, assert_history_consistent, conformance};
 
 conformance!(
     a_batch_answers_each_request_in_its_place,
@@ -547,37 +547,18 @@ async fn typed_contexts_in_a_batch(db: TestDatabase) {
 }
 
 /// A running API server; dropping it stops the server.
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
+struct Api(ApiServer);
 
 impl Api {
     async fn start(tasker: Tasker) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}/tasker", listener.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = tasker::server::serve(tasker, ServerConfig::default(), listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        tasker::http::install_crypto_provider();
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            _stop: stop,
-        }
+        Self(ApiServer::start(tasker, ServerConfig::default()).await)
     }
 
     async fn post(&self, body: &Value) -> (StatusCode, Value) {
         let response = self
+            .0
             .client
-            .post(format!("{}/tasks", self.base))
+            .post(format!("{}/tasks", self.0.base))
             .json(body)
             .send()
             .await

@@ -9,43 +9,23 @@ use reqwest::{Method, StatusCode};
 use tasker::prelude::*;
 use tasker::serde_json::{Value, json};
 use tasker::server::{ApiKey, Auth, JwtConfig, ROUTES, ServerConfig};
-use tasker_tests::{TestDatabase, conformance};
+use tasker_tests::{ApiServer, TestDatabase, conformance};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A running API server and a client for it.
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
+struct Api(ApiServer);
 
-impl Drop for Api {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+impl std::ops::Deref for Api {
+    type Target = ApiServer;
+
+    fn deref(&self) -> &ApiServer {
+        &self.0
     }
 }
 
 async fn start(tasker: Tasker, config: ServerConfig) -> Api {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}/tasker", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = tasker::server::serve(tasker, config, listener, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    tasker::http::install_crypto_provider();
-    Api {
-        base,
-        client: reqwest::Client::new(),
-        stop: Some(stop),
-    }
+    Api(ApiServer::start(tasker, config).await)
 }
 
 impl Api {
