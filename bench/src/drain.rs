@@ -117,6 +117,7 @@ pub(crate) async fn run_section(
     server: &str,
     floors: Floors,
     top: usize,
+    only: Option<&str>,
 ) -> Result<(), String> {
     let backend = if sqlite { "sqlite" } else { "postgres" };
     let tasks = if scale == Scale::Full { 10_000 } else { 2_000 };
@@ -126,6 +127,9 @@ pub(crate) async fn run_section(
     );
     for run in runs(sqlite) {
         let label = run.label();
+        if only.is_some_and(|only| !label.contains(only)) {
+            continue;
+        }
         let figures = if sqlite {
             let db = crate::sqlite_database();
             let result = measure(&db.url, None, &run, tasks, top).await;

@@ -1,5 +1,5 @@
 //! `cargo run --release -p tasker-bench -- [--backend sqlite|postgres|both] [--scale quick|full]
-//! [--section all|standard|drain]`
+//! [--section all|standard|drain] [--only LABEL]`
 //!
 //! Measures, on each backend, the database's own floor (one small UPDATE per transaction) and
 //! then the engine on trivial workflows: end-to-end steps/s and tasks/s from the first create
@@ -650,6 +650,7 @@ async fn run_backend(
     server: &str,
     top: usize,
     section: Section,
+    only: Option<&str>,
 ) -> Result<(), String> {
     let label = if sqlite { "sqlite" } else { "postgres" };
     let commits = if scale == Scale::Full { 5000 } else { 2000 };
@@ -681,7 +682,7 @@ async fn run_backend(
             one_client: one,
             four_clients: four,
         };
-        drain::run_section(sqlite, scale, server, floors, top).await?;
+        drain::run_section(sqlite, scale, server, floors, top, only).await?;
     }
     Ok(())
 }
@@ -790,6 +791,8 @@ async fn main() -> Result<(), String> {
             ));
         }
     };
+    // A drain line whose label contains this runs alone (the floors still run first).
+    let only = value("--only");
     let server = std::env::var("TASKER_BENCH_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
     println!(
@@ -802,7 +805,7 @@ async fn main() -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     for &sqlite in backends {
-        run_backend(sqlite, scale, &server, top, section).await?;
+        run_backend(sqlite, scale, &server, top, section, only.as_deref()).await?;
     }
     if let Some(rss) = peak_rss_mib() {
         println!("peak RSS {rss:.0} MiB");

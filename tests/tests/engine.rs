@@ -51,6 +51,7 @@ conformance!(
     cancelling_a_step_fails_its_task,
     results_keep_every_character,
     prefetch_claims_ahead_of_free_slots,
+    histories_are_exact,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1358,4 +1359,121 @@ async fn prefetch_claims_ahead_of_free_slots(db: TestDatabase) {
         }
         worker.shutdown().await;
     }
+}
+
+/// One transition as stored, with the parts that vary between runs replaced: the worker's
+/// name by `W` and a duration by `D`.
+fn stored_transition(t: &tasker::TransitionInfo) -> Value {
+    let mut metadata = t.metadata.clone();
+    if let Some(object) = metadata.as_object_mut() {
+        for (key, value) in object.iter_mut() {
+            match key.as_str() {
+                "worker" => *value = json!("W"),
+                "duration_ms" if !value.is_null() => *value = json!("D"),
+                _ => {}
+            }
+        }
+    }
+    json!([
+        t.from_state,
+        t.to_state,
+        metadata,
+        t.sort_key,
+        t.most_recent
+    ])
+}
+
+/// Every transition a run writes, checked row by row on both backends: PostgreSQL claims and
+/// completes in a few batched statements and SQLite step by step, and both must write the
+/// same rows (a retry's `error → pending → in_progress`, a serial task, a join).
+async fn histories_are_exact(db: TestDatabase) {
+    let template = TaskTemplate::new("test", "exact", "1.0.0")
+        .concurrent(false)
+        .step(StepTemplate::new("a", "echo"))
+        .step(StepTemplate::new("b", "flaky").depends_on(["a"]))
+        .step(StepTemplate::new("c", "echo").depends_on(["a"]))
+        .step(StepTemplate::new("d", "echo").depends_on(["b", "c"]));
+    let failed = Arc::new(AtomicBool::new(false));
+    let f = Arc::clone(&failed);
+    let tasker = db
+        .builder()
+        .configure(|c| c.backoff = tasker::BackoffConfig::fixed(Duration::from_millis(50)))
+        .template(template)
+        .handler("echo", echo())
+        .handler(
+            "flaky",
+            handler_fn(move |_| {
+                let f = Arc::clone(&f);
+                async move {
+                    if f.swap(true, Ordering::SeqCst) {
+                        Ok(json!("ok"))
+                    } else {
+                        Err(StepError::retryable("once"))
+                    }
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let done = run_to_end(&tasker, request("exact")).await;
+    assert_eq!(done.state, TaskState::Complete);
+    let mut steps = Vec::new();
+    for step in tasker.steps(done.task_id).await.expect("steps") {
+        let transitions = tasker
+            .step_transitions(step.step_id)
+            .await
+            .expect("transitions");
+        let rows: Vec<Value> = transitions.iter().map(stored_transition).collect();
+        steps.push(json!({ "step": step.name, "transitions": rows }));
+    }
+    steps.sort_by_key(|s| s["step"].as_str().map(str::to_owned));
+    let claimed = |attempt: i32, key: i32, last: bool| json!(["pending", "in_progress", { "attempt": attempt, "worker": "W" }, key, last]);
+    let completed = |attempt: i32, key: i32| json!(["in_progress", "complete", { "attempt": attempt, "duration_ms": "D" }, key, true]);
+    let created = json!([null, "pending", {}, 0, false]);
+    let simple = |name: &str| {
+        json!({ "step": name, "transitions": [
+            created.clone(),
+            claimed(1, 10, false),
+            completed(1, 20),
+        ] })
+    };
+    let b = json!({ "step": "b", "transitions": [
+        created.clone(),
+        claimed(1, 10, false),
+        ["in_progress", "error", {
+            "attempt": 1, "duration_ms": "D", "error": "once", "error_class": "retryable",
+            "reason": "step_error", "retry_in_seconds": 0.05,
+        }, 20, false],
+        ["error", "pending", {}, 30, false],
+        claimed(2, 40, false),
+        completed(2, 50),
+    ] });
+    assert_eq!(
+        Value::Array(steps),
+        json!([simple("a"), b, simple("c"), simple("d")])
+    );
+    let task: Vec<Value> = tasker
+        .task_transitions(done.task_id)
+        .await
+        .expect("task transitions")
+        .iter()
+        .map(|t| {
+            json!([
+                t.from_state,
+                t.to_state,
+                t.metadata,
+                t.sort_key,
+                t.most_recent
+            ])
+        })
+        .collect();
+    assert_eq!(
+        Value::Array(task),
+        json!([
+            [null, "pending", {}, 0, false],
+            ["pending", "in_progress", {}, 10, false],
+            ["in_progress", "complete", {}, 20, true],
+        ])
+    );
 }

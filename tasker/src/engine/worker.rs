@@ -97,18 +97,13 @@ struct Shared {
     owner: Arc<str>,
     /// One permit per step running (`concurrency`).
     slots: Arc<Semaphore>,
-    /// One permit per step claimed and not yet recorded (`concurrency + prefetch`): bounds what
-    /// the worker holds, running or waiting to run.
+    /// One permit per step claimed and not yet run (`concurrency + prefetch`): bounds what the
+    /// worker holds, running or waiting to run. A finished step's outcome waits for the
+    /// completer without it, so recording overlaps the next claims instead of holding them back.
     held: Arc<Semaphore>,
     /// Claimed steps waiting for a slot.
     queued: std::sync::atomic::AtomicUsize,
     in_flight: InFlight,
-}
-
-/// The permits a step holds until its outcome is recorded.
-struct Held {
-    _slot: OwnedSemaphorePermit,
-    _held: OwnedSemaphorePermit,
 }
 
 /// A claimed step waiting for a slot, with its place in the worker's holding.
@@ -123,7 +118,8 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
         in_flight: Arc::default(),
         tasker,
     });
-    let (outcomes, outcome_rx) = mpsc::unbounded_channel::<(Outcome, Held)>();
+    // Bounded, so a completer that falls behind (a database outage) holds the slots back.
+    let (outcomes, outcome_rx) = mpsc::channel::<Outcome>(2 * MAX_BATCH);
     let completer = tokio::spawn(complete_loop(
         shared.tasker.clone(),
         outcome_rx,
@@ -291,7 +287,7 @@ async fn start_loop(
     mut stopped: watch::Receiver<bool>,
     mut queued: mpsc::UnboundedReceiver<Queued>,
     running: &mut JoinSet<()>,
-    outcomes: &mpsc::UnboundedSender<(Outcome, Held)>,
+    outcomes: &mpsc::Sender<Outcome>,
 ) {
     loop {
         while running.try_join_next().is_some() {}
@@ -319,13 +315,10 @@ async fn start_loop(
         let outcomes = outcomes.clone();
         running.spawn(async move {
             let outcome = run_step(&tasker, &owner, step).await;
-            // The completer holds the permits until the outcome is committed, so the worker
-            // never runs more than its concurrency nor holds more than it may claim.
-            let held = Held {
-                _slot: slot,
-                _held: held,
-            };
-            let _ = outcomes.send((outcome, held));
+            // The permits go once the completer has taken the outcome: a full queue of outcomes
+            // to record stops the worker running and claiming more.
+            let _ = outcomes.send(outcome).await;
+            drop((slot, held));
         });
     }
 }
@@ -785,16 +778,18 @@ pub(crate) fn retry_decision(
     }
 }
 
+/// The most outcomes recorded in one transaction.
+const MAX_BATCH: usize = 128;
+
 /// Records outcomes in batches: whatever finished while the previous batch was being written
 /// goes into the next transaction.
 async fn complete_loop(
     tasker: Tasker,
-    mut rx: mpsc::UnboundedReceiver<(Outcome, Held)>,
+    mut rx: mpsc::Receiver<Outcome>,
     in_flight: InFlight,
     stopping: watch::Receiver<bool>,
     held: Arc<Semaphore>,
 ) {
-    const MAX_BATCH: usize = 128;
     let inner = Arc::clone(tasker.inner());
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -804,8 +799,7 @@ async fn complete_loop(
                 Err(_) => break,
             }
         }
-        let (outcomes, permits): (Vec<Outcome>, Vec<Held>) = batch.into_iter().unzip();
-        let shared = Arc::new(outcomes);
+        let shared = Arc::new(batch);
         let mut delay = Duration::from_millis(50);
         let mut starting = Event::new("workflow.task_finalization_started", EventKind::Workflow);
         starting.payload = serde_json::json!({ "count": shared.len() });
@@ -815,12 +809,12 @@ async fn complete_loop(
         // database restart (fencing makes a late write harmless if the lease expired
         // meanwhile). Only a shutdown bounds the wait, by its grace period.
         let mut gave_up_at: Option<tokio::time::Instant> = None;
-        // This worker claims again as soon as the batch is recorded: as many as it may hold
-        // beyond what it holds now.
+        // This worker claims again as soon as it has room: as many as it may hold beyond what
+        // it holds now.
         let takes_locally = if *stopping.borrow() {
             0
         } else {
-            held.available_permits() + shared.len()
+            held.available_permits()
         };
         for attempt in 1.. {
             let outcomes = Arc::clone(&shared);
@@ -855,7 +849,6 @@ async fn complete_loop(
                 set.remove(&outcome.step_id);
             }
         }
-        drop(permits);
         inner.wake.notify_one();
     }
 }

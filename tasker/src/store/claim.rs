@@ -17,6 +17,9 @@ use crate::model::{
 };
 use crate::state::{StepState, TaskState};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 #[derive(QueryableByName)]
 struct Candidate {
     #[diesel(sql_type = BigInt)]
@@ -55,6 +58,10 @@ pub(crate) fn claim(
 ) -> Result<(Vec<ClaimedStep>, Vec<EventRecord>)> {
     if named_task_ids.is_empty() || limit == 0 {
         return Ok((Vec::new(), Vec::new()));
+    }
+    #[cfg(feature = "postgres")]
+    if let Conn::Postgres(pg) = c {
+        return postgres::claim(pg, owner, limit, lease, named_task_ids);
     }
     c.write(|c| {
         let candidates = candidates(c, named_task_ids, limit)?;

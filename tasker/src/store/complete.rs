@@ -17,6 +17,9 @@ use crate::model::{
 };
 use crate::state::{StepState, TaskState};
 
+#[cfg(feature = "postgres")]
+mod postgres;
+
 /// Records the outcomes of finished attempts in one transaction, fenced on
 /// (`lease_owner`, `attempts`): an outcome whose attempt no longer owns the step is rejected.
 ///
@@ -31,6 +34,13 @@ pub(crate) fn complete(
 ) -> Result<(Vec<CompletionOutcome>, Vec<EventRecord>)> {
     if outcomes.is_empty() {
         return Ok((Vec::new(), Vec::new()));
+    }
+    // Failures are rare and each writes its own backoff: they take the general path.
+    #[cfg(feature = "postgres")]
+    if let Conn::Postgres(pg) = c
+        && outcomes.iter().all(|o| o.result.is_ok())
+    {
+        return postgres::complete_successes(pg, outcomes, takes_locally);
     }
     c.write(|c| {
         let accepted = record_successes(c, outcomes)?;
@@ -223,6 +233,7 @@ pub(crate) fn decrement_children(c: &mut Conn<'_>, parents: &[i64]) -> Result<us
     ))?)
 }
 
+/// How many of a task's steps are in each situation finalization acts on.
 #[derive(QueryableByName)]
 struct TaskCounts {
     #[diesel(sql_type = BigInt)]
@@ -265,21 +276,29 @@ impl TaskCounts {
     }
 }
 
-fn task_counts(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<TaskCounts>> {
+/// The columns of [`TaskCounts`] but `task_id`, over steps named with `prefix` (`s.` or empty).
+fn counts_columns(prefix: &str) -> String {
     use StepState::{Cancelled, Complete, Error, InProgress, Pending, ResolvedManually};
-    let sql = format!(
-        "SELECT task_id, COUNT(*) AS total, \
-           SUM(CASE WHEN state IN ('{complete}', '{resolved}') THEN 1 ELSE 0 END) AS done, \
-           SUM(CASE WHEN state = '{in_progress}' THEN 1 ELSE 0 END) AS running, \
-           SUM(CASE WHEN state IN ('{pending}', '{error}') AND remaining_parents = 0 AND ready_at IS NOT NULL THEN 1 ELSE 0 END) AS runnable, \
-           SUM(CASE WHEN (state = '{error}' AND ready_at IS NULL) OR state = '{cancelled}' THEN 1 ELSE 0 END) AS failed \
-         FROM tasker_workflow_steps WHERE task_id IN ({ids}) GROUP BY task_id",
+    format!(
+        "COUNT(*) AS total, \
+           SUM(CASE WHEN {p}state IN ('{complete}', '{resolved}') THEN 1 ELSE 0 END) AS done, \
+           SUM(CASE WHEN {p}state = '{in_progress}' THEN 1 ELSE 0 END) AS running, \
+           SUM(CASE WHEN {p}state IN ('{pending}', '{error}') AND {p}remaining_parents = 0 AND {p}ready_at IS NOT NULL THEN 1 ELSE 0 END) AS runnable, \
+           SUM(CASE WHEN ({p}state = '{error}' AND {p}ready_at IS NULL) OR {p}state = '{cancelled}' THEN 1 ELSE 0 END) AS failed",
+        p = prefix,
         complete = Complete.as_str(),
         resolved = ResolvedManually.as_str(),
         in_progress = InProgress.as_str(),
         pending = Pending.as_str(),
         error = Error.as_str(),
         cancelled = Cancelled.as_str(),
+    )
+}
+
+fn task_counts(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<TaskCounts>> {
+    let sql = format!(
+        "SELECT task_id, {counts} FROM tasker_workflow_steps WHERE task_id IN ({ids}) GROUP BY task_id",
+        counts = counts_columns(""),
         ids = id_list(task_ids),
     );
     Ok(c.load_sql(&sql, &[])?)
@@ -306,11 +325,17 @@ pub(crate) fn finalize_tasks(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<E
     if task_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let states: Vec<(i64, String)> = c.load(
-        t::tasker_tasks
-            .filter(t::task_id.eq_any(task_ids))
-            .select((t::task_id, t::state)),
-    )?;
+    let query = t::tasker_tasks
+        .filter(t::task_id.eq_any(task_ids))
+        .select((t::task_id, t::state))
+        .order(t::task_id);
+    let states: Vec<(i64, String)> = match c {
+        // Locked, so the counts below (a later statement) see what another completer of the
+        // same task committed first; see `complete/postgres.rs`.
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(pg) => query.for_update().load(*pg)?,
+        _ => c.load(query)?,
+    };
     let states = states
         .into_iter()
         .map(|(id, state)| Ok((id, Cell::new("tasker_tasks", id, "state").state(&state)?)))

@@ -1,0 +1,257 @@
+//! PostgreSQL's completion of a batch of successes in three statements, whatever its size:
+//! the steps, their transitions and their children in one; the tasks' states and step counts
+//! in one; the tasks' new states, serial mutexes and transitions in one. Each text never
+//! changes, so each connection prepares it once.
+//!
+//! The first statement also locks the batch's task rows, in id order. A statement sees the
+//! database as it was when it started, so two completers finishing a task's last two steps at
+//! once could each count the other's step as still running and neither finish the task; with
+//! the lock, the second counts after the first has committed.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+
+use super::super::conn::{PgBind, Prepared, READY_CHANNEL};
+use super::super::rows::Cell;
+use super::{TaskCounts, counts_columns, finalize_path};
+use crate::error::Result;
+use crate::model::{
+    CompletionOutcome, EventRecord, Metadata, Outcome, StepTransition, TaskTransition,
+};
+use crate::state::{StepState, TaskState};
+
+const NOW: &str = "(now() AT TIME ZONE 'UTC')";
+
+#[derive(QueryableByName)]
+struct Recorded {
+    #[diesel(sql_type = BigInt)]
+    workflow_step_id: i64,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = BigInt)]
+    became_ready: i64,
+}
+
+/// Records successes fenced on (`lease_owner`, `attempts`), writes their transitions (the
+/// previous ones retired), counts one satisfied parent on each child and makes ready the
+/// children left with none, and locks the tasks. Binds: step ids, owners, attempts, results,
+/// transition metadata.
+static RECORD: LazyLock<String> = LazyLock::new(|| {
+    let (pending, in_progress, complete) = (
+        StepState::Pending.as_str(),
+        StepState::InProgress.as_str(),
+        StepState::Complete.as_str(),
+    );
+    format!(
+        "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[]) \
+                      AS v(id, owner, attempt, results, metadata)), \
+         done AS ( \
+           UPDATE tasker_workflow_steps s SET state = '{complete}', results = v.results, \
+             processed = TRUE, processed_at = {NOW}, in_process = FALSE, lease_owner = NULL, \
+             lease_expires_at = NULL, ready_at = NULL, updated_at = {NOW} \
+           FROM v WHERE s.workflow_step_id = v.id AND s.state = '{in_progress}' \
+             AND s.lease_owner = v.owner AND s.attempts = v.attempt \
+           RETURNING s.workflow_step_id, s.task_id, s.attempts, v.metadata), \
+         retired AS ( \
+           UPDATE tasker_workflow_step_transitions r SET most_recent = FALSE FROM done d \
+           WHERE r.workflow_step_id = d.workflow_step_id AND r.most_recent \
+           RETURNING r.workflow_step_id, r.sort_key), \
+         written AS ( \
+           INSERT INTO tasker_workflow_step_transitions \
+             (workflow_step_id, from_state, to_state, metadata, sort_key, most_recent) \
+           SELECT d.workflow_step_id, '{in_progress}', '{complete}', d.metadata, \
+             COALESCE(o.sort_key + 10, 0), TRUE \
+           FROM done d LEFT JOIN retired o ON o.workflow_step_id = d.workflow_step_id), \
+         children AS ( \
+           UPDATE tasker_workflow_steps c SET remaining_parents = c.remaining_parents - x.n, \
+             ready_at = CASE WHEN c.remaining_parents = x.n AND c.state = '{pending}' \
+                             AND c.ready_at IS NULL THEN {NOW} ELSE c.ready_at END, \
+             updated_at = {NOW} \
+           FROM (SELECT e.to_step_id, COUNT(*)::int AS n FROM tasker_workflow_step_edges e \
+                 JOIN done d ON d.workflow_step_id = e.from_step_id GROUP BY e.to_step_id) x \
+           WHERE c.workflow_step_id = x.to_step_id \
+           RETURNING c.remaining_parents = 0 AND c.state = '{pending}' AS ready), \
+         locked AS ( \
+           SELECT task_id FROM tasker_tasks WHERE task_id IN (SELECT task_id FROM done) \
+           ORDER BY task_id FOR UPDATE) \
+         SELECT d.workflow_step_id, d.attempts, \
+           (SELECT COUNT(*) FROM children WHERE ready) AS became_ready \
+         FROM done d WHERE (SELECT COUNT(*) FROM locked) >= 0"
+    )
+});
+
+/// Each task's state and step counts (after [`RECORD`] locked the rows). Bind: task ids. A
+/// lateral count per task, so the plan is an index lookup per task even when the statistics
+/// of freshly filled tables suggest scanning every step.
+static COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT t.task_id, t.state AS task_state, c.* FROM tasker_tasks t \
+         CROSS JOIN LATERAL (SELECT {counts} FROM tasker_workflow_steps s WHERE s.task_id = t.task_id) c \
+         WHERE t.task_id = ANY($1)",
+        counts = counts_columns("s.")
+    )
+});
+
+/// Moves tasks to their new states (a null state leaves the task's), frees the serial tasks
+/// whose running step finished, and writes the task transitions with the previous ones
+/// retired. Binds: finished serial steps, task ids, new states, the same finished serial
+/// steps, then the transitions' task ids, from, to, position in the task's path, and
+/// whether it is the task's last.
+static MOVE: LazyLock<String> = LazyLock::new(|| {
+    let complete = TaskState::Complete.as_str();
+    format!(
+        "WITH moved AS ( \
+           UPDATE tasker_tasks t SET state = COALESCE(x.state, t.state), \
+             complete = CASE WHEN x.state IS NULL THEN t.complete ELSE x.state = '{complete}' END, \
+             running_step_id = CASE WHEN t.running_step_id = ANY($1) THEN NULL ELSE t.running_step_id END, \
+             updated_at = CASE WHEN x.state IS NULL THEN t.updated_at ELSE {NOW} END \
+           FROM unnest($2::bigint[], $3::text[]) AS x(task_id, state) \
+           WHERE t.task_id = x.task_id AND (x.state IS NOT NULL OR t.running_step_id = ANY($4)) \
+           RETURNING t.task_id), \
+         h AS (SELECT * FROM unnest($5::bigint[], $6::text[], $7::text[], $8::int[], $9::bool[]) \
+                 AS h(task_id, from_state, to_state, n, last)), \
+         retired AS ( \
+           UPDATE tasker_task_transitions r SET most_recent = FALSE \
+           WHERE r.task_id IN (SELECT task_id FROM h) AND r.most_recent \
+           RETURNING r.task_id, r.sort_key), \
+         written AS ( \
+           INSERT INTO tasker_task_transitions \
+             (task_id, from_state, to_state, metadata, sort_key, most_recent) \
+           SELECT h.task_id, h.from_state, h.to_state, '{{}}', \
+             COALESCE(o.sort_key + 10, 0) + h.n * 10, h.last \
+           FROM h LEFT JOIN retired o ON o.task_id = h.task_id) \
+         SELECT COUNT(*) FROM moved"
+    )
+});
+
+/// Records a batch of successful outcomes; the PostgreSQL form of
+/// [`super::complete`] for a batch without failures (see the module's note).
+pub(super) fn complete_successes(
+    pg: &mut PgConnection,
+    outcomes: &[Outcome],
+    takes_locally: usize,
+) -> Result<(Vec<CompletionOutcome>, Vec<EventRecord>)> {
+    let mut transitions = Vec::with_capacity(outcomes.len());
+    let mut metadata = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        let step = (o.task_id, o.step_id, o.name.as_str());
+        let completed = Metadata::Completed {
+            attempt: o.attempt,
+            duration_ms: o.duration_ms,
+        };
+        let (row, event) =
+            StepTransition::new(step, StepState::InProgress, StepState::Complete, completed)?
+                .split();
+        metadata.push(row.metadata);
+        transitions.push(event);
+    }
+    let ids: Vec<i64> = outcomes.iter().map(|o| o.step_id).collect();
+    let owners: Vec<&str> = outcomes.iter().map(|o| o.owner.as_str()).collect();
+    let attempts: Vec<i32> = outcomes.iter().map(|o| o.attempt).collect();
+    let results: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o.result.as_deref().unwrap_or_default())
+        .collect();
+    let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
+    pg.transaction(|pg| {
+        let recorded: Vec<Recorded> = Prepared::new(
+            &RECORD,
+            vec![
+                PgBind::BigInts(&ids),
+                PgBind::Texts(&owners),
+                PgBind::Integers(&attempts),
+                PgBind::Texts(&results),
+                PgBind::Texts(&metadata),
+            ],
+        )
+        .load(pg)?;
+        let accepted: BTreeSet<(i64, i32)> = recorded
+            .iter()
+            .map(|r| (r.workflow_step_id, r.attempts))
+            .collect();
+        let became_ready = recorded.first().map_or(0, |r| r.became_ready);
+        let (mut results, mut events) = (Vec::with_capacity(outcomes.len()), Vec::new());
+        let (mut tasks, mut serial) = (BTreeSet::new(), Vec::new());
+        for (o, event) in outcomes.iter().zip(transitions) {
+            if !accepted.contains(&(o.step_id, o.attempt)) {
+                results.push(CompletionOutcome::Stale);
+                continue;
+            }
+            results.push(CompletionOutcome::Recorded);
+            tasks.insert(o.task_id);
+            if !o.concurrent {
+                serial.push(o.step_id);
+            }
+            events.push(event);
+        }
+        if usize::try_from(became_ready).unwrap_or(usize::MAX) > takes_locally {
+            diesel::sql_query(format!("NOTIFY {READY_CHANNEL}")).execute(pg)?;
+        }
+        let tasks: Vec<i64> = tasks.into_iter().collect();
+        events.extend(finalize(pg, &tasks, &serial)?);
+        Ok((results, events))
+    })
+}
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = Text)]
+    task_state: String,
+    #[diesel(embed)]
+    counts: TaskCounts,
+}
+
+/// Moves each of `task_ids` (locked by the caller) to the state its steps call for, and frees
+/// the serial tasks whose running step was one of `serial`.
+fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<Vec<EventRecord>> {
+    if task_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let counted: Vec<Counted> = Prepared::new(&COUNT, vec![PgBind::BigInts(task_ids)]).load(pg)?;
+    let (mut ids, mut states) = (Vec::new(), Vec::new());
+    let mut events = Vec::new();
+    let (mut h_ids, mut h_from, mut h_to, mut h_n, mut h_last) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for row in &counted {
+        let id = row.counts.task_id;
+        let current = Cell::new("tasker_tasks", id, "state").state(&row.task_state)?;
+        let path = finalize_path(current, row.counts.status());
+        let mut from = current;
+        for (n, &to) in path.iter().enumerate() {
+            let (transition, event) = TaskTransition::new(id, from, to)?.split();
+            h_ids.push(id);
+            h_from.push(transition.from);
+            h_to.push(transition.to);
+            h_n.push(i32::try_from(n).unwrap_or(i32::MAX));
+            h_last.push(n + 1 == path.len());
+            events.push(event);
+            from = to;
+        }
+        ids.push(id);
+        states.push((from != current).then(|| from.as_str()));
+    }
+    if events.is_empty() && serial.is_empty() {
+        return Ok(events);
+    }
+    let h_from: Vec<Option<&str>> = h_from;
+    Prepared::new(
+        &MOVE,
+        vec![
+            PgBind::BigInts(serial),
+            PgBind::BigInts(&ids),
+            PgBind::NullableTexts(&states),
+            PgBind::BigInts(serial),
+            PgBind::BigInts(&h_ids),
+            PgBind::NullableTexts(&h_from),
+            PgBind::Texts(&h_to),
+            PgBind::Integers(&h_n),
+            PgBind::Bools(&h_last),
+        ],
+    )
+    .execute(pg)?;
+    Ok(events)
+}
