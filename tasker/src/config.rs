@@ -45,9 +45,11 @@ pub struct TaskerConfig {
     /// Most steps claimed in one statement. Default: 32.
     #[serde(deserialize_with = "at_least_one")]
     pub claim_batch: usize,
-    /// Steps a worker claims ahead of its free slots, so a slot that frees starts the next step
-    /// without waiting for a claim. They wait in the worker under their lease, which the
-    /// heartbeat keeps alive; set 0 for long steps, so no step waits behind them. Default: 8.
+    /// Most steps a worker claims ahead of its free slots, so a slot that frees starts the next
+    /// step without waiting for a claim, and claims come in batches. They wait in the worker
+    /// under their lease, which the heartbeat keeps alive. The worker holds fewer as its steps
+    /// run longer: only as many as its slots start within about 50 ms at the recent step
+    /// duration, none once steps take longer than that. Default: 32.
     pub prefetch: usize,
     /// How long a claimed step is owned before another worker may recover it. Default: 30 s.
     #[serde(
@@ -115,7 +117,7 @@ impl Default for TaskerConfig {
             migrate_on_start: true,
             concurrency: 8,
             claim_batch: 32,
-            prefetch: 8,
+            prefetch: 32,
             lease,
             heartbeat: lease / HEARTBEATS_PER_LEASE,
             sweep_interval: Duration::from_secs(5),

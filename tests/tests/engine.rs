@@ -52,6 +52,7 @@ conformance!(
     results_keep_every_character,
     prefetch_claims_ahead_of_free_slots,
     histories_are_exact,
+    prefetch_shrinks_when_steps_run_long,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1476,4 +1477,79 @@ async fn histories_are_exact(db: TestDatabase) {
             ["in_progress", "complete", {}, 20, true],
         ])
     );
+}
+
+/// Steps of the worker's named tasks in progress, over `tasks`.
+async fn in_progress(tasker: &Tasker, tasks: &[i64]) -> usize {
+    let mut held = 0;
+    for task in tasks {
+        let steps = tasker.steps(*task).await.expect("steps");
+        held += steps
+            .iter()
+            .filter(|s| s.state == StepState::InProgress)
+            .count();
+    }
+    held
+}
+
+/// A worker whose steps outlast the prefetch horizon (50 ms) stops claiming ahead: each
+/// finished step's place is held back instead of filled, until it holds only what it runs.
+async fn prefetch_shrinks_when_steps_run_long(db: TestDatabase) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler_gate = Arc::clone(&gate);
+    let tasker = db
+        .builder()
+        .template(single("slow"))
+        .handler(
+            "who",
+            handler_fn(move |_cx| {
+                let gate = Arc::clone(&handler_gate);
+                async move {
+                    gate.acquire().await.expect("gate").forget();
+                    Ok(json!(null))
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        tasks.push(
+            tasker
+                .create_task(request("slow"))
+                .await
+                .expect("create")
+                .id,
+        );
+    }
+    let worker = tasker.start_worker_with(tasker::WorkerOptions {
+        concurrency: 1,
+        claim_batch: 32,
+        prefetch: 4,
+        id: "slow-steps".to_owned(),
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while in_progress(&tasker, &tasks).await < 5 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(in_progress(&tasker, &tasks).await, 5, "1 running + 4 ahead");
+    // Six steps of 120 ms each: the first shows steps are long, the next four give back the
+    // places claimed ahead, the sixth runs alone.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        gate.add_permits(1);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        in_progress(&tasker, &tasks).await,
+        1,
+        "only the running step is held"
+    );
+    gate.add_permits(10);
+    for task in &tasks {
+        let done = tasker.wait_for_task(*task, WAIT).await.expect("wait");
+        assert_eq!(done.state, TaskState::Complete);
+    }
+    worker.shutdown().await;
 }

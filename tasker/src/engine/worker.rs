@@ -23,8 +23,9 @@ pub struct WorkerOptions {
     pub concurrency: usize,
     /// Most steps claimed per statement.
     pub claim_batch: usize,
-    /// Steps claimed ahead of free slots, so a slot that frees starts its next step without a
-    /// round trip; they wait here under their lease (kept alive by the heartbeat).
+    /// Most steps claimed ahead of free slots, so a slot that frees starts its next step without
+    /// a round trip; they wait here under their lease (kept alive by the heartbeat). Fewer as
+    /// steps run longer; see [`TaskerConfig::prefetch`].
     pub prefetch: usize,
     /// Identity recorded as `lease_owner`; unique per process incarnation by default.
     pub id: String,
@@ -104,6 +105,69 @@ struct Shared {
     /// Claimed steps waiting for a slot.
     queued: std::sync::atomic::AtomicUsize,
     in_flight: InFlight,
+    /// How far ahead the worker claims; see [`Prefetch`].
+    prefetch: Prefetch,
+}
+
+/// How long claimed steps may wait for a slot: the worker holds ahead only as many steps as its
+/// slots start within this time at the recent step duration.
+const PREFETCH_HORIZON: Duration = Duration::from_millis(50);
+
+/// Claiming ahead, adapted to how long steps run. With short steps the worker holds the full
+/// `prefetch` ahead of its slots; with long ones, fewer (none once a step outlasts the
+/// horizon), so a slow worker does not sit on ready steps another worker could run. The places
+/// it does not use are held back as permits of `held`.
+struct Prefetch {
+    most: usize,
+    concurrency: usize,
+    /// A moving average of recent step durations, in microseconds (0 before the first).
+    step_micros: std::sync::atomic::AtomicU64,
+    /// Places in `held` kept back from claims.
+    reserve: std::sync::Mutex<Vec<OwnedSemaphorePermit>>,
+}
+
+impl Prefetch {
+    /// Counts a step that ran for `took` and moves the reserve towards what the new average
+    /// allows: freeing places at once, and taking back the finished step's place (`place`,
+    /// returned when the reserve does not need it) and places that are free.
+    fn ran(
+        &self,
+        took: Duration,
+        held: &Arc<Semaphore>,
+        place: OwnedSemaphorePermit,
+    ) -> Option<OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let took = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let before = self.step_micros.load(Relaxed);
+        let average = if before == 0 {
+            took
+        } else {
+            (before.saturating_mul(7) + took) / 8
+        };
+        self.step_micros.store(average, Relaxed);
+        let horizon = u64::try_from(PREFETCH_HORIZON.as_micros()).unwrap_or(u64::MAX);
+        let ahead = u64::try_from(self.concurrency)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(horizon)
+            / average;
+        let ahead = usize::try_from(ahead).unwrap_or(usize::MAX).min(self.most);
+        let Ok(mut reserve) = self.reserve.lock() else {
+            return Some(place);
+        };
+        let keep = self.most - ahead;
+        reserve.truncate(keep);
+        if reserve.len() >= keep {
+            return Some(place);
+        }
+        reserve.push(place);
+        while reserve.len() < keep {
+            match Arc::clone(held).try_acquire_owned() {
+                Ok(permit) => reserve.push(permit),
+                Err(_) => break,
+            }
+        }
+        None
+    }
 }
 
 /// A claimed step waiting for a slot, with its place in the worker's holding.
@@ -116,6 +180,12 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
         held: Arc::new(Semaphore::new(options.concurrency + options.prefetch)),
         queued: Default::default(),
         in_flight: Arc::default(),
+        prefetch: Prefetch {
+            most: options.prefetch,
+            concurrency: options.concurrency,
+            step_micros: Default::default(),
+            reserve: Default::default(),
+        },
         tasker,
     });
     // Bounded, so a completer that falls behind (a database outage) holds the slots back.
@@ -283,7 +353,7 @@ async fn room(
 
 /// Starts queued steps as slots free, each on its own task, until the worker is stopped.
 async fn start_loop(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
     mut queued: mpsc::UnboundedReceiver<Queued>,
     running: &mut JoinSet<()>,
@@ -313,8 +383,11 @@ async fn start_loop(
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let (tasker, owner) = (shared.tasker.clone(), Arc::clone(&shared.owner));
         let outcomes = outcomes.clone();
+        let shared = Arc::clone(shared);
         running.spawn(async move {
+            let started = std::time::Instant::now();
             let outcome = run_step(&tasker, &owner, step).await;
+            let held = shared.prefetch.ran(started.elapsed(), &shared.held, held);
             // The permits go once the completer has taken the outcome: a full queue of outcomes
             // to record stops the worker running and claiming more.
             let _ = outcomes.send(outcome).await;

@@ -105,13 +105,15 @@ pub(crate) fn claim(
 }
 
 /// Ready steps, highest priority and oldest first, locked on PostgreSQL (`SKIP LOCKED`, so
-/// concurrent claimers take different steps).
+/// concurrent claimers take different steps). `CROSS JOIN` makes SQLite walk the ready-steps
+/// index in claim order and stop at the limit; left to choose, it reads every task of the
+/// named tasks and sorts their steps, which costs the whole backlog on every claim.
 fn candidates(c: &mut Conn<'_>, named_task_ids: &[i64], limit: usize) -> Result<Vec<Candidate>> {
     let sql = format!(
         "SELECT s.workflow_step_id, s.task_id, s.state, t.concurrent, \
                 (t.running_step_id IS NULL) AS task_free \
-         FROM tasker_workflow_steps s JOIN tasker_tasks t ON t.task_id = s.task_id \
-         WHERE s.state IN ('{pending}', '{error}') AND s.remaining_parents = 0 \
+         FROM tasker_workflow_steps s CROSS JOIN tasker_tasks t \
+         WHERE t.task_id = s.task_id AND s.state IN ('{pending}', '{error}') AND s.remaining_parents = 0 \
            AND s.ready_at IS NOT NULL AND s.ready_at <= {now} \
            AND t.named_task_id IN ({ids}) \
          ORDER BY s.priority DESC, s.ready_at, s.workflow_step_id \
