@@ -1328,14 +1328,7 @@ async fn prefetch_claims_ahead_of_free_slots(db: TestDatabase) {
         let expected = 1 + prefetch;
         let deadline = tokio::time::Instant::now() + WAIT;
         let held = loop {
-            let mut held = 0;
-            for task in &tasks {
-                let steps = tasker.steps(*task).await.expect("steps");
-                held += steps
-                    .iter()
-                    .filter(|s| s.state == StepState::InProgress)
-                    .count();
-            }
+            let held = in_progress(&tasker, &tasks).await;
             if held >= expected || tokio::time::Instant::now() > deadline {
                 break held;
             }
@@ -1343,14 +1336,7 @@ async fn prefetch_claims_ahead_of_free_slots(db: TestDatabase) {
         };
         // Give a worker that would claim more the time to do it.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut after = 0;
-        for task in &tasks {
-            let steps = tasker.steps(*task).await.expect("steps");
-            after += steps
-                .iter()
-                .filter(|s| s.state == StepState::InProgress)
-                .count();
-        }
+        let after = in_progress(&tasker, &tasks).await;
         assert_eq!((held, after), (expected, expected), "prefetch {prefetch}");
         assert_eq!(running.load(Ordering::SeqCst), 1, "one step runs at a time");
         gate.add_permits(8);
@@ -1479,7 +1465,7 @@ async fn histories_are_exact(db: TestDatabase) {
     );
 }
 
-/// Steps of the worker's named tasks in progress, over `tasks`.
+/// How many steps of `tasks` are in progress.
 async fn in_progress(tasker: &Tasker, tasks: &[i64]) -> usize {
     let mut held = 0;
     for task in tasks {

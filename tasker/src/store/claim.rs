@@ -214,19 +214,24 @@ fn mark_claimed(
 fn claim_transitions(owner: &str, taken: &[Taken]) -> Result<Vec<StepTransition>> {
     let mut transitions = Vec::with_capacity(taken.len() + 4);
     for t in taken {
-        let metadata = Metadata::Claimed {
-            attempt: t.attempt,
-            worker: owner.to_owned(),
-        };
         let step = (t.task_id, t.step_id, t.name.as_str());
-        transitions.extend(StepTransition::path(
-            step,
-            t.from,
-            StepState::InProgress,
-            metadata,
-        )?);
+        transitions.extend(claimed_path(step, t.from, t.attempt, owner)?);
     }
     Ok(transitions)
+}
+
+/// A step's transitions when `owner` claims it from `from` for `attempt`.
+fn claimed_path(
+    step: (i64, i64, &str),
+    from: StepState,
+    attempt: i32,
+    owner: &str,
+) -> Result<Vec<StepTransition>> {
+    let metadata = Metadata::Claimed {
+        attempt,
+        worker: owner.to_owned(),
+    };
+    StepTransition::path(step, from, StepState::InProgress, metadata)
 }
 
 /// Moves the taken steps' tasks that had not started to `in_progress`.

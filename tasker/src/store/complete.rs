@@ -319,6 +319,22 @@ fn finalize_path(current: TaskState, status: TaskStatus) -> &'static [TaskState]
     }
 }
 
+/// The checked transitions that take a task from `current` to what `counts` call for, and the
+/// state it ends in.
+fn finalizing(
+    task_id: i64,
+    current: TaskState,
+    counts: &TaskCounts,
+) -> Result<(Vec<TaskTransition>, TaskState)> {
+    let mut from = current;
+    let mut path = Vec::new();
+    for &to in finalize_path(current, counts.status()) {
+        path.push(TaskTransition::new(task_id, from, to)?);
+        from = to;
+    }
+    Ok((path, from))
+}
+
 /// Moves each task to the state its steps call for; see [`finalize_path`].
 pub(crate) fn finalize_tasks(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<EventRecord>> {
     use tasker_tasks::dsl as t;
@@ -346,13 +362,10 @@ pub(crate) fn finalize_tasks(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<E
         let Some(&current) = states.get(&counts.task_id) else {
             continue;
         };
-        let mut from = current;
-        for &to in finalize_path(current, counts.status()) {
-            transitions.push(TaskTransition::new(counts.task_id, from, to)?);
-            from = to;
-        }
-        if from != current {
-            moved.entry(from).or_default().push(counts.task_id);
+        let (path, end) = finalizing(counts.task_id, current, &counts)?;
+        transitions.extend(path);
+        if end != current {
+            moved.entry(end).or_default().push(counts.task_id);
         }
     }
     // One statement per state entered, not per task: a batch usually completes several.

@@ -27,6 +27,10 @@ use diesel::pg::{Pg, PgConnection};
 #[cfg(feature = "postgres")]
 pub(crate) const READY_CHANNEL: &str = "tasker_ready";
 
+/// PostgreSQL's clock as a UTC timestamp (the columns are `timestamp without time zone`).
+#[cfg(feature = "postgres")]
+pub(crate) const PG_NOW: &str = "(now() AT TIME ZONE 'UTC')";
+
 /// A borrowed connection to SQLite or PostgreSQL.
 pub(crate) enum Conn<'a> {
     Sqlite(&'a mut SqliteConnection),
@@ -189,7 +193,7 @@ impl Conn<'_> {
         match self {
             Conn::Sqlite(_) => "strftime('%Y-%m-%d %H:%M:%f', 'now')",
             #[cfg(feature = "postgres")]
-            Conn::Postgres(_) => "(now() AT TIME ZONE 'UTC')",
+            Conn::Postgres(_) => PG_NOW,
         }
     }
 
@@ -206,7 +210,7 @@ impl Conn<'_> {
             }
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => {
-                format!("((now() AT TIME ZONE 'UTC') + interval '{seconds:.6} seconds')")
+                format!("({PG_NOW} + interval '{seconds:.6} seconds')")
             }
         })
     }
@@ -247,103 +251,6 @@ where
         Ok(Some(_))
     )
 }
-
-/// A value bound to a [`Prepared`] statement; lists are PostgreSQL arrays.
-#[cfg(feature = "postgres")]
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum PgBind<'a> {
-    Integer(i32),
-    Double(f64),
-    Text(&'a str),
-    BigInts(&'a [i64]),
-    Integers(&'a [i32]),
-    Bools(&'a [bool]),
-    Texts(&'a [&'a str]),
-    NullableTexts(&'a [Option<&'a str>]),
-}
-
-/// Hand-written PostgreSQL whose text is the same on every call, so each connection prepares it
-/// once: diesel caches a statement by its text unless it is marked unsafe to cache, which
-/// `sql_query` always is. Every value is a bind and every list an array, so the text never
-/// depends on the batch. Placeholders are `$1`, `$2`, … each used once, in order.
-#[cfg(feature = "postgres")]
-pub(crate) struct Prepared<'a> {
-    sql: &'a str,
-    binds: Vec<PgBind<'a>>,
-}
-
-#[cfg(feature = "postgres")]
-impl<'a> Prepared<'a> {
-    /// The statement `sql` with `binds` for its placeholders.
-    pub(crate) fn new(sql: &'a str, binds: Vec<PgBind<'a>>) -> Self {
-        debug_assert_eq!(
-            placeholders(sql),
-            (1..=binds.len()).collect::<Vec<_>>(),
-            "each placeholder once, in order"
-        );
-        Prepared { sql, binds }
-    }
-}
-
-/// The numbers of the `$N` placeholders in `sql`, in order of appearance.
-#[cfg(feature = "postgres")]
-fn placeholders(sql: &str) -> Vec<usize> {
-    sql.split('$')
-        .skip(1)
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .collect()
-}
-
-#[cfg(feature = "postgres")]
-impl diesel::query_builder::QueryFragment<Pg> for Prepared<'_> {
-    fn walk_ast<'b>(
-        &'b self,
-        mut out: diesel::query_builder::AstPass<'_, 'b, Pg>,
-    ) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Double};
-        // diesel writes each bind's `$N` itself, numbering them in order as the text does.
-        let mut rest = self.sql;
-        for bind in &self.binds {
-            let at = rest.find('$').ok_or_else(|| {
-                diesel::result::Error::QueryBuilderError("fewer placeholders than binds".into())
-            })?;
-            out.push_sql(&rest[..at]);
-            let digits = rest[at + 1..]
-                .find(|ch: char| !ch.is_ascii_digit())
-                .unwrap_or(rest.len() - at - 1);
-            rest = &rest[at + 1 + digits..];
-            match bind {
-                PgBind::Integer(v) => out.push_bind_param::<Integer, _>(v)?,
-                PgBind::Double(v) => out.push_bind_param::<Double, _>(v)?,
-                PgBind::Text(v) => out.push_bind_param::<Text, _>(*v)?,
-                PgBind::BigInts(v) => out.push_bind_param::<Array<BigInt>, _>(*v)?,
-                PgBind::Integers(v) => out.push_bind_param::<Array<Integer>, _>(*v)?,
-                PgBind::Bools(v) => out.push_bind_param::<Array<diesel::sql_types::Bool>, _>(*v)?,
-                PgBind::Texts(v) => out.push_bind_param::<Array<Text>, _>(*v)?,
-                PgBind::NullableTexts(v) => out.push_bind_param::<Array<Nullable<Text>>, _>(*v)?,
-            }
-        }
-        out.push_sql(rest);
-        Ok(())
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl diesel::query_builder::QueryId for Prepared<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-#[cfg(feature = "postgres")]
-impl diesel::query_builder::Query for Prepared<'_> {
-    type SqlType = diesel::sql_types::Untyped;
-}
-
-#[cfg(feature = "postgres")]
-impl RunQueryDsl<PgConnection> for Prepared<'_> {}
 
 /// A comma-separated list of ids for hand-written SQL (integers only, never text).
 pub(crate) fn id_list(ids: &[i64]) -> String {

@@ -14,6 +14,8 @@ mod create;
 mod listener;
 mod operate;
 mod pool;
+#[cfg(feature = "postgres")]
+mod prepared;
 mod read;
 mod rows;
 pub(crate) mod schema;

@@ -114,6 +114,38 @@ pub(crate) enum Entity {
     Step,
 }
 
+impl Entity {
+    /// The transition table and its entity column.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Entity::Task => ("tasker_task_transitions", "task_id"),
+            Entity::Step => ("tasker_workflow_step_transitions", "workflow_step_id"),
+        }
+    }
+}
+
+/// Two PostgreSQL CTEs, `{name}_retired` and `{name}_written`, that record the transitions of
+/// the CTE `{name}_rows` (columns `id`, `from_state`, `to_state`, `metadata`, `n`, `last`: the
+/// row's place in its entity's path, counting from 0, and whether it is the last). Each
+/// entity's current row stops being most recent, and the keys go on from its `sort_key`. The
+/// insert reads the retirement's rows, so an entity's old row is retired before its new one
+/// is written, as the one-`most_recent` index requires within a statement.
+#[cfg(feature = "postgres")]
+pub(crate) fn written_in_statement(entity: Entity, name: &str) -> String {
+    let (table, id) = entity.table();
+    format!(
+        "{name}_retired AS ( \
+           UPDATE {table} r SET most_recent = FALSE \
+           WHERE r.{id} IN (SELECT id FROM {name}_rows) AND r.most_recent \
+           RETURNING r.{id} AS id, r.sort_key), \
+         {name}_written AS ( \
+           INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
+           SELECT h.id, h.from_state, h.to_state, h.metadata, \
+             COALESCE(o.sort_key + 10, 0) + h.n * 10, h.last \
+           FROM {name}_rows h LEFT JOIN {name}_retired o ON o.id = h.id)"
+    )
+}
+
 fn write_steps(c: &mut Conn<'_>, rows: &[TransitionRow], fresh: bool) -> Result<()> {
     write(c, Entity::Step, rows, fresh)
 }
@@ -193,15 +225,12 @@ fn insert_unnested(
     keys: &[(i32, bool)],
 ) -> QueryResult<usize> {
     use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
-    let (table, id) = match entity {
-        Entity::Task => ("tasker_task_transitions", "task_id"),
-        Entity::Step => ("tasker_workflow_step_transitions", "workflow_step_id"),
-    };
-    let sql = format!(
+    let (table, id) = entity.table();
+    let head = format!(
         "INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
-         SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
+         SELECT * FROM "
     );
-    diesel::sql_query(sql)
+    super::prepared::Prepared::unnest(&head, 6, "")
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.from).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.to).collect::<Vec<_>>())

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text};
 
-use super::super::conn::{PgBind, Prepared};
+use super::super::conn::PG_NOW;
+use super::super::prepared::Prepared;
 use super::super::rows::Cell;
+use super::super::transitions::{Entity, written_in_statement};
 use crate::error::Result;
-use crate::model::{
-    ClaimedStep, EventRecord, Metadata, ParentOutput, StepTransition, TaskTransition,
-};
+use crate::model::{ClaimedStep, EventRecord, ParentOutput, TaskTransition};
 use crate::state::{StepState, TaskState};
 
 /// What the statement returns for each claimed step.
@@ -67,7 +67,9 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
     );
     let (task_pending, task_in_progress) =
         (TaskState::Pending.as_str(), TaskState::InProgress.as_str());
-    let now = "(now() AT TIME ZONE 'UTC')";
+    let now = PG_NOW;
+    let steps_written = written_in_statement(Entity::Step, "step");
+    let tasks_written = written_in_statement(Entity::Task, "task");
     format!(
         "WITH cand AS MATERIALIZED ( \
            SELECT s.workflow_step_id, s.task_id, s.state AS from_state, s.priority, s.ready_at, \
@@ -102,33 +104,21 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
              SELECT 1 FROM started u WHERE NOT u.concurrent AND u.running_step_id = c.workflow_step_id)) \
            RETURNING s.workflow_step_id, s.task_id, s.name, s.attempts, s.retryable, s.retry_limit, \
              c.from_state, c.concurrent), \
-         step_retired AS ( \
-           UPDATE tasker_workflow_step_transitions r SET most_recent = FALSE FROM claimed u \
-           WHERE r.workflow_step_id = u.workflow_step_id AND r.most_recent \
-           RETURNING r.workflow_step_id, r.sort_key), \
-         step_written AS ( \
-           INSERT INTO tasker_workflow_step_transitions \
-             (workflow_step_id, from_state, to_state, metadata, sort_key, most_recent) \
-           SELECT u.workflow_step_id, h.from_state, h.to_state, \
-             CASE WHEN h.last THEN '{{\"attempt\":' || u.attempts || ',\"worker\":' || $5 || '}}' ELSE '{{}}' END, \
-             COALESCE(o.sort_key + 10, 0) + h.n * 10, h.last \
-           FROM claimed u LEFT JOIN step_retired o ON o.workflow_step_id = u.workflow_step_id \
-           CROSS JOIN LATERAL (VALUES \
+         step_rows AS ( \
+           SELECT u.workflow_step_id AS id, h.from_state, h.to_state, \
+             CASE WHEN h.last THEN '{{\"attempt\":' || u.attempts || ',\"worker\":' || $5 || '}}' ELSE '{{}}' END AS metadata, \
+             h.n, h.last \
+           FROM claimed u CROSS JOIN LATERAL (VALUES \
              ('{error}', '{pending}', 0, FALSE), \
              ('{pending}', '{in_progress}', CASE WHEN u.from_state = '{error}' THEN 1 ELSE 0 END, TRUE)) \
              AS h(from_state, to_state, n, last) \
            WHERE h.last OR u.from_state = '{error}'), \
-         task_retired AS ( \
-           UPDATE tasker_task_transitions r SET most_recent = FALSE FROM started u \
-           WHERE r.task_id = u.task_id AND u.was = '{task_pending}' AND r.most_recent \
-           RETURNING r.task_id, r.sort_key), \
-         task_written AS ( \
-           INSERT INTO tasker_task_transitions \
-             (task_id, from_state, to_state, metadata, sort_key, most_recent) \
-           SELECT u.task_id, '{task_pending}', '{task_in_progress}', '{{}}', \
-             COALESCE(o.sort_key + 10, 0), TRUE \
-           FROM started u LEFT JOIN task_retired o ON o.task_id = u.task_id \
-           WHERE u.was = '{task_pending}') \
+         {steps_written}, \
+         task_rows AS ( \
+           SELECT task_id AS id, '{task_pending}' AS from_state, '{task_in_progress}' AS to_state, \
+             '{{}}' AS metadata, 0 AS n, TRUE AS last \
+           FROM started WHERE was = '{task_pending}'), \
+         {tasks_written} \
          SELECT u.workflow_step_id, u.task_id, u.name, u.attempts, u.retryable, u.retry_limit, \
            u.from_state, u.concurrent, \
            EXISTS (SELECT 1 FROM started b WHERE b.task_id = u.task_id AND b.was = '{task_pending}') AS started, \
@@ -159,29 +149,21 @@ pub(super) fn claim(
 ) -> Result<(Vec<ClaimedStep>, Vec<EventRecord>)> {
     let worker = serde_json::Value::from(owner).to_string();
     let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-    let rows: Vec<Row> = Prepared::new(
-        &CLAIM,
-        vec![
-            PgBind::BigInts(named_task_ids),
-            PgBind::Integer(limit),
-            PgBind::Text(owner),
-            PgBind::Double(lease.as_secs_f64()),
-            PgBind::Text(&worker),
-        ],
-    )
-    .load(pg)?;
+    let rows: Vec<Row> = Prepared::new(CLAIM.as_str())
+        .bind::<Array<BigInt>, _>(named_task_ids)
+        .bind::<Integer, _>(limit)
+        .bind::<Text, _>(owner)
+        .bind::<Double, _>(lease.as_secs_f64())
+        .bind::<Text, _>(worker.as_str())
+        .load(pg)?;
     let mut events = Vec::with_capacity(rows.len() + 4);
     let mut starts = Vec::new();
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
         let from = Cell::new("tasker_workflow_steps", row.workflow_step_id, "state")
             .state(&row.from_state)?;
-        let metadata = Metadata::Claimed {
-            attempt: row.attempts,
-            worker: owner.to_owned(),
-        };
         let step = (row.task_id, row.workflow_step_id, row.name.as_str());
-        for transition in StepTransition::path(step, from, StepState::InProgress, metadata)? {
+        for transition in super::claimed_path(step, from, row.attempts, owner)? {
             let (_, mut event) = transition.split();
             event.correlation_id.clone_from(&row.correlation_id);
             events.push(event);

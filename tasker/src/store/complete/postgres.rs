@@ -13,18 +13,17 @@ use std::sync::LazyLock;
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 
-use super::super::conn::{PgBind, Prepared, READY_CHANNEL};
+use super::super::Conn;
+use super::super::conn::PG_NOW;
+use super::super::prepared::Prepared;
 use super::super::rows::Cell;
-use super::{TaskCounts, counts_columns, finalize_path};
+use super::super::transitions::{Entity, written_in_statement};
+use super::{TaskCounts, counts_columns, finalizing};
 use crate::error::Result;
-use crate::model::{
-    CompletionOutcome, EventRecord, Metadata, Outcome, StepTransition, TaskTransition,
-};
+use crate::model::{CompletionOutcome, EventRecord, Metadata, Outcome, StepTransition};
 use crate::state::{StepState, TaskState};
-
-const NOW: &str = "(now() AT TIME ZONE 'UTC')";
 
 #[derive(QueryableByName)]
 struct Recorded {
@@ -46,31 +45,26 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
         StepState::InProgress.as_str(),
         StepState::Complete.as_str(),
     );
+    let steps_written = written_in_statement(Entity::Step, "step");
     format!(
         "WITH v AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::text[]) \
                       AS v(id, owner, attempt, results, metadata)), \
          done AS ( \
            UPDATE tasker_workflow_steps s SET state = '{complete}', results = v.results, \
-             processed = TRUE, processed_at = {NOW}, in_process = FALSE, lease_owner = NULL, \
-             lease_expires_at = NULL, ready_at = NULL, updated_at = {NOW} \
+             processed = TRUE, processed_at = {PG_NOW}, in_process = FALSE, lease_owner = NULL, \
+             lease_expires_at = NULL, ready_at = NULL, updated_at = {PG_NOW} \
            FROM v WHERE s.workflow_step_id = v.id AND s.state = '{in_progress}' \
              AND s.lease_owner = v.owner AND s.attempts = v.attempt \
            RETURNING s.workflow_step_id, s.task_id, s.attempts, v.metadata), \
-         retired AS ( \
-           UPDATE tasker_workflow_step_transitions r SET most_recent = FALSE FROM done d \
-           WHERE r.workflow_step_id = d.workflow_step_id AND r.most_recent \
-           RETURNING r.workflow_step_id, r.sort_key), \
-         written AS ( \
-           INSERT INTO tasker_workflow_step_transitions \
-             (workflow_step_id, from_state, to_state, metadata, sort_key, most_recent) \
-           SELECT d.workflow_step_id, '{in_progress}', '{complete}', d.metadata, \
-             COALESCE(o.sort_key + 10, 0), TRUE \
-           FROM done d LEFT JOIN retired o ON o.workflow_step_id = d.workflow_step_id), \
+         step_rows AS ( \
+           SELECT workflow_step_id AS id, '{in_progress}' AS from_state, '{complete}' AS to_state, \
+             metadata, 0 AS n, TRUE AS last FROM done), \
+         {steps_written}, \
          children AS ( \
            UPDATE tasker_workflow_steps c SET remaining_parents = c.remaining_parents - x.n, \
              ready_at = CASE WHEN c.remaining_parents = x.n AND c.state = '{pending}' \
-                             AND c.ready_at IS NULL THEN {NOW} ELSE c.ready_at END, \
-             updated_at = {NOW} \
+                             AND c.ready_at IS NULL THEN {PG_NOW} ELSE c.ready_at END, \
+             updated_at = {PG_NOW} \
            FROM (SELECT e.to_step_id, COUNT(*)::int AS n FROM tasker_workflow_step_edges e \
                  JOIN done d ON d.workflow_step_id = e.from_step_id GROUP BY e.to_step_id) x \
            WHERE c.workflow_step_id = x.to_step_id \
@@ -103,27 +97,21 @@ static COUNT: LazyLock<String> = LazyLock::new(|| {
 /// whether it is the task's last.
 static MOVE: LazyLock<String> = LazyLock::new(|| {
     let complete = TaskState::Complete.as_str();
+    let tasks_written = written_in_statement(Entity::Task, "task");
     format!(
         "WITH moved AS ( \
            UPDATE tasker_tasks t SET state = COALESCE(x.state, t.state), \
              complete = CASE WHEN x.state IS NULL THEN t.complete ELSE x.state = '{complete}' END, \
              running_step_id = CASE WHEN t.running_step_id = ANY($1) THEN NULL ELSE t.running_step_id END, \
-             updated_at = CASE WHEN x.state IS NULL THEN t.updated_at ELSE {NOW} END \
+             updated_at = CASE WHEN x.state IS NULL THEN t.updated_at ELSE {PG_NOW} END \
            FROM unnest($2::bigint[], $3::text[]) AS x(task_id, state) \
            WHERE t.task_id = x.task_id AND (x.state IS NOT NULL OR t.running_step_id = ANY($4)) \
            RETURNING t.task_id), \
-         h AS (SELECT * FROM unnest($5::bigint[], $6::text[], $7::text[], $8::int[], $9::bool[]) \
-                 AS h(task_id, from_state, to_state, n, last)), \
-         retired AS ( \
-           UPDATE tasker_task_transitions r SET most_recent = FALSE \
-           WHERE r.task_id IN (SELECT task_id FROM h) AND r.most_recent \
-           RETURNING r.task_id, r.sort_key), \
-         written AS ( \
-           INSERT INTO tasker_task_transitions \
-             (task_id, from_state, to_state, metadata, sort_key, most_recent) \
-           SELECT h.task_id, h.from_state, h.to_state, '{{}}', \
-             COALESCE(o.sort_key + 10, 0) + h.n * 10, h.last \
-           FROM h LEFT JOIN retired o ON o.task_id = h.task_id) \
+         task_rows AS ( \
+           SELECT id, from_state, to_state, '{{}}' AS metadata, n, last \
+           FROM unnest($5::bigint[], $6::text[], $7::text[], $8::int[], $9::bool[]) \
+             AS h(id, from_state, to_state, n, last)), \
+         {tasks_written} \
          SELECT COUNT(*) FROM moved"
     )
 });
@@ -158,17 +146,13 @@ pub(super) fn complete_successes(
         .collect();
     let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
     pg.transaction(|pg| {
-        let recorded: Vec<Recorded> = Prepared::new(
-            &RECORD,
-            vec![
-                PgBind::BigInts(&ids),
-                PgBind::Texts(&owners),
-                PgBind::Integers(&attempts),
-                PgBind::Texts(&results),
-                PgBind::Texts(&metadata),
-            ],
-        )
-        .load(pg)?;
+        let recorded: Vec<Recorded> = Prepared::new(RECORD.as_str())
+            .bind::<Array<BigInt>, _>(&ids)
+            .bind::<Array<Text>, _>(&owners)
+            .bind::<Array<Integer>, _>(&attempts)
+            .bind::<Array<Text>, _>(&results)
+            .bind::<Array<Text>, _>(&metadata)
+            .load(pg)?;
         let accepted: BTreeSet<(i64, i32)> = recorded
             .iter()
             .map(|r| (r.workflow_step_id, r.attempts))
@@ -189,7 +173,7 @@ pub(super) fn complete_successes(
             events.push(event);
         }
         if usize::try_from(became_ready).unwrap_or(usize::MAX) > takes_locally {
-            diesel::sql_query(format!("NOTIFY {READY_CHANNEL}")).execute(pg)?;
+            Conn::Postgres(pg).notify_ready()?;
         }
         let tasks: Vec<i64> = tasks.into_iter().collect();
         events.extend(finalize(pg, &tasks, &serial)?);
@@ -211,7 +195,9 @@ fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<V
     if task_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let counted: Vec<Counted> = Prepared::new(&COUNT, vec![PgBind::BigInts(task_ids)]).load(pg)?;
+    let counted: Vec<Counted> = Prepared::new(COUNT.as_str())
+        .bind::<Array<BigInt>, _>(task_ids)
+        .load(pg)?;
     let (mut ids, mut states) = (Vec::new(), Vec::new());
     let mut events = Vec::new();
     let (mut h_ids, mut h_from, mut h_to, mut h_n, mut h_last) =
@@ -219,39 +205,33 @@ fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<V
     for row in &counted {
         let id = row.counts.task_id;
         let current = Cell::new("tasker_tasks", id, "state").state(&row.task_state)?;
-        let path = finalize_path(current, row.counts.status());
-        let mut from = current;
-        for (n, &to) in path.iter().enumerate() {
-            let (transition, event) = TaskTransition::new(id, from, to)?.split();
+        let (path, end) = finalizing(id, current, &row.counts)?;
+        let hops = path.len();
+        for (n, transition) in path.into_iter().enumerate() {
+            let (transition, event) = transition.split();
             h_ids.push(id);
             h_from.push(transition.from);
             h_to.push(transition.to);
             h_n.push(i32::try_from(n).unwrap_or(i32::MAX));
-            h_last.push(n + 1 == path.len());
+            h_last.push(n + 1 == hops);
             events.push(event);
-            from = to;
         }
         ids.push(id);
-        states.push((from != current).then(|| from.as_str()));
+        states.push((end != current).then(|| end.as_str()));
     }
     if events.is_empty() && serial.is_empty() {
         return Ok(events);
     }
-    let h_from: Vec<Option<&str>> = h_from;
-    Prepared::new(
-        &MOVE,
-        vec![
-            PgBind::BigInts(serial),
-            PgBind::BigInts(&ids),
-            PgBind::NullableTexts(&states),
-            PgBind::BigInts(serial),
-            PgBind::BigInts(&h_ids),
-            PgBind::NullableTexts(&h_from),
-            PgBind::Texts(&h_to),
-            PgBind::Integers(&h_n),
-            PgBind::Bools(&h_last),
-        ],
-    )
-    .execute(pg)?;
+    Prepared::new(MOVE.as_str())
+        .bind::<Array<BigInt>, _>(serial)
+        .bind::<Array<BigInt>, _>(&ids)
+        .bind::<Array<Nullable<Text>>, _>(&states)
+        .bind::<Array<BigInt>, _>(serial)
+        .bind::<Array<BigInt>, _>(&h_ids)
+        .bind::<Array<Nullable<Text>>, _>(&h_from)
+        .bind::<Array<Text>, _>(&h_to)
+        .bind::<Array<Integer>, _>(&h_n)
+        .bind::<Array<Bool>, _>(&h_last)
+        .execute(pg)?;
     Ok(events)
 }
