@@ -4,10 +4,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 
 use super::Conn;
-use super::conn::id_list;
+use super::conn::Bind;
 use super::rows::Cell;
 use super::schema::*;
 use super::transitions::{record_steps, record_tasks};
@@ -115,16 +115,17 @@ fn candidates(c: &mut Conn<'_>, named_task_ids: &[i64], limit: usize) -> Result<
          FROM tasker_workflow_steps s CROSS JOIN tasker_tasks t \
          WHERE t.task_id = s.task_id AND s.state IN ('{pending}', '{error}') AND s.remaining_parents = 0 \
            AND s.ready_at IS NOT NULL AND s.ready_at <= {now} \
-           AND t.named_task_id IN ({ids}) \
+           AND {named} \
          ORDER BY s.priority DESC, s.ready_at, s.workflow_step_id \
-         LIMIT {limit} {lock}",
+         LIMIT $2 {lock}",
         pending = StepState::Pending.as_str(),
         error = StepState::Error.as_str(),
         now = c.now_sql(),
-        ids = id_list(named_task_ids),
+        named = c.in_ids("t.named_task_id", 1),
         lock = c.claim_lock(),
     );
-    Ok(c.load_sql(&sql, &[])?)
+    let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+    Ok(c.load_sql(&sql, &[Bind::Ids(named_task_ids), Bind::Integer(limit)])?)
 }
 
 /// Keeps the candidates that may run: all of concurrent tasks, and one per `concurrent: false`
@@ -156,57 +157,60 @@ fn take_serial_tasks(c: &mut Conn<'_>, candidates: Vec<Candidate>) -> Result<Vec
     Ok(chosen)
 }
 
+#[derive(QueryableByName)]
+struct Marked {
+    #[diesel(sql_type = BigInt)]
+    workflow_step_id: i64,
+    #[diesel(sql_type = BigInt)]
+    task_id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Bool)]
+    retryable: bool,
+    #[diesel(sql_type = Integer)]
+    retry_limit: i32,
+}
+
 /// Marks the chosen steps `in_progress` under `owner`'s lease and counts the attempt.
+/// `ready_at` stays: a step given back (released, or recovered from a dead worker) goes back
+/// to its original place in the queue.
 fn mark_claimed(
     c: &mut Conn<'_>,
     owner: &str,
     lease: Duration,
     chosen: &[Candidate],
 ) -> Result<Vec<Taken>> {
-    use tasker_workflow_steps::dsl as s;
     let ids: Vec<i64> = chosen.iter().map(|cand| cand.workflow_step_id).collect();
-    let (now, expires, started) = (c.now(), c.now_plus(lease.as_secs_f64()), c.now_plus(0.0));
-    let rows: Vec<(i64, i64, String, i32, bool, i32)> = c.load(
-        diesel::update(s::tasker_workflow_steps)
-            .filter(s::workflow_step_id.eq_any(&ids))
-            .set((
-                s::state.eq(StepState::InProgress.as_str()),
-                s::attempts.eq(s::attempts + 1),
-                s::lease_owner.eq(owner),
-                s::lease_expires_at.eq(expires),
-                s::last_attempted_at.eq(started),
-                s::in_process.eq(true),
-                // `ready_at` stays: a step given back (released, or recovered from a dead
-                // worker) goes back to its original place in the queue.
-                s::updated_at.eq(now),
-            ))
-            .returning((
-                s::workflow_step_id,
-                s::task_id,
-                s::name,
-                s::attempts,
-                s::retryable,
-                s::retry_limit,
-            )),
-    )?;
+    let sql = format!(
+        "UPDATE tasker_workflow_steps SET state = '{in_progress}', attempts = attempts + 1, \
+           lease_owner = $1, lease_expires_at = {expires}, last_attempted_at = {now}, \
+           in_process = TRUE, updated_at = {now} \
+         WHERE {ids} \
+         RETURNING workflow_step_id, task_id, name, attempts, retryable, retry_limit",
+        in_progress = StepState::InProgress.as_str(),
+        expires = c.now_plus_sql(lease.as_secs_f64()),
+        now = c.now_sql(),
+        ids = c.in_ids("workflow_step_id", 2),
+    );
+    let rows: Vec<Marked> = c.load_sql(&sql, &[Bind::Text(owner), Bind::Ids(&ids)])?;
     let chosen: HashMap<i64, &Candidate> = chosen.iter().map(|c| (c.workflow_step_id, c)).collect();
     rows.into_iter()
-        .map(
-            |(step_id, task_id, name, attempt, retryable, retry_limit)| {
-                let cand = chosen.get(&step_id).ok_or(Error::StepNotFound(step_id))?;
-                Ok(Taken {
-                    from: Cell::new("tasker_workflow_steps", step_id, "state")
-                        .state(&cand.state)?,
-                    concurrent: cand.concurrent,
-                    step_id,
-                    task_id,
-                    name,
-                    attempt,
-                    retryable,
-                    retry_limit,
-                })
-            },
-        )
+        .map(|row| {
+            let step_id = row.workflow_step_id;
+            let cand = chosen.get(&step_id).ok_or(Error::StepNotFound(step_id))?;
+            Ok(Taken {
+                from: Cell::new("tasker_workflow_steps", step_id, "state").state(&cand.state)?,
+                concurrent: cand.concurrent,
+                step_id,
+                task_id: row.task_id,
+                name: row.name,
+                attempt: row.attempts,
+                retryable: row.retryable,
+                retry_limit: row.retry_limit,
+            })
+        })
         .collect()
 }
 
@@ -234,67 +238,88 @@ fn claimed_path(
     StepTransition::path(step, from, StepState::InProgress, metadata)
 }
 
+#[derive(QueryableByName)]
+struct TaskId {
+    #[diesel(sql_type = BigInt)]
+    task_id: i64,
+}
+
 /// Moves the taken steps' tasks that had not started to `in_progress`.
 fn start_tasks(c: &mut Conn<'_>, taken: &[Taken]) -> Result<Vec<EventRecord>> {
-    use tasker_tasks::dsl as t;
-    let task_ids: BTreeSet<i64> = taken.iter().map(|t| t.task_id).collect();
-    let now = c.now();
-    let started: Vec<i64> = c.load(
-        diesel::update(t::tasker_tasks)
-            .filter(t::task_id.eq_any(task_ids))
-            .filter(t::state.eq(TaskState::Pending.as_str()))
-            .set((
-                t::state.eq(TaskState::InProgress.as_str()),
-                t::updated_at.eq(now),
-            ))
-            .returning(t::task_id),
-    )?;
+    let task_ids: Vec<i64> = task_ids(taken);
+    let sql = format!(
+        "UPDATE tasker_tasks SET state = '{in_progress}', updated_at = {now} \
+         WHERE {ids} AND state = '{pending}' RETURNING task_id",
+        in_progress = TaskState::InProgress.as_str(),
+        pending = TaskState::Pending.as_str(),
+        now = c.now_sql(),
+        ids = c.in_ids("task_id", 1),
+    );
+    let started: Vec<TaskId> = c.load_sql(&sql, &[Bind::Ids(&task_ids)])?;
     let transitions = started
         .into_iter()
-        .map(|id| TaskTransition::new(id, TaskState::Pending, TaskState::InProgress))
+        .map(|t| TaskTransition::new(t.task_id, TaskState::Pending, TaskState::InProgress))
         .collect::<Result<Vec<_>>>()?;
     record_tasks(c, transitions)
 }
 
+/// The taken steps' tasks, each once.
+fn task_ids(taken: &[Taken]) -> Vec<i64> {
+    let ids: BTreeSet<i64> = taken.iter().map(|t| t.task_id).collect();
+    ids.into_iter().collect()
+}
+
 /// What a claimed step needs of its task.
-#[derive(Clone, Queryable)]
+#[derive(Clone, QueryableByName)]
 struct TaskContext {
+    #[diesel(sql_type = BigInt)]
     task_id: i64,
+    #[diesel(sql_type = BigInt)]
     named_task_id: i64,
+    #[diesel(sql_type = Text)]
     context: String,
+    #[diesel(sql_type = Nullable<Text>)]
     correlation_id: Option<String>,
 }
 
 /// Each taken step's task, by id.
 fn task_contexts(c: &mut Conn<'_>, taken: &[Taken]) -> Result<HashMap<i64, TaskContext>> {
-    use tasker_tasks::dsl as t;
-    let task_ids: BTreeSet<i64> = taken.iter().map(|t| t.task_id).collect();
-    let rows: Vec<TaskContext> =
-        c.load(t::tasker_tasks.filter(t::task_id.eq_any(task_ids)).select((
-            t::task_id,
-            t::named_task_id,
-            t::context,
-            t::correlation_id,
-        )))?;
+    let sql = format!(
+        "SELECT task_id, named_task_id, context, correlation_id FROM tasker_tasks WHERE {ids}",
+        ids = c.in_ids("task_id", 1),
+    );
+    let rows: Vec<TaskContext> = c.load_sql(&sql, &[Bind::Ids(&task_ids(taken))])?;
     Ok(rows.into_iter().map(|row| (row.task_id, row)).collect())
+}
+
+#[derive(QueryableByName)]
+struct Parent {
+    #[diesel(sql_type = BigInt)]
+    to_step_id: i64,
+    #[diesel(sql_type = BigInt)]
+    workflow_step_id: i64,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    results: Option<String>,
 }
 
 /// The results of the parents of each step, keyed by child id.
 fn parent_results(c: &mut Conn<'_>, step_ids: &[i64]) -> Result<HashMap<i64, Vec<ParentOutput>>> {
-    use tasker_workflow_step_edges::dsl as e;
-    use tasker_workflow_steps::dsl as s;
-    let rows: Vec<(i64, i64, String, Option<String>)> = c.load(
-        e::tasker_workflow_step_edges
-            .inner_join(s::tasker_workflow_steps.on(s::workflow_step_id.eq(e::from_step_id)))
-            .filter(e::to_step_id.eq_any(step_ids))
-            .select((e::to_step_id, s::workflow_step_id, s::name, s::results)),
-    )?;
+    let sql = format!(
+        "SELECT e.to_step_id, s.workflow_step_id, s.name, s.results \
+         FROM tasker_workflow_step_edges e \
+         JOIN tasker_workflow_steps s ON s.workflow_step_id = e.from_step_id \
+         WHERE {children}",
+        children = c.in_ids("e.to_step_id", 1),
+    );
+    let rows: Vec<Parent> = c.load_sql(&sql, &[Bind::Ids(step_ids)])?;
     let mut out: HashMap<i64, Vec<ParentOutput>> = HashMap::new();
-    for (child, step_id, name, results) in rows {
-        out.entry(child).or_default().push(ParentOutput {
-            step_id,
-            name,
-            results,
+    for row in rows {
+        out.entry(row.to_step_id).or_default().push(ParentOutput {
+            step_id: row.workflow_step_id,
+            name: row.name,
+            results: row.results,
         });
     }
     Ok(out)

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer};
+use diesel::sql_types::{BigInt, Integer, Text};
 
 use super::Conn;
-use super::conn::{Bind, id_list};
+use super::conn::Bind;
 use super::rows::Cell;
 use super::schema::*;
 use super::transitions::{record_steps, record_tasks};
@@ -107,56 +107,48 @@ struct StepAttempt {
 }
 
 /// Records every successful outcome of a batch in one statement, fenced per step on
-/// (`lease_owner`, `attempts`); returns the (step, attempt) pairs it recorded. Every value is
-/// bound; the id list (integers) lets both planners find the rows by primary key.
+/// (`lease_owner`, `attempts`); returns the (step, attempt) pairs it recorded. The outcomes
+/// are bound as one JSON value, so the statement's text is the same for every batch.
 fn record_successes(c: &mut Conn<'_>, outcomes: &[Outcome]) -> Result<HashSet<(i64, i32)>> {
-    let mut accepted = HashSet::new();
-    let successes: Vec<(&Outcome, &str)> = outcomes
+    let rows: Vec<serde_json::Value> = outcomes
         .iter()
-        .filter_map(|o| o.result.as_ref().ok().map(|json| (o, json.as_str())))
+        .filter_map(|o| {
+            let json = o.result.as_ref().ok()?;
+            Some(serde_json::json!([o.step_id, o.owner, o.attempt, json]))
+        })
         .collect();
-    for chunk in successes.chunks(256) {
-        let mut binds = Vec::with_capacity(chunk.len() * 4);
-        let mut values = Vec::with_capacity(chunk.len());
-        for (o, json) in chunk {
-            let n = binds.len();
-            values.push(format!(
-                "({}, {}, {}, {})",
-                c.placeholder(n + 1),
-                c.placeholder(n + 2),
-                c.placeholder(n + 3),
-                c.placeholder(n + 4)
-            ));
-            binds.extend([
-                Bind::BigInt(o.step_id),
-                Bind::Text(&o.owner),
-                Bind::Integer(o.attempt),
-                Bind::Text(json),
-            ]);
-        }
-        let ids: Vec<i64> = chunk.iter().map(|(o, _)| o.step_id).collect();
-        let fence = "v.id = tasker_workflow_steps.workflow_step_id \
-                     AND v.owner = tasker_workflow_steps.lease_owner \
-                     AND v.attempt = tasker_workflow_steps.attempts";
-        let sql = format!(
-            "WITH v(id, owner, attempt, results) AS (VALUES {values}) \
-             UPDATE tasker_workflow_steps SET state = '{complete}', \
-               results = (SELECT v.results FROM v WHERE {fence}), \
-               processed = TRUE, processed_at = {now}, in_process = FALSE, lease_owner = NULL, \
-               lease_expires_at = NULL, ready_at = NULL, updated_at = {now} \
-             WHERE workflow_step_id IN ({ids}) AND state = '{in_progress}' \
-               AND EXISTS (SELECT 1 FROM v WHERE {fence}) \
-             RETURNING workflow_step_id, attempts",
-            values = values.join(", "),
-            complete = StepState::Complete.as_str(),
-            in_progress = StepState::InProgress.as_str(),
-            now = c.now_sql(),
-            ids = id_list(&ids),
-        );
-        let rows: Vec<StepAttempt> = c.load_sql(&sql, &binds)?;
-        accepted.extend(rows.into_iter().map(|r| (r.workflow_step_id, r.attempts)));
+    if rows.is_empty() {
+        return Ok(HashSet::new());
     }
-    Ok(accepted)
+    let rows = serde_json::Value::Array(rows).to_string();
+    let sql = format!(
+        "WITH v AS ({source}) \
+         UPDATE tasker_workflow_steps SET state = '{complete}', results = v.results, \
+           processed = TRUE, processed_at = {now}, in_process = FALSE, lease_owner = NULL, \
+           lease_expires_at = NULL, ready_at = NULL, updated_at = {now} \
+         FROM v WHERE tasker_workflow_steps.workflow_step_id = v.id \
+           AND tasker_workflow_steps.lease_owner = v.owner \
+           AND tasker_workflow_steps.attempts = v.attempt \
+           AND tasker_workflow_steps.state = '{in_progress}' \
+         RETURNING tasker_workflow_steps.workflow_step_id, tasker_workflow_steps.attempts",
+        source = c.json_rows(
+            1,
+            &[
+                ("id", "bigint"),
+                ("owner", "text"),
+                ("attempt", "integer"),
+                ("results", "text")
+            ]
+        ),
+        complete = StepState::Complete.as_str(),
+        in_progress = StepState::InProgress.as_str(),
+        now = c.now_sql(),
+    );
+    let recorded: Vec<StepAttempt> = c.load_sql(&sql, &[Bind::Text(&rows)])?;
+    Ok(recorded
+        .into_iter()
+        .map(|r| (r.workflow_step_id, r.attempts))
+        .collect())
 }
 
 /// Records a failed attempt, fenced on (`lease_owner`, `attempts`); `false` when the attempt no
@@ -198,13 +190,12 @@ fn record_failure(c: &mut Conn<'_>, o: &Outcome, failure: &Failure) -> Result<bo
 
 /// Frees the `concurrent: false` tasks whose running step was one of `step_ids`.
 pub(crate) fn release_serial(c: &mut Conn<'_>, step_ids: &[i64]) -> Result<()> {
-    use tasker_tasks::dsl as t;
     if !step_ids.is_empty() {
-        c.execute(
-            diesel::update(t::tasker_tasks)
-                .filter(t::running_step_id.eq_any(step_ids))
-                .set(t::running_step_id.eq(None::<i64>)),
-        )?;
+        let sql = format!(
+            "UPDATE tasker_tasks SET running_step_id = NULL WHERE {ids}",
+            ids = c.in_ids("running_step_id", 1),
+        );
+        c.execute_sql(&sql, &[Bind::Ids(step_ids)])?;
     }
     Ok(())
 }
@@ -215,25 +206,32 @@ pub(crate) fn decrement_children(c: &mut Conn<'_>, parents: &[i64]) -> Result<us
     if parents.is_empty() {
         return Ok(0);
     }
-    let list = id_list(parents);
     let now = c.now_sql();
+    let children = c.in_ids("from_step_id", 1);
     // Counting edges (not children) handles two parents of one child finishing together.
-    c.execute_sql(&format!(
-        "UPDATE tasker_workflow_steps SET remaining_parents = remaining_parents - \
-           (SELECT COUNT(*) FROM tasker_workflow_step_edges e \
-             WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id AND e.from_step_id IN ({list})), \
-           updated_at = {now} \
-         WHERE workflow_step_id IN (SELECT to_step_id FROM tasker_workflow_step_edges WHERE from_step_id IN ({list}))"
-    ))?;
-    Ok(c.execute_sql(&format!(
-        "UPDATE tasker_workflow_steps SET ready_at = {now} \
-         WHERE remaining_parents = 0 AND state = '{pending}' AND ready_at IS NULL \
-           AND workflow_step_id IN (SELECT to_step_id FROM tasker_workflow_step_edges WHERE from_step_id IN ({list}))",
-        pending = StepState::Pending.as_str(),
-    ))?)
+    c.execute_sql(
+        &format!(
+            "UPDATE tasker_workflow_steps SET remaining_parents = remaining_parents - \
+               (SELECT COUNT(*) FROM tasker_workflow_step_edges e \
+                 WHERE e.to_step_id = tasker_workflow_steps.workflow_step_id AND {parents}), \
+               updated_at = {now} \
+             WHERE workflow_step_id IN (SELECT to_step_id FROM tasker_workflow_step_edges WHERE {children})",
+            parents = c.in_ids("e.from_step_id", 1),
+            children = c.in_ids("from_step_id", 2),
+        ),
+        &[Bind::Ids(parents), Bind::Ids(parents)],
+    )?;
+    Ok(c.execute_sql(
+        &format!(
+            "UPDATE tasker_workflow_steps SET ready_at = {now} \
+             WHERE remaining_parents = 0 AND state = '{pending}' AND ready_at IS NULL \
+               AND workflow_step_id IN (SELECT to_step_id FROM tasker_workflow_step_edges WHERE {children})",
+            pending = StepState::Pending.as_str(),
+        ),
+        &[Bind::Ids(parents)],
+    )?)
 }
 
-/// How many of a task's steps are in each situation finalization acts on.
 #[derive(QueryableByName)]
 struct TaskCounts {
     #[diesel(sql_type = BigInt)]
@@ -297,11 +295,11 @@ fn counts_columns(prefix: &str) -> String {
 
 fn task_counts(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<TaskCounts>> {
     let sql = format!(
-        "SELECT task_id, {counts} FROM tasker_workflow_steps WHERE task_id IN ({ids}) GROUP BY task_id",
+        "SELECT task_id, {counts} FROM tasker_workflow_steps WHERE {ids} GROUP BY task_id",
         counts = counts_columns(""),
-        ids = id_list(task_ids),
+        ids = c.in_ids("task_id", 1),
     );
-    Ok(c.load_sql(&sql, &[])?)
+    Ok(c.load_sql(&sql, &[Bind::Ids(task_ids)])?)
 }
 
 /// The states a task passes through to reach what its steps call for (the seed's
@@ -317,6 +315,14 @@ fn finalize_path(current: TaskState, status: TaskStatus) -> &'static [TaskState]
         (Error, TaskStatus::Runnable) => &[Pending],
         _ => &[],
     }
+}
+
+#[derive(QueryableByName)]
+struct TaskStateRow {
+    #[diesel(sql_type = BigInt)]
+    task_id: i64,
+    #[diesel(sql_type = Text)]
+    state: String,
 }
 
 /// The checked transitions that take a task from `current` to what `counts` call for, and the
@@ -337,24 +343,27 @@ fn finalizing(
 
 /// Moves each task to the state its steps call for; see [`finalize_path`].
 pub(crate) fn finalize_tasks(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<EventRecord>> {
-    use tasker_tasks::dsl as t;
     if task_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let query = t::tasker_tasks
-        .filter(t::task_id.eq_any(task_ids))
-        .select((t::task_id, t::state))
-        .order(t::task_id);
-    let states: Vec<(i64, String)> = match c {
-        // Locked, so the counts below (a later statement) see what another completer of the
-        // same task committed first; see `complete/postgres.rs`.
+    // Locked on PostgreSQL, so the counts below (a later statement) see what another
+    // completer of the same task committed first; see `complete/postgres.rs`.
+    let lock = match c {
+        Conn::Sqlite(_) => "",
         #[cfg(feature = "postgres")]
-        Conn::Postgres(pg) => query.for_update().load(*pg)?,
-        _ => c.load(query)?,
+        Conn::Postgres(_) => "FOR UPDATE",
     };
+    let sql = format!(
+        "SELECT task_id, state FROM tasker_tasks WHERE {ids} ORDER BY task_id {lock}",
+        ids = c.in_ids("task_id", 1),
+    );
+    let states: Vec<TaskStateRow> = c.load_sql(&sql, &[Bind::Ids(task_ids)])?;
     let states = states
         .into_iter()
-        .map(|(id, state)| Ok((id, Cell::new("tasker_tasks", id, "state").state(&state)?)))
+        .map(|row| {
+            let state = Cell::new("tasker_tasks", row.task_id, "state").state(&row.state)?;
+            Ok((row.task_id, state))
+        })
         .collect::<Result<HashMap<i64, TaskState>>>()?;
     let mut transitions = Vec::new();
     let mut moved: BTreeMap<TaskState, Vec<i64>> = BTreeMap::new();
@@ -369,15 +378,18 @@ pub(crate) fn finalize_tasks(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<E
         }
     }
     // One statement per state entered, not per task: a batch usually completes several.
+    let sql = format!(
+        "UPDATE tasker_tasks SET state = $1, complete = $2, updated_at = {now} WHERE {ids}",
+        now = c.now_sql(),
+        ids = c.in_ids("task_id", 3),
+    );
     for (state, ids) in moved {
-        let now = c.now();
-        c.execute(
-            diesel::update(t::tasker_tasks.filter(t::task_id.eq_any(&ids))).set((
-                t::state.eq(state.as_str()),
-                t::complete.eq(state == TaskState::Complete),
-                t::updated_at.eq(now),
-            )),
-        )?;
+        let binds = [
+            Bind::Text(state.as_str()),
+            Bind::Bool(state == TaskState::Complete),
+            Bind::Ids(&ids),
+        ];
+        c.execute_sql(&sql, &binds)?;
     }
     record_tasks(c, transitions)
 }

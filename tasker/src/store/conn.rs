@@ -6,18 +6,21 @@
 //! multi-row `INSERT`s (steps, edges and transitions are inserted in one statement each), and the
 //! per-backend SQL below (`FOR UPDATE SKIP LOCKED`, `NOTIFY`, `BEGIN IMMEDIATE`, the clock).
 
+use diesel::backend::Backend;
 #[cfg(feature = "postgres")]
 use diesel::connection::SimpleConnection;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::dsl::sql;
 use diesel::expression::SqlLiteral;
 use diesel::prelude::*;
-use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::query_dsl::LoadQuery;
 use diesel::query_dsl::methods::ExecuteDsl;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamp};
+#[cfg(feature = "postgres")]
+use diesel::sql_types::{Array, BigInt};
+use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamp};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
+use super::prepared::Prepared;
 use crate::error::Result;
 
 #[cfg(feature = "postgres")]
@@ -78,9 +81,47 @@ impl<T> Execute for T where T: ExecuteDsl<SqliteConnection> + RunQueryDsl<Sqlite
 /// A value bound to a hand-written statement.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Bind<'a> {
-    BigInt(i64),
     Integer(i32),
+    Bool(bool),
     Text(&'a str),
+    /// A list of ids, for [`Conn::in_ids`]: an array on PostgreSQL, JSON text on SQLite.
+    Ids(&'a [i64]),
+}
+
+/// How a backend binds a [`Bind`].
+pub(crate) trait Binds: Backend + Sized {
+    /// `prepared` with `bind` bound to its next placeholder.
+    fn bind<'a>(prepared: Prepared<'a, Self>, bind: Bind<'a>) -> Prepared<'a, Self>;
+}
+
+impl Binds for Sqlite {
+    fn bind<'a>(prepared: Prepared<'a, Self>, bind: Bind<'a>) -> Prepared<'a, Self> {
+        match bind {
+            Bind::Integer(v) => prepared.bind::<Integer, _>(v),
+            Bind::Bool(v) => prepared.bind::<Bool, _>(v),
+            Bind::Text(v) => prepared.bind::<Text, _>(v),
+            Bind::Ids(ids) => prepared.bind::<Text, _>(format!("[{}]", id_list(ids))),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Binds for Pg {
+    fn bind<'a>(prepared: Prepared<'a, Self>, bind: Bind<'a>) -> Prepared<'a, Self> {
+        match bind {
+            Bind::Integer(v) => prepared.bind::<Integer, _>(v),
+            Bind::Bool(v) => prepared.bind::<Bool, _>(v),
+            Bind::Text(v) => prepared.bind::<Text, _>(v),
+            Bind::Ids(ids) => prepared.bind::<Array<BigInt>, _>(ids),
+        }
+    }
+}
+
+/// `sql` with `binds`, prepared once per connection.
+fn prepared<'a, DB: Binds>(sql: &'a str, binds: &[Bind<'a>]) -> Prepared<'a, DB> {
+    binds.iter().fold(Prepared::new(sql), |prepared, bind| {
+        DB::bind(prepared, *bind)
+    })
 }
 
 /// Rows a hand-written statement returns, on every compiled-in backend.
@@ -93,27 +134,6 @@ impl<T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static> ByName for T {}
 pub(crate) trait ByName: QueryableByName<Sqlite> + 'static {}
 #[cfg(not(feature = "postgres"))]
 impl<T: QueryableByName<Sqlite> + 'static> ByName for T {}
-
-fn bound<'a, DB>(sql: &str, binds: &[Bind<'a>]) -> BoxedSqlQuery<'a, DB, SqlQuery>
-where
-    DB: diesel::backend::Backend,
-    i64: diesel::serialize::ToSql<BigInt, DB>,
-    i32: diesel::serialize::ToSql<Integer, DB>,
-    str: diesel::serialize::ToSql<Text, DB>,
-    DB: diesel::sql_types::HasSqlType<BigInt>
-        + diesel::sql_types::HasSqlType<Integer>
-        + diesel::sql_types::HasSqlType<Text>,
-{
-    let mut query = diesel::sql_query(sql).into_boxed::<DB>();
-    for bind in binds {
-        query = match *bind {
-            Bind::BigInt(v) => query.bind::<BigInt, _>(v),
-            Bind::Integer(v) => query.bind::<Integer, _>(v),
-            Bind::Text(v) => query.bind::<Text, _>(v),
-        };
-    }
-    query
-}
 
 impl Conn<'_> {
     /// Runs a statement; returns the rows it touched.
@@ -143,31 +163,61 @@ impl Conn<'_> {
         }
     }
 
-    /// Runs hand-written SQL with bound values (placeholders from [`Conn::placeholder`]).
+    /// Runs hand-written SQL with bound values, placeholders `$1`, `$2`, … each used once, in
+    /// order. The statement is prepared once per connection, so its text must not depend on
+    /// the batch: lists go through [`Conn::in_ids`] and [`Bind::Ids`].
     pub(crate) fn load_sql<U: ByName>(
         &mut self,
         sql: &str,
         binds: &[Bind<'_>],
     ) -> QueryResult<Vec<U>> {
         match self {
-            Conn::Sqlite(c) => bound::<Sqlite>(sql, binds).load(*c),
+            Conn::Sqlite(c) => prepared::<Sqlite>(sql, binds).load(*c),
             #[cfg(feature = "postgres")]
-            Conn::Postgres(c) => bound::<Pg>(sql, binds).load(*c),
+            Conn::Postgres(c) => prepared::<Pg>(sql, binds).load(*c),
         }
     }
 
-    /// Runs hand-written SQL built from constants and integers only.
-    pub(crate) fn execute_sql(&mut self, sql: &str) -> QueryResult<usize> {
-        self.execute(diesel::sql_query(sql))
+    /// Runs a hand-written statement as [`Conn::load_sql`] does; returns the rows it touched.
+    pub(crate) fn execute_sql(&mut self, sql: &str, binds: &[Bind<'_>]) -> QueryResult<usize> {
+        match self {
+            Conn::Sqlite(c) => prepared::<Sqlite>(sql, binds).execute(*c),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(c) => prepared::<Pg>(sql, binds).execute(*c),
+        }
     }
 
-    /// The `n`th (1-based) bind placeholder of hand-written SQL.
-    pub(crate) fn placeholder(&self, n: usize) -> String {
+    /// Rows bound as one JSON array of arrays (text) to placeholder `$n`: a `SELECT` with one
+    /// column per `(name, PostgreSQL type)`, taken from each inner array in order.
+    pub(crate) fn json_rows(&self, n: usize, columns: &[(&str, &str)]) -> String {
+        let fields: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, pg_type))| match self {
+                Conn::Sqlite(_) => {
+                    let _ = pg_type;
+                    format!("json_extract(value, '$[{i}]') AS {name}")
+                }
+                #[cfg(feature = "postgres")]
+                Conn::Postgres(_) => format!("(e->>{i})::{pg_type} AS {name}"),
+            })
+            .collect();
         match self {
-            // `?NNN` numbers the bind explicitly, as PostgreSQL's `$N` does.
-            Conn::Sqlite(_) => format!("?{n}"),
+            Conn::Sqlite(_) => format!("SELECT {} FROM json_each(${n})", fields.join(", ")),
             #[cfg(feature = "postgres")]
-            Conn::Postgres(_) => format!("${n}"),
+            Conn::Postgres(_) => format!(
+                "SELECT {} FROM json_array_elements(${n}::json) e",
+                fields.join(", ")
+            ),
+        }
+    }
+
+    /// `column` is one of the ids bound (as [`Bind::Ids`]) to placeholder `$n`.
+    pub(crate) fn in_ids(&self, column: &str, n: usize) -> String {
+        match self {
+            Conn::Sqlite(_) => format!("{column} IN (SELECT value FROM json_each(${n}))"),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => format!("{column} = ANY(${n})"),
         }
     }
 
@@ -204,15 +254,18 @@ impl Conn<'_> {
 
     /// The database clock plus `seconds`, for nullable columns.
     pub(crate) fn now_plus(&self, seconds: f64) -> SqlLiteral<Nullable<Timestamp>> {
-        sql::<Nullable<Timestamp>>(&match self {
+        sql::<Nullable<Timestamp>>(&self.now_plus_sql(seconds))
+    }
+
+    /// The database clock plus `seconds`, for hand-written SQL.
+    pub(crate) fn now_plus_sql(&self, seconds: f64) -> String {
+        match self {
             Conn::Sqlite(_) => {
                 format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '{seconds:+.6} seconds')")
             }
             #[cfg(feature = "postgres")]
-            Conn::Postgres(_) => {
-                format!("({PG_NOW} + interval '{seconds:.6} seconds')")
-            }
-        })
+            Conn::Postgres(_) => format!("({PG_NOW} + interval '{seconds:.6} seconds')"),
+        }
     }
 
     /// A step's `ready_at` kept where it is, or the clock when it has none: a step given back

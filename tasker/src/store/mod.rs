@@ -14,7 +14,6 @@ mod create;
 mod listener;
 mod operate;
 mod pool;
-#[cfg(feature = "postgres")]
 mod prepared;
 mod read;
 mod rows;

@@ -1,19 +1,22 @@
-//! Hand-written PostgreSQL that each connection prepares once. diesel caches a statement by its
-//! text unless it is marked unsafe to cache, which `sql_query` always is; these statements
-//! bind every value, and every list as one array, so their text never depends on the batch.
+//! Hand-written SQL that each connection prepares once. diesel caches a statement by its text
+//! unless it is marked unsafe to cache, which `sql_query`, every `UPDATE` and every `IN` list
+//! of its query builder always are; these statements bind every value, and every list as one
+//! value (an array on PostgreSQL, JSON text on SQLite), so their text never depends on the
+//! batch.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use diesel::pg::{Pg, PgConnection};
+use diesel::backend::Backend;
+use diesel::connection::Connection;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{HasSqlType, Untyped};
 
 /// A value bound to a [`Prepared`] statement.
-trait Bound {
-    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()>;
+trait Bound<DB: Backend> {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()>;
 }
 
 /// A value of SQL type `ST`.
@@ -22,23 +25,24 @@ struct Typed<ST, T> {
     sql_type: PhantomData<ST>,
 }
 
-impl<ST, T> Bound for Typed<ST, T>
+impl<DB, ST, T> Bound<DB> for Typed<ST, T>
 where
-    Pg: HasSqlType<ST>,
-    T: ToSql<ST, Pg>,
+    DB: Backend + HasSqlType<ST>,
+    T: ToSql<ST, DB>,
 {
-    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+    fn bind<'b>(&'b self, out: &mut AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_bind_param::<ST, T>(&self.value)
     }
 }
 
-/// A statement with placeholders `$1`, `$2`, … each used once, in order, and their values.
-pub(crate) struct Prepared<'a> {
+/// A statement with placeholders `$1`, `$2`, … each used once, in order, and their values;
+/// each becomes the backend's own placeholder.
+pub(crate) struct Prepared<'a, DB: Backend> {
     sql: Cow<'a, str>,
-    binds: Vec<Box<dyn Bound + 'a>>,
+    binds: Vec<Box<dyn Bound<DB> + 'a>>,
 }
 
-impl<'a> Prepared<'a> {
+impl<'a, DB: Backend> Prepared<'a, DB> {
     /// The statement `sql`, its values to follow with [`Prepared::bind`].
     pub(crate) fn new(sql: impl Into<Cow<'a, str>>) -> Self {
         Prepared {
@@ -47,7 +51,8 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    /// `{head}unnest($1, …, $columns){tail}`: rows bound one array per column.
+    /// `{head}unnest($1, …, $columns){tail}`: rows bound one array per column (PostgreSQL).
+    #[cfg(feature = "postgres")]
     pub(crate) fn unnest(head: &str, columns: usize, tail: &str) -> Self {
         let arrays: Vec<String> = (1..=columns).map(|n| format!("${n}")).collect();
         Self::new(format!("{head}unnest({}){tail}", arrays.join(", ")))
@@ -56,9 +61,9 @@ impl<'a> Prepared<'a> {
     /// Binds the next placeholder to `value`, of SQL type `ST`.
     pub(crate) fn bind<ST, T>(mut self, value: T) -> Self
     where
-        Pg: HasSqlType<ST>,
+        DB: HasSqlType<ST>,
         ST: 'a,
-        T: ToSql<ST, Pg> + 'a,
+        T: ToSql<ST, DB> + 'a,
     {
         self.binds.push(Box::new(Typed {
             value,
@@ -94,8 +99,8 @@ fn placeholders(mut sql: &str) -> Vec<usize> {
     numbers
 }
 
-impl QueryFragment<Pg> for Prepared<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+impl<DB: Backend> QueryFragment<DB> for Prepared<'_, DB> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         if placeholders(&self.sql) != (1..=self.binds.len()).collect::<Vec<_>>() {
             return Err(diesel::result::Error::QueryBuilderError(
                 format!(
@@ -120,19 +125,19 @@ impl QueryFragment<Pg> for Prepared<'_> {
     }
 }
 
-impl QueryId for Prepared<'_> {
+impl<DB: Backend> QueryId for Prepared<'_, DB> {
     type QueryId = ();
     // Cached by its SQL text.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl Query for Prepared<'_> {
+impl<DB: Backend> Query for Prepared<'_, DB> {
     type SqlType = Untyped;
 }
 
-impl RunQueryDsl<PgConnection> for Prepared<'_> {}
+impl<C: Connection> RunQueryDsl<C> for Prepared<'_, C::Backend> {}
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod tests {
     use super::*;
 
@@ -144,7 +149,8 @@ mod tests {
         );
         assert_eq!(placeholders("SELECT '$' || $1"), [1]);
         assert_eq!(
-            Prepared::unnest("INSERT INTO t SELECT * FROM ", 3, " RETURNING id").sql,
+            Prepared::<diesel::pg::Pg>::unnest("INSERT INTO t SELECT * FROM ", 3, " RETURNING id")
+                .sql,
             "INSERT INTO t SELECT * FROM unnest($1, $2, $3) RETURNING id"
         );
     }

@@ -268,6 +268,6 @@ pub(crate) fn ready_stats(c: &mut Conn<'_>) -> Result<(i64, Option<f64>)> {
 
 /// Runs a trivial query.
 pub(crate) fn ping(c: &mut Conn<'_>) -> Result<()> {
-    c.execute_sql("SELECT 1")?;
+    c.execute_sql("SELECT 1", &[])?;
     Ok(())
 }

@@ -5,9 +5,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer};
 
 use super::Conn;
-use super::schema::{tasker_task_transitions, tasker_workflow_step_transitions};
+use super::conn::Bind;
 use crate::error::Result;
 use crate::model::{EventRecord, StepTransition, TaskTransition, TransitionRow};
 
@@ -83,30 +84,6 @@ fn keys(rows: &[TransitionRow], mut next: HashMap<i64, i32>) -> Vec<(i32, bool)>
         .collect()
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = tasker_workflow_step_transitions)]
-#[diesel(treat_none_as_default_value = false)]
-struct NewStepTransition<'a> {
-    workflow_step_id: i64,
-    from_state: Option<&'a str>,
-    to_state: &'a str,
-    metadata: &'a str,
-    sort_key: i32,
-    most_recent: bool,
-}
-
-#[derive(Insertable)]
-#[diesel(table_name = tasker_task_transitions)]
-#[diesel(treat_none_as_default_value = false)]
-struct NewTaskTransition<'a> {
-    task_id: i64,
-    from_state: Option<&'a str>,
-    to_state: &'a str,
-    metadata: &'a str,
-    sort_key: i32,
-    most_recent: bool,
-}
-
 /// Which transition table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Entity {
@@ -161,62 +138,56 @@ fn write(c: &mut Conn<'_>, entity: Entity, rows: &[TransitionRow], fresh: bool) 
     let next = if fresh {
         HashMap::new()
     } else {
-        retire(c, entity, entities(rows))?
+        retire(c, entity, &entities(rows))?
     };
     let keys = keys(rows, next);
-    #[cfg(feature = "postgres")]
-    if let Conn::Postgres(pg) = c
-        && rows.len() >= UNNEST_FROM_ROWS
-    {
-        insert_unnested(pg, entity, rows, &keys)?;
-        return Ok(());
-    }
-    match entity {
-        Entity::Step => {
-            let inserts: Vec<NewStepTransition<'_>> = rows
-                .iter()
-                .zip(keys)
-                .map(|(r, (sort_key, most_recent))| NewStepTransition {
-                    workflow_step_id: r.id,
-                    from_state: r.from,
-                    to_state: r.to,
-                    metadata: &r.metadata,
-                    sort_key,
-                    most_recent,
-                })
-                .collect();
-            c.execute(
-                diesel::insert_into(tasker_workflow_step_transitions::table).values(&inserts),
-            )?
-        }
-        Entity::Task => {
-            let inserts: Vec<NewTaskTransition<'_>> = rows
-                .iter()
-                .zip(keys)
-                .map(|(r, (sort_key, most_recent))| NewTaskTransition {
-                    task_id: r.id,
-                    from_state: r.from,
-                    to_state: r.to,
-                    metadata: &r.metadata,
-                    sort_key,
-                    most_recent,
-                })
-                .collect();
-            c.execute(diesel::insert_into(tasker_task_transitions::table).values(&inserts))?
-        }
+    match c {
+        Conn::Sqlite(_) => insert_json(c, entity, rows, &keys)?,
+        #[cfg(feature = "postgres")]
+        Conn::Postgres(pg) => insert_unnested(pg, entity, rows, &keys)?,
     };
     Ok(())
 }
 
-/// From this many rows, PostgreSQL gets them as one array per column (see [`insert_unnested`]);
-/// fewer go as a multi-row `VALUES` list, a statement each connection prepares once per row
-/// count and reuses (claims and completions write a handful at a time).
-#[cfg(feature = "postgres")]
-const UNNEST_FROM_ROWS: usize = 64;
+/// Inserts transition rows bound as one JSON value (SQLite has no arrays), so the statement's
+/// text is the same for every batch.
+fn insert_json(
+    c: &mut Conn<'_>,
+    entity: Entity,
+    rows: &[TransitionRow],
+    keys: &[(i32, bool)],
+) -> QueryResult<usize> {
+    let (table, id) = entity.table();
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .zip(keys)
+        .map(|(r, (sort_key, most_recent))| {
+            serde_json::json!([r.id, r.from, r.to, r.metadata, sort_key, most_recent])
+        })
+        .collect();
+    let source = c.json_rows(
+        1,
+        &[
+            ("id", "bigint"),
+            ("from_state", "text"),
+            ("to_state", "text"),
+            ("metadata", "text"),
+            ("sort_key", "integer"),
+            ("most_recent", "boolean"),
+        ],
+    );
+    c.execute_sql(
+        &format!(
+            "INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
+             {source}"
+        ),
+        &[Bind::Text(&serde_json::Value::Array(values).to_string())],
+    )
+}
 
-/// Inserts transition rows on PostgreSQL as one array per column, `unnest`ed: a multi-row
-/// `VALUES` list costs the server a parse and plan of every row, which for the thousands of
-/// rows of a bulk create is most of the insert's time.
+/// Inserts transition rows on PostgreSQL as one array per column, `unnest`ed: one text for
+/// every batch, prepared once per connection, and no parse and plan of each row as a multi-row
+/// `VALUES` list would cost (most of the insert's time for a bulk create's thousands).
 #[cfg(feature = "postgres")]
 fn insert_unnested(
     c: &mut diesel::pg::PgConnection,
@@ -230,7 +201,7 @@ fn insert_unnested(
         "INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
          SELECT * FROM "
     );
-    super::prepared::Prepared::unnest(&head, 6, "")
+    super::prepared::Prepared::<diesel::pg::Pg>::unnest(&head, 6, "")
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.from).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.to).collect::<Vec<_>>())
@@ -240,31 +211,24 @@ fn insert_unnested(
         .execute(c)
 }
 
+#[derive(QueryableByName)]
+struct Retired {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Integer)]
+    sort_key: i32,
+}
+
 /// Clears `most_recent` on the entities' current rows; returns where each one's sort keys
 /// continue. The row that stops being most recent has the highest key, so one statement both
 /// retires it and says where the keys go on.
-fn retire(c: &mut Conn<'_>, entity: Entity, ids: Vec<i64>) -> Result<HashMap<i64, i32>> {
-    let last: Vec<(i64, i32)> = match entity {
-        Entity::Step => {
-            use tasker_workflow_step_transitions::dsl as t;
-            c.load(
-                diesel::update(t::tasker_workflow_step_transitions)
-                    .filter(t::workflow_step_id.eq_any(ids))
-                    .filter(t::most_recent.eq(true))
-                    .set(t::most_recent.eq(false))
-                    .returning((t::workflow_step_id, t::sort_key)),
-            )?
-        }
-        Entity::Task => {
-            use tasker_task_transitions::dsl as t;
-            c.load(
-                diesel::update(t::tasker_task_transitions)
-                    .filter(t::task_id.eq_any(ids))
-                    .filter(t::most_recent.eq(true))
-                    .set(t::most_recent.eq(false))
-                    .returning((t::task_id, t::sort_key)),
-            )?
-        }
-    };
-    Ok(last.into_iter().map(|(id, k)| (id, k + 10)).collect())
+fn retire(c: &mut Conn<'_>, entity: Entity, ids: &[i64]) -> Result<HashMap<i64, i32>> {
+    let (table, id) = entity.table();
+    let sql = format!(
+        "UPDATE {table} SET most_recent = FALSE WHERE {ids} AND most_recent \
+         RETURNING {id} AS id, sort_key",
+        ids = c.in_ids(id, 1),
+    );
+    let last: Vec<Retired> = c.load_sql(&sql, &[Bind::Ids(ids)])?;
+    Ok(last.into_iter().map(|r| (r.id, r.sort_key + 10)).collect())
 }

@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use diesel::pg::PgConnection;
+use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text};
 
@@ -149,7 +149,7 @@ pub(super) fn claim(
 ) -> Result<(Vec<ClaimedStep>, Vec<EventRecord>)> {
     let worker = serde_json::Value::from(owner).to_string();
     let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-    let rows: Vec<Row> = Prepared::new(CLAIM.as_str())
+    let rows: Vec<Row> = Prepared::<Pg>::new(CLAIM.as_str())
         .bind::<Array<BigInt>, _>(named_task_ids)
         .bind::<Integer, _>(limit)
         .bind::<Text, _>(owner)

@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
-use diesel::pg::PgConnection;
+use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
 
@@ -146,7 +146,7 @@ pub(super) fn complete_successes(
         .collect();
     let metadata: Vec<&str> = metadata.iter().map(String::as_str).collect();
     pg.transaction(|pg| {
-        let recorded: Vec<Recorded> = Prepared::new(RECORD.as_str())
+        let recorded: Vec<Recorded> = Prepared::<Pg>::new(RECORD.as_str())
             .bind::<Array<BigInt>, _>(&ids)
             .bind::<Array<Text>, _>(&owners)
             .bind::<Array<Integer>, _>(&attempts)
@@ -195,7 +195,7 @@ fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<V
     if task_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let counted: Vec<Counted> = Prepared::new(COUNT.as_str())
+    let counted: Vec<Counted> = Prepared::<Pg>::new(COUNT.as_str())
         .bind::<Array<BigInt>, _>(task_ids)
         .load(pg)?;
     let (mut ids, mut states) = (Vec::new(), Vec::new());
@@ -222,7 +222,7 @@ fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<V
     if events.is_empty() && serial.is_empty() {
         return Ok(events);
     }
-    Prepared::new(MOVE.as_str())
+    Prepared::<Pg>::new(MOVE.as_str())
         .bind::<Array<BigInt>, _>(serial)
         .bind::<Array<BigInt>, _>(&ids)
         .bind::<Array<Nullable<Text>>, _>(&states)

@@ -3,7 +3,7 @@
 //! tasks costs as much as inserting them; arrays are one bind per column whatever the batch,
 //! and the statement's text never changes, so each connection prepares it once.
 
-use diesel::pg::PgConnection;
+use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
 
@@ -39,7 +39,7 @@ pub(super) fn insert_tasks(
     c: &mut PgConnection,
     rows: &[NewTaskRow<'_>],
 ) -> QueryResult<Vec<(i64, String)>> {
-    let inserted: Vec<InsertedTask> = Prepared::unnest(
+    let inserted: Vec<InsertedTask> = Prepared::<Pg>::unnest(
         "INSERT INTO tasker_tasks (named_task_id, concurrent, requested_at, initiator, \
            source_system, reason, bypass_steps, tags, context, identity_hash, idempotency_key, \
            priority, correlation_id) SELECT * FROM ",
@@ -79,7 +79,7 @@ pub(super) fn insert_steps(
          SELECT task_id, named_step_id, name, state, retryable, retry_limit, skippable, \
            remaining_parents, priority, CASE WHEN ready THEN {now} END FROM "
     );
-    let inserted: Vec<InsertedStep> = Prepared::unnest(
+    let inserted: Vec<InsertedStep> = Prepared::<Pg>::unnest(
         &head,
         10,
         " AS r(task_id, named_step_id, name, state, retryable, retry_limit, skippable, \
@@ -105,7 +105,7 @@ pub(super) fn insert_steps(
 
 /// Inserts dependency edges, `(from, to)` step ids.
 pub(super) fn insert_edges(c: &mut PgConnection, edges: &[(i64, i64)]) -> QueryResult<usize> {
-    Prepared::unnest(
+    Prepared::<Pg>::unnest(
         "INSERT INTO tasker_workflow_step_edges (from_step_id, to_step_id) SELECT * FROM ",
         2,
         "",
