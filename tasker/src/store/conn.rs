@@ -190,25 +190,24 @@ impl Conn<'_> {
     /// Rows bound as one JSON array of arrays (text) to placeholder `$n`: a `SELECT` with one
     /// column per `(name, PostgreSQL type)`, taken from each inner array in order.
     pub(crate) fn json_rows(&self, n: usize, columns: &[(&str, &str)]) -> String {
-        let fields: Vec<String> = columns
-            .iter()
-            .enumerate()
-            .map(|(i, (name, pg_type))| match self {
-                Conn::Sqlite(_) => {
-                    let _ = pg_type;
-                    format!("json_extract(value, '$[{i}]') AS {name}")
-                }
-                #[cfg(feature = "postgres")]
-                Conn::Postgres(_) => format!("(e->>{i})::{pg_type} AS {name}"),
-            })
-            .collect();
+        let fields = columns.iter().enumerate();
         match self {
-            Conn::Sqlite(_) => format!("SELECT {} FROM json_each(${n})", fields.join(", ")),
+            Conn::Sqlite(_) => {
+                let fields: Vec<String> = fields
+                    .map(|(i, (name, _))| format!("json_extract(value, '$[{i}]') AS {name}"))
+                    .collect();
+                format!("SELECT {} FROM json_each(${n})", fields.join(", "))
+            }
             #[cfg(feature = "postgres")]
-            Conn::Postgres(_) => format!(
-                "SELECT {} FROM json_array_elements(${n}::json) e",
-                fields.join(", ")
-            ),
+            Conn::Postgres(_) => {
+                let fields: Vec<String> = fields
+                    .map(|(i, (name, pg_type))| format!("(e->>{i})::{pg_type} AS {name}"))
+                    .collect();
+                format!(
+                    "SELECT {} FROM json_array_elements(${n}::json) e",
+                    fields.join(", ")
+                )
+            }
         }
     }
 
