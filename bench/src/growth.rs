@@ -196,20 +196,19 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
         step("e.to_step_id"),
     ));
     sql.push_str(&format!(
-        "INSERT INTO tasker_workflow_step_transitions (workflow_step_id, from_state, to_state, \
-           metadata, sort_key, most_recent, created_at, updated_at) \
-         SELECT {}, from_state, to_state, metadata, sort_key, most_recent, created_at, \
-           updated_at \
-         FROM {series} CROSS JOIN tasker_workflow_step_transitions t \
+        "INSERT INTO tasker_workflow_step_transition_log (workflow_step_id, from_state, \
+           to_state, metadata, sort_key, created_at, updated_at) \
+         SELECT {}, from_state, to_state, metadata, sort_key, created_at, updated_at \
+         FROM {series} CROSS JOIN tasker_workflow_step_transition_log t \
          WHERE t.workflow_step_id {steps_of_pattern};\n",
         step("t.workflow_step_id"),
     ));
     sql.push_str(&format!(
-        "INSERT INTO tasker_task_transitions (task_id, from_state, to_state, metadata, sort_key, \
-           most_recent, created_at, updated_at) \
-         SELECT {top_task} + g.k, from_state, to_state, metadata, sort_key, most_recent, \
-           created_at, updated_at \
-         FROM {series} CROSS JOIN tasker_task_transitions t WHERE t.task_id = {pattern};\n"
+        "INSERT INTO tasker_task_transition_log (task_id, from_state, to_state, metadata, \
+           sort_key, created_at, updated_at) \
+         SELECT {top_task} + g.k, from_state, to_state, metadata, sort_key, created_at, \
+           updated_at \
+         FROM {series} CROSS JOIN tasker_task_transition_log t WHERE t.task_id = {pattern};\n"
     ));
     if !probe.is_sqlite() {
         // Explicit ids leave the sequences behind; the engine's next inserts must not collide.
@@ -229,7 +228,7 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
         "ANALYZE"
     } else {
         "ANALYZE tasker_tasks, tasker_workflow_steps, tasker_workflow_step_edges, \
-         tasker_workflow_step_transitions, tasker_task_transitions"
+         tasker_workflow_step_transition_log, tasker_task_transition_log"
     })
 }
 

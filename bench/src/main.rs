@@ -675,7 +675,7 @@ async fn run_backend(
         ),
     }
     if section != Section::Drain {
-        standard(sqlite, scale, server, top, one, four).await?;
+        standard(sqlite, scale, server, top, one, four, only).await?;
     }
     if section != Section::Standard {
         let floors = drain::Floors {
@@ -688,7 +688,8 @@ async fn run_backend(
 }
 
 /// Throughput while 4 clients create, scaling, idle latency and growth, against the floors
-/// `one` (1 client) and `four` (4 clients, PostgreSQL).
+/// `one` (1 client) and `four` (4 clients, PostgreSQL). With `only`, just the throughput lines
+/// whose shape name contains it.
 async fn standard(
     sqlite: bool,
     scale: Scale,
@@ -696,8 +697,10 @@ async fn standard(
     top: usize,
     one: f64,
     four: Option<f64>,
+    only: Option<&str>,
 ) -> Result<(), String> {
-    for shape in shapes(scale) {
+    let skipped = |shape: &Shape| only.is_some_and(|only| !shape.name.contains(only));
+    for shape in shapes(scale).into_iter().filter(|s| !skipped(s)) {
         let db = if sqlite {
             sqlite_database()
         } else {
@@ -706,6 +709,9 @@ async fn standard(
         let result = throughput(&db.url, sqlite, shape, one, 16, top).await;
         (db.cleanup)();
         result?;
+    }
+    if only.is_some() {
+        return Ok(());
     }
     if let Some(four) = four {
         let db = postgres_database(server)?;

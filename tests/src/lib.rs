@@ -123,22 +123,26 @@ impl TestDatabase {
 
     /// Counts the rows of a table.
     pub fn count(&self, table: &str) -> i64 {
+        self.number(&format!("SELECT COUNT(*) AS n FROM {table}"))
+    }
+
+    /// The integer a query returns in its column `n` (one row).
+    pub fn number(&self, query: &str) -> i64 {
         #[derive(diesel::QueryableByName)]
-        struct Count {
+        struct Number {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let query = format!("SELECT COUNT(*) AS n FROM {table}");
         let load = |q: &str| diesel::sql_query(q.to_owned());
         match self.kind {
             Kind::Sqlite => self.with_sqlite(|c| {
-                diesel::RunQueryDsl::get_result::<Count>(load(&query), c)
-                    .expect("count")
+                diesel::RunQueryDsl::get_result::<Number>(load(query), c)
+                    .unwrap_or_else(|e| panic!("{query}: {e}"))
                     .n
             }),
             Kind::Postgres => self.with_postgres(|c| {
-                diesel::RunQueryDsl::get_result::<Count>(load(&query), c)
-                    .expect("count")
+                diesel::RunQueryDsl::get_result::<Number>(load(query), c)
+                    .unwrap_or_else(|e| panic!("{query}: {e}"))
                     .n
             }),
         }

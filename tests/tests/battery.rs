@@ -837,7 +837,7 @@ async fn the_checker_reports_each_broken_invariant() {
         .execute(c)
         .expect("tamper task");
         diesel::sql_query(format!(
-            "UPDATE tasker_workflow_step_transitions SET sort_key = 5 WHERE workflow_step_id = {} AND sort_key = 0",
+            "UPDATE tasker_workflow_step_transition_log SET sort_key = 5 WHERE workflow_step_id = {} AND sort_key = 0",
             first.step_id
         ))
         .execute(c)

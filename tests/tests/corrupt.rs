@@ -209,14 +209,14 @@ async fn unreadable_transitions(db: TestDatabase) {
     let tasker = engine(&db).await;
     let (task, a, _) = create(&tasker).await;
     db.execute(&format!(
-        "UPDATE tasker_workflow_step_transitions SET metadata = 'nope' WHERE workflow_step_id = {a}"
+        "UPDATE tasker_workflow_step_transition_log SET metadata = 'nope' WHERE workflow_step_id = {a}"
     ));
     let result = tasker.step_transitions(a).await;
     assert!(
         matches!(
             result,
             Err(Error::CorruptData {
-                table: "tasker_workflow_step_transitions",
+                table: "tasker_workflow_step_transition_log",
                 column: "metadata",
                 ..
             })
@@ -224,14 +224,14 @@ async fn unreadable_transitions(db: TestDatabase) {
         "{result:?}"
     );
     db.execute(&format!(
-        "UPDATE tasker_task_transitions SET to_state = 'started' WHERE task_id = {task}"
+        "UPDATE tasker_task_transition_log SET to_state = 'started' WHERE task_id = {task}"
     ));
     let result = tasker.task_transitions(task).await;
     assert!(
         matches!(
             result,
             Err(Error::CorruptData {
-                table: "tasker_task_transitions",
+                table: "tasker_task_transition_log",
                 column: "to_state",
                 ..
             })

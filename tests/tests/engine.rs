@@ -1463,6 +1463,29 @@ async fn histories_are_exact(db: TestDatabase) {
             ["in_progress", "complete", {}, 20, true],
         ])
     );
+    // The seed's tables, views over the logs, derive the same `most_recent`: one row per
+    // entity, the last (keys 20, 50, 20, 20 for the steps, 20 for the task).
+    let most_recent = |view: &str, entity: &str| {
+        db.number(&format!(
+            "SELECT COUNT(*) * 1000 + COALESCE(SUM(sort_key), 0) AS n FROM {view} \
+             WHERE most_recent AND {entity}"
+        ))
+    };
+    let of_task = format!(
+        "workflow_step_id IN (SELECT workflow_step_id FROM tasker_workflow_steps WHERE task_id = {})",
+        done.task_id
+    );
+    assert_eq!(
+        most_recent("tasker_workflow_step_transitions", &of_task),
+        4110
+    );
+    assert_eq!(
+        most_recent(
+            "tasker_task_transitions",
+            &format!("task_id = {}", done.task_id)
+        ),
+        1020
+    );
 }
 
 /// How many steps of `tasks` are in progress.

@@ -137,7 +137,7 @@ pub(crate) fn step_output(
     Ok(Some((state, results)))
 }
 
-/// The transitions of one step or task, oldest first.
+/// The transitions of one step or task, oldest first; the last is the most recent.
 pub(crate) fn transitions(
     c: &mut Conn<'_>,
     entity: Entity,
@@ -145,9 +145,9 @@ pub(crate) fn transitions(
 ) -> Result<Vec<TransitionInfo>> {
     let (table, records): (&'static str, Vec<TransitionRecord>) = match entity {
         Entity::Step => {
-            use tasker_workflow_step_transitions::dsl as t;
+            use tasker_workflow_step_transition_log::dsl as t;
             let records = c.load(
-                t::tasker_workflow_step_transitions
+                t::tasker_workflow_step_transition_log
                     .filter(t::workflow_step_id.eq(id))
                     .order(t::sort_key.asc())
                     .select((
@@ -156,16 +156,15 @@ pub(crate) fn transitions(
                         t::to_state,
                         t::metadata,
                         t::sort_key,
-                        t::most_recent,
                         t::created_at,
                     )),
             )?;
-            ("tasker_workflow_step_transitions", records)
+            ("tasker_workflow_step_transition_log", records)
         }
         Entity::Task => {
-            use tasker_task_transitions::dsl as t;
+            use tasker_task_transition_log::dsl as t;
             let records = c.load(
-                t::tasker_task_transitions
+                t::tasker_task_transition_log
                     .filter(t::task_id.eq(id))
                     .order(t::sort_key.asc())
                     .select((
@@ -174,14 +173,18 @@ pub(crate) fn transitions(
                         t::to_state,
                         t::metadata,
                         t::sort_key,
-                        t::most_recent,
                         t::created_at,
                     )),
             )?;
-            ("tasker_task_transitions", records)
+            ("tasker_task_transition_log", records)
         }
     };
-    records.into_iter().map(|r| r.into_info(table)).collect()
+    let last = records.len().saturating_sub(1);
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.into_info(table, i == last))
+        .collect()
 }
 
 /// The dependency edges of a task's steps, as `(parent, child)` step ids.

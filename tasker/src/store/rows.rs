@@ -171,13 +171,17 @@ pub(crate) struct TransitionRecord {
     to_state: String,
     metadata: String,
     sort_key: i32,
-    most_recent: bool,
     created_at: chrono::NaiveDateTime,
 }
 
 impl TransitionRecord {
-    /// The read model, checking the states and metadata (`table` names the row's table).
-    pub(crate) fn into_info(self, table: &'static str) -> Result<TransitionInfo> {
+    /// The read model, checking the states and metadata (`table` names the row's table;
+    /// `most_recent` is whether no later row of its entity exists).
+    pub(crate) fn into_info(
+        self,
+        table: &'static str,
+        most_recent: bool,
+    ) -> Result<TransitionInfo> {
         let cell = |column| Cell::new(table, self.id, column);
         // Both machines share the six state names.
         if let Some(from) = &self.from_state {
@@ -189,7 +193,7 @@ impl TransitionRecord {
             from_state: self.from_state,
             to_state: self.to_state,
             sort_key: self.sort_key,
-            most_recent: self.most_recent,
+            most_recent,
             created_at: self.created_at,
         })
     }

@@ -131,28 +131,26 @@ diesel::table! {
 }
 
 diesel::table! {
-    tasker_task_transitions (id) {
+    tasker_task_transition_log (id) {
         id -> BigInt,
         task_id -> BigInt,
         from_state -> Nullable<Text>,
         to_state -> Text,
         metadata -> Text,
         sort_key -> Integer,
-        most_recent -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
 }
 
 diesel::table! {
-    tasker_workflow_step_transitions (id) {
+    tasker_workflow_step_transition_log (id) {
         id -> BigInt,
         workflow_step_id -> BigInt,
         from_state -> Nullable<Text>,
         to_state -> Text,
         metadata -> Text,
         sort_key -> Integer,
-        most_recent -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -182,8 +180,8 @@ diesel::table! {
 diesel::joinable!(tasker_named_tasks -> tasker_task_namespaces (task_namespace_id));
 diesel::joinable!(tasker_tasks -> tasker_named_tasks (named_task_id));
 diesel::joinable!(tasker_workflow_steps -> tasker_tasks (task_id));
-diesel::joinable!(tasker_task_transitions -> tasker_tasks (task_id));
-diesel::joinable!(tasker_workflow_step_transitions -> tasker_workflow_steps (workflow_step_id));
+diesel::joinable!(tasker_task_transition_log -> tasker_tasks (task_id));
+diesel::joinable!(tasker_workflow_step_transition_log -> tasker_workflow_steps (workflow_step_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     tasker_task_namespaces,
@@ -194,8 +192,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasker_tasks,
     tasker_workflow_steps,
     tasker_workflow_step_edges,
-    tasker_task_transitions,
-    tasker_workflow_step_transitions,
+    tasker_task_transition_log,
+    tasker_workflow_step_transition_log,
     tasker_annotation_types,
     tasker_task_annotations,
     tasker_custom_events,

@@ -1,6 +1,7 @@
 //! Writing transition rows. Each checked transition becomes one row here and its event is
-//! returned, so the two cannot part; `sort_key` (+10) and `most_recent` (one per entity) are
-//! kept as the seed keeps them, in two statements for any batch and one for new entities.
+//! returned, so the two cannot part. The rows go to append-only logs, `sort_key` going on +10
+//! as in the seed; the seed's tables are views over the logs that derive `most_recent` (the
+//! migration `transition_log` says why), so a transition is one inserted row and nothing else.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -23,7 +24,7 @@ pub(crate) fn record_steps(
     Ok(events)
 }
 
-/// Records the first transitions of steps just created (none to retire).
+/// Records the first transitions of steps just created (their keys start at 0).
 pub(crate) fn record_new_steps(
     c: &mut Conn<'_>,
     transitions: Vec<StepTransition>,
@@ -45,7 +46,7 @@ pub(crate) fn record_tasks(
     Ok(events)
 }
 
-/// Records the first transitions of tasks just created (none to retire).
+/// Records the first transitions of tasks just created (their keys start at 0).
 pub(crate) fn record_new_tasks(
     c: &mut Conn<'_>,
     transitions: Vec<TaskTransition>,
@@ -65,21 +66,15 @@ fn entities(rows: &[TransitionRow]) -> Vec<i64> {
         .collect()
 }
 
-/// Each row's `sort_key` and `most_recent`, continuing from `next` (the key after each entity's
-/// last row; 0 for entities without rows).
-fn keys(rows: &[TransitionRow], mut next: HashMap<i64, i32>) -> Vec<(i32, bool)> {
-    let mut remaining: HashMap<i64, usize> = HashMap::new();
-    for r in rows {
-        *remaining.entry(r.id).or_default() += 1;
-    }
+/// Each row's `sort_key`, continuing from `next` (the key after each entity's last row; 0 for
+/// entities without rows).
+fn keys(rows: &[TransitionRow], mut next: HashMap<i64, i32>) -> Vec<i32> {
     rows.iter()
         .map(|r| {
             let key = next.entry(r.id).or_insert(0);
             let sort_key = *key;
             *key += 10;
-            let left = remaining.entry(r.id).or_default();
-            *left -= 1;
-            (sort_key, *left == 0)
+            sort_key
         })
         .collect()
 }
@@ -95,31 +90,29 @@ impl Entity {
     /// The transition table and its entity column.
     fn table(self) -> (&'static str, &'static str) {
         match self {
-            Entity::Task => ("tasker_task_transitions", "task_id"),
-            Entity::Step => ("tasker_workflow_step_transitions", "workflow_step_id"),
+            Entity::Task => ("tasker_task_transition_log", "task_id"),
+            Entity::Step => ("tasker_workflow_step_transition_log", "workflow_step_id"),
         }
     }
 }
 
-/// Two PostgreSQL CTEs, `{name}_retired` and `{name}_written`, that record the transitions of
-/// the CTE `{name}_rows` (columns `id`, `from_state`, `to_state`, `metadata`, `n`, `last`: the
-/// row's place in its entity's path, counting from 0, and whether it is the last). Each
-/// entity's current row stops being most recent, and the keys go on from its `sort_key`. The
-/// insert reads the retirement's rows, so an entity's old row is retired before its new one
-/// is written, as the one-`most_recent` index requires within a statement.
+/// Two PostgreSQL CTEs, `{name}_last` and `{name}_written`, that record the transitions of
+/// the CTE `{name}_rows` (columns `id`, `from_state`, `to_state`, `metadata`, `n`: the row's
+/// place in its entity's path, counting from 0). Each entity's keys go on from its last row's
+/// `sort_key`, read through the `(entity, sort_key)` unique index, which also refuses a row
+/// written twice at one key by writers that raced.
 #[cfg(feature = "postgres")]
 pub(crate) fn written_in_statement(entity: Entity, name: &str) -> String {
     let (table, id) = entity.table();
     format!(
-        "{name}_retired AS ( \
-           UPDATE {table} r SET most_recent = FALSE \
-           WHERE r.{id} IN (SELECT id FROM {name}_rows) AND r.most_recent \
-           RETURNING r.{id} AS id, r.sort_key), \
+        "{name}_last AS ( \
+           SELECT r.{id} AS id, MAX(r.sort_key) AS sort_key FROM {table} r \
+           WHERE r.{id} IN (SELECT id FROM {name}_rows) GROUP BY r.{id}), \
          {name}_written AS ( \
-           INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
+           INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key) \
            SELECT h.id, h.from_state, h.to_state, h.metadata, \
-             COALESCE(o.sort_key + 10, 0) + h.n * 10, h.last \
-           FROM {name}_rows h LEFT JOIN {name}_retired o ON o.id = h.id)"
+             COALESCE(o.sort_key + 10, 0) + h.n * 10 \
+           FROM {name}_rows h LEFT JOIN {name}_last o ON o.id = h.id)"
     )
 }
 
@@ -138,7 +131,7 @@ fn write(c: &mut Conn<'_>, entity: Entity, rows: &[TransitionRow], fresh: bool) 
     let next = if fresh {
         HashMap::new()
     } else {
-        retire(c, entity, &entities(rows))?
+        next_keys(c, entity, &entities(rows))?
     };
     let keys = keys(rows, next);
     match c {
@@ -155,15 +148,13 @@ fn insert_json(
     c: &mut Conn<'_>,
     entity: Entity,
     rows: &[TransitionRow],
-    keys: &[(i32, bool)],
+    keys: &[i32],
 ) -> QueryResult<usize> {
     let (table, id) = entity.table();
     let values: Vec<serde_json::Value> = rows
         .iter()
         .zip(keys)
-        .map(|(r, (sort_key, most_recent))| {
-            serde_json::json!([r.id, r.from, r.to, r.metadata, sort_key, most_recent])
-        })
+        .map(|(r, sort_key)| serde_json::json!([r.id, r.from, r.to, r.metadata, sort_key]))
         .collect();
     let source = c.json_rows(
         1,
@@ -173,14 +164,10 @@ fn insert_json(
             ("to_state", "text"),
             ("metadata", "text"),
             ("sort_key", "integer"),
-            ("most_recent", "boolean"),
         ],
     );
     c.execute_sql(
-        &format!(
-            "INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
-             {source}"
-        ),
+        &format!("INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key) {source}"),
         &[Bind::Text(&serde_json::Value::Array(values).to_string())],
     )
 }
@@ -193,42 +180,37 @@ fn insert_unnested(
     c: &mut diesel::pg::PgConnection,
     entity: Entity,
     rows: &[TransitionRow],
-    keys: &[(i32, bool)],
+    keys: &[i32],
 ) -> QueryResult<usize> {
-    use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
     let (table, id) = entity.table();
     let head = format!(
-        "INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key, most_recent) \
-         SELECT * FROM "
+        "INSERT INTO {table} ({id}, from_state, to_state, metadata, sort_key) SELECT * FROM "
     );
-    super::prepared::Prepared::<diesel::pg::Pg>::unnest(&head, 6, "")
+    super::prepared::Prepared::<diesel::pg::Pg>::unnest(&head, 5, "")
         .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.from).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.to).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Integer>, _>(keys.iter().map(|k| k.0).collect::<Vec<_>>())
-        .bind::<Array<Bool>, _>(keys.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(keys.to_vec())
         .execute(c)
 }
 
 #[derive(QueryableByName)]
-struct Retired {
+struct Last {
     #[diesel(sql_type = BigInt)]
     id: i64,
     #[diesel(sql_type = Integer)]
     sort_key: i32,
 }
 
-/// Clears `most_recent` on the entities' current rows; returns where each one's sort keys
-/// continue. The row that stops being most recent has the highest key, so one statement both
-/// retires it and says where the keys go on.
-fn retire(c: &mut Conn<'_>, entity: Entity, ids: &[i64]) -> Result<HashMap<i64, i32>> {
+/// Where each entity's sort keys go on: 10 past its last row's.
+fn next_keys(c: &mut Conn<'_>, entity: Entity, ids: &[i64]) -> Result<HashMap<i64, i32>> {
     let (table, id) = entity.table();
     let sql = format!(
-        "UPDATE {table} SET most_recent = FALSE WHERE {ids} AND most_recent \
-         RETURNING {id} AS id, sort_key",
+        "SELECT {id} AS id, MAX(sort_key) AS sort_key FROM {table} WHERE {ids} GROUP BY {id}",
         ids = c.in_ids(id, 1),
     );
-    let last: Vec<Retired> = c.load_sql(&sql, &[Bind::Ids(ids)])?;
+    let last: Vec<Last> = c.load_sql(&sql, &[Bind::Ids(ids)])?;
     Ok(last.into_iter().map(|r| (r.id, r.sort_key + 10)).collect())
 }

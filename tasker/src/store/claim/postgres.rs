@@ -1,7 +1,7 @@
 //! PostgreSQL's claim as one statement: data-modifying CTEs pick the ready steps (`SKIP
 //! LOCKED`), take the serial tasks' mutex and start the tasks in one `UPDATE` of
 //! `tasker_tasks` (a statement may not update a row twice), mark the steps `in_progress`,
-//! write their transitions with the previous ones retired, and return each step with its
+//! append their transitions, and return each step with its
 //! task's context and its parents' results. One round trip and one commit per batch, and the
 //! text never changes, so each connection prepares it once.
 
@@ -107,7 +107,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
          step_rows AS ( \
            SELECT u.workflow_step_id AS id, h.from_state, h.to_state, \
              CASE WHEN h.last THEN '{{\"attempt\":' || u.attempts || ',\"worker\":' || $5 || '}}' ELSE '{{}}' END AS metadata, \
-             h.n, h.last \
+             h.n \
            FROM claimed u CROSS JOIN LATERAL (VALUES \
              ('{error}', '{pending}', 0, FALSE), \
              ('{pending}', '{in_progress}', CASE WHEN u.from_state = '{error}' THEN 1 ELSE 0 END, TRUE)) \
@@ -116,7 +116,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
          {steps_written}, \
          task_rows AS ( \
            SELECT task_id AS id, '{task_pending}' AS from_state, '{task_in_progress}' AS to_state, \
-             '{{}}' AS metadata, 0 AS n, TRUE AS last \
+             '{{}}' AS metadata, 0 AS n \
            FROM started WHERE was = '{task_pending}'), \
          {tasks_written} \
          SELECT u.workflow_step_id, u.task_id, u.name, u.attempts, u.retryable, u.retry_limit, \

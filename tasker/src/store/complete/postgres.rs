@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 
 use super::super::Conn;
 use super::super::conn::PG_NOW;
@@ -35,8 +35,8 @@ struct Recorded {
     became_ready: i64,
 }
 
-/// Records successes fenced on (`lease_owner`, `attempts`), writes their transitions (the
-/// previous ones retired), counts one satisfied parent on each child and makes ready the
+/// Records successes fenced on (`lease_owner`, `attempts`), appends their transitions,
+/// counts one satisfied parent on each child and makes ready the
 /// children left with none, and locks the tasks. Binds: step ids, owners, attempts, results,
 /// transition metadata.
 static RECORD: LazyLock<String> = LazyLock::new(|| {
@@ -58,7 +58,7 @@ static RECORD: LazyLock<String> = LazyLock::new(|| {
            RETURNING s.workflow_step_id, s.task_id, s.attempts, v.metadata), \
          step_rows AS ( \
            SELECT workflow_step_id AS id, '{in_progress}' AS from_state, '{complete}' AS to_state, \
-             metadata, 0 AS n, TRUE AS last FROM done), \
+             metadata, 0 AS n FROM done), \
          {steps_written}, \
          children AS ( \
            UPDATE tasker_workflow_steps c SET remaining_parents = c.remaining_parents - x.n, \
@@ -91,10 +91,9 @@ static COUNT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Moves tasks to their new states (a null state leaves the task's), frees the serial tasks
-/// whose running step finished, and writes the task transitions with the previous ones
-/// retired. Binds: finished serial steps, task ids, new states, the same finished serial
-/// steps, then the transitions' task ids, from, to, position in the task's path, and
-/// whether it is the task's last.
+/// whose running step finished, and writes the task transitions. Binds: finished serial
+/// steps, task ids, new states, the same finished serial steps, then the transitions' task
+/// ids, from, to, and position in the task's path.
 static MOVE: LazyLock<String> = LazyLock::new(|| {
     let complete = TaskState::Complete.as_str();
     let tasks_written = written_in_statement(Entity::Task, "task");
@@ -108,9 +107,9 @@ static MOVE: LazyLock<String> = LazyLock::new(|| {
            WHERE t.task_id = x.task_id AND (x.state IS NOT NULL OR t.running_step_id = ANY($4)) \
            RETURNING t.task_id), \
          task_rows AS ( \
-           SELECT id, from_state, to_state, '{{}}' AS metadata, n, last \
-           FROM unnest($5::bigint[], $6::text[], $7::text[], $8::int[], $9::bool[]) \
-             AS h(id, from_state, to_state, n, last)), \
+           SELECT id, from_state, to_state, '{{}}' AS metadata, n \
+           FROM unnest($5::bigint[], $6::text[], $7::text[], $8::int[]) \
+             AS h(id, from_state, to_state, n)), \
          {tasks_written} \
          SELECT COUNT(*) FROM moved"
     )
@@ -200,20 +199,18 @@ fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<V
         .load(pg)?;
     let (mut ids, mut states) = (Vec::new(), Vec::new());
     let mut events = Vec::new();
-    let (mut h_ids, mut h_from, mut h_to, mut h_n, mut h_last) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut h_ids, mut h_from, mut h_to, mut h_n) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for row in &counted {
         let id = row.counts.task_id;
         let current = Cell::new("tasker_tasks", id, "state").state(&row.task_state)?;
         let (path, end) = finalizing(id, current, &row.counts)?;
-        let hops = path.len();
         for (n, transition) in path.into_iter().enumerate() {
             let (transition, event) = transition.split();
             h_ids.push(id);
             h_from.push(transition.from);
             h_to.push(transition.to);
             h_n.push(i32::try_from(n).unwrap_or(i32::MAX));
-            h_last.push(n + 1 == hops);
             events.push(event);
         }
         ids.push(id);
@@ -231,7 +228,6 @@ fn finalize(pg: &mut PgConnection, task_ids: &[i64], serial: &[i64]) -> Result<V
         .bind::<Array<Nullable<Text>>, _>(&h_from)
         .bind::<Array<Text>, _>(&h_to)
         .bind::<Array<Integer>, _>(&h_n)
-        .bind::<Array<Bool>, _>(&h_last)
         .execute(pg)?;
     Ok(events)
 }
