@@ -193,10 +193,12 @@ impl Conn<'_> {
         let fields = columns.iter().enumerate();
         match self {
             Conn::Sqlite(_) => {
+                // `jsonb_each` parses the text once; each row is then binary JSONB, which
+                // `->>` reads without parsing the row's text again for every column.
                 let fields: Vec<String> = fields
-                    .map(|(i, (name, _))| format!("json_extract(value, '$[{i}]') AS {name}"))
+                    .map(|(i, (name, _))| format!("value ->> {i} AS {name}"))
                     .collect();
-                format!("SELECT {} FROM json_each(${n})", fields.join(", "))
+                format!("SELECT {} FROM jsonb_each(${n})", fields.join(", "))
             }
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => {

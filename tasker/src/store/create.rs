@@ -15,6 +15,7 @@ use crate::state::StepState;
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod sqlite;
 
 /// A task ready to insert, built and checked by the engine.
 #[doc(hidden)]
@@ -50,9 +51,7 @@ pub(crate) struct PreparedStep {
     pub(crate) remaining_parents: i32,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = tasker_tasks)]
-#[diesel(treat_none_as_default_value = false)]
+/// A task row to insert.
 struct NewTaskRow<'a> {
     named_task_id: i64,
     concurrent: bool,
@@ -89,9 +88,7 @@ impl<'a> NewTaskRow<'a> {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = tasker_workflow_steps)]
-#[diesel(treat_none_as_default_value = false)]
+/// A step row to insert.
 struct NewStepRow<'a> {
     task_id: i64,
     named_step_id: i64,
@@ -103,27 +100,7 @@ struct NewStepRow<'a> {
     remaining_parents: i32,
     priority: i32,
     /// Runnable at once (not bypassed, no parent to wait for): `ready_at` is the clock.
-    #[diesel(skip_insertion)]
     ready: bool,
-}
-
-/// Values one row of each multi-row statement binds on SQLite: a column each (a unit test holds
-/// the task, step and edge rows to these; a transition row is entity, from, to, metadata, sort
-/// key and most recent).
-const TASK_ROW_BINDS: usize = 13;
-const STEP_ROW_BINDS: usize = 9;
-const EDGE_ROW_BINDS: usize = 2;
-const TRANSITION_ROW_BINDS: usize = 6;
-
-/// Most values one statement may bind, when rows are bound value by value: SQLite's
-/// `SQLITE_MAX_VARIABLE_NUMBER` (32,766 since 3.32, as bundled). PostgreSQL binds one array per
-/// column (see `postgres.rs`), so no batch is too large for one statement there.
-fn max_binds(c: &Conn<'_>) -> Option<usize> {
-    match c {
-        Conn::Sqlite(_) => Some(32_766),
-        #[cfg(feature = "postgres")]
-        Conn::Postgres(_) => None,
-    }
 }
 
 /// Inserts one task; see [`create_tasks`]. A colliding idempotency key gives the earlier task,
@@ -158,10 +135,13 @@ pub(crate) fn create_tasks(
         let inserts = first_of_each_identity(tasks);
         let mut known = Known::default();
         let mut events = EventsByTask::default();
-        for chunk in chunks(tasks, &inserts, max_binds(c)) {
-            let created = insert_tasks(c, &chunk, &mut known)?;
-            write_children(c, &created, &mut events)?;
-        }
+        let chunk: Vec<&PreparedTask> = tasks
+            .iter()
+            .zip(&inserts)
+            .filter_map(|(task, &insert)| insert.then_some(task))
+            .collect();
+        let created = insert_tasks(c, &chunk, &mut known)?;
+        write_children(c, &created, &mut events)?;
         if !known.created.is_empty() {
             c.notify_ready()?;
         }
@@ -193,42 +173,6 @@ fn first_of_each_identity(tasks: &[PreparedTask]) -> Vec<bool> {
             first
         })
         .collect()
-}
-
-/// The tasks to insert, cut into chunks whose every statement stays within `budget` bound
-/// values (one chunk when there is no limit). A task's rows and transitions never straddle two
-/// chunks (its transitions' sort keys are counted within one statement); edges are cut on
-/// their own (see [`insert_edges`]).
-fn chunks<'t>(
-    tasks: &'t [PreparedTask],
-    inserts: &[bool],
-    budget: Option<usize>,
-) -> Vec<Vec<&'t PreparedTask>> {
-    let mut chunks: Vec<Vec<&PreparedTask>> = Vec::new();
-    let mut current: Vec<&PreparedTask> = Vec::new();
-    let (mut steps, mut transitions) = (0, 0);
-    for (task, _) in tasks.iter().zip(inserts).filter(|(_, insert)| **insert) {
-        let task_steps = task.steps.len();
-        let task_transitions = task_steps + task.steps.iter().filter(|s| s.bypassed).count();
-        // The other statements bind fewer values: a read-back two per task, the readiness
-        // update one per step, the finalisation one per task.
-        let fits = budget.is_none_or(|budget| {
-            (current.len() + 1) * TASK_ROW_BINDS <= budget
-                && (steps + task_steps) * STEP_ROW_BINDS <= budget
-                && (transitions + task_transitions) * TRANSITION_ROW_BINDS <= budget
-        });
-        if !fits && !current.is_empty() {
-            chunks.push(std::mem::take(&mut current));
-            (steps, transitions) = (0, 0);
-        }
-        current.push(task);
-        steps += task_steps;
-        transitions += task_transitions;
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
 }
 
 /// What the batch learnt of stored tasks: the ones it created, and the ones its tasks collided
@@ -279,7 +223,7 @@ fn collided(task: &PreparedTask, id: i64) -> Result<NewTask> {
     }
 }
 
-/// Inserts the chunk's task rows; returns the tasks it created with their ids. `ON CONFLICT DO
+/// Inserts the batch's task rows; returns the tasks it created with their ids. `ON CONFLICT DO
 /// NOTHING` makes concurrent creators with one key wait for the first and then see its row,
 /// instead of failing on the unique index; the tasks that collided are read back into `known`.
 fn insert_tasks<'t>(
@@ -287,19 +231,13 @@ fn insert_tasks<'t>(
     chunk: &[&'t PreparedTask],
     known: &mut Known,
 ) -> Result<Vec<(i64, &'t PreparedTask)>> {
-    use tasker_tasks::dsl as t;
     let rows: Vec<NewTaskRow<'_>> = chunk.iter().map(|task| NewTaskRow::of(task)).collect();
-    // RETURNING's row order is not the VALUES order in SQL; the identity hash (unique, and
-    // unique within the chunk) says which task each id belongs to.
+    // RETURNING's row order is not the rows' order in SQL; the identity hash (unique, and
+    // unique within the batch) says which task each id belongs to.
     let inserted: Vec<(i64, String)> = match c {
         #[cfg(feature = "postgres")]
         Conn::Postgres(pg) => postgres::insert_tasks(pg, &rows)?,
-        Conn::Sqlite(_) => c.load(
-            diesel::insert_into(t::tasker_tasks)
-                .values(&rows)
-                .on_conflict_do_nothing()
-                .returning((t::task_id, t::identity_hash)),
-        )?,
+        Conn::Sqlite(c) => sqlite::insert_tasks(c, &rows)?,
     };
     let inserted: HashMap<String, i64> = inserted.into_iter().map(|(id, h)| (h, id)).collect();
     let mut created = Vec::with_capacity(inserted.len());
@@ -415,62 +353,19 @@ fn insert_steps(c: &mut Conn<'_>, created: &[(i64, &PreparedTask)]) -> Result<Ve
 /// Inserts step rows, the `ready` ones with `ready_at` from the database clock; returns each
 /// one's id, task and name.
 fn insert_step_rows(c: &mut Conn<'_>, rows: &[NewStepRow<'_>]) -> Result<Vec<(i64, i64, String)>> {
-    use tasker_workflow_steps::dsl as s;
-    #[cfg(feature = "postgres")]
-    let now = c.now_sql();
-    match c {
+    Ok(match c {
         #[cfg(feature = "postgres")]
-        Conn::Postgres(pg) => Ok(postgres::insert_steps(pg, rows, now)?),
-        Conn::Sqlite(_) => {
-            let returned: Vec<(i64, i64, String)> = c.load(
-                diesel::insert_into(s::tasker_workflow_steps)
-                    .values(rows)
-                    .returning((s::workflow_step_id, s::task_id, s::name)),
-            )?;
-            // A multi-row insert binds values, not the clock: the runnable steps get it next.
-            mark_ready(c, rows, &returned)?;
-            Ok(returned)
-        }
-    }
+        Conn::Postgres(pg) => postgres::insert_steps(pg, rows, super::conn::PG_NOW)?,
+        Conn::Sqlite(c) => sqlite::insert_steps(c, rows)?,
+    })
 }
 
-/// Sets `ready_at` from the database clock on the inserted steps (`returned`: id, task, name)
-/// whose rows are `ready`.
-fn mark_ready(
-    c: &mut Conn<'_>,
-    rows: &[NewStepRow<'_>],
-    returned: &[(i64, i64, String)],
-) -> Result<()> {
-    use tasker_workflow_steps::dsl as s;
-    let ready: HashSet<(i64, &str)> = rows
-        .iter()
-        .filter(|row| row.ready)
-        .map(|row| (row.task_id, row.name))
-        .collect();
-    let roots: Vec<i64> = returned
-        .iter()
-        .filter(|(_, task_id, name)| ready.contains(&(*task_id, name.as_str())))
-        .map(|(id, _, _)| *id)
-        .collect();
-    if !roots.is_empty() {
-        let now = c.now_plus(0.0);
-        c.execute(
-            diesel::update(s::tasker_workflow_steps)
-                .filter(s::workflow_step_id.eq_any(&roots))
-                .set(s::ready_at.eq(now)),
-        )?;
-    }
-    Ok(())
-}
-
-/// Inserts the dependency edges of every created task (on SQLite, as many statements as the bind
-/// limit asks for: a template may have many more edges than steps).
+/// Inserts the dependency edges of every created task.
 fn insert_edges(
     c: &mut Conn<'_>,
     created: &[(i64, &PreparedTask)],
     step_ids: &[Vec<i64>],
 ) -> Result<()> {
-    use tasker_workflow_step_edges::dsl as e;
     let edges: Vec<(i64, i64)> = created
         .iter()
         .zip(step_ids)
@@ -484,15 +379,8 @@ fn insert_edges(
         Conn::Postgres(pg) => {
             postgres::insert_edges(pg, &edges)?;
         }
-        Conn::Sqlite(_) => {
-            let per_statement = max_binds(c).map_or(edges.len(), |b| b / EDGE_ROW_BINDS);
-            for chunk in edges.chunks(per_statement) {
-                let rows: Vec<_> = chunk
-                    .iter()
-                    .map(|&(from, to)| (e::from_step_id.eq(from), e::to_step_id.eq(to)))
-                    .collect();
-                c.execute(diesel::insert_into(e::tasker_workflow_step_edges).values(&rows))?;
-            }
+        Conn::Sqlite(c) => {
+            sqlite::insert_edges(c, &edges)?;
         }
     }
     Ok(())
@@ -557,62 +445,5 @@ impl EventsByTask {
             }
         }
         ordered
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The bind counts the chunking relies on are the rows' column counts.
-    #[test]
-    fn bind_counts_match_the_rows() {
-        use diesel::sqlite::Sqlite;
-        let task = PreparedTask {
-            named_task_id: 1,
-            concurrent: true,
-            requested_at: chrono::NaiveDateTime::default(),
-            initiator: String::new(),
-            source_system: String::new(),
-            reason: String::new(),
-            bypass_steps: String::new(),
-            tags: String::new(),
-            context: String::new(),
-            identity_hash: String::new(),
-            idempotency_key: None,
-            priority: 0,
-            correlation_id: String::new(),
-            steps: Vec::new(),
-            edges: Vec::new(),
-        };
-        let binds = |sql: String| sql.matches('?').count();
-        let task_row = diesel::insert_into(tasker_tasks::table).values(NewTaskRow::of(&task));
-        assert_eq!(
-            binds(diesel::debug_query::<Sqlite, _>(&task_row).to_string()),
-            TASK_ROW_BINDS
-        );
-        let step_row = diesel::insert_into(tasker_workflow_steps::table).values(NewStepRow {
-            task_id: 1,
-            named_step_id: 1,
-            name: "",
-            state: "",
-            retryable: true,
-            retry_limit: 1,
-            skippable: false,
-            remaining_parents: 0,
-            priority: 0,
-            ready: true,
-        });
-        assert_eq!(
-            binds(diesel::debug_query::<Sqlite, _>(&step_row).to_string()),
-            STEP_ROW_BINDS
-        );
-        use tasker_workflow_step_edges::dsl as e;
-        let edge_row = diesel::insert_into(e::tasker_workflow_step_edges)
-            .values((e::from_step_id.eq(1_i64), e::to_step_id.eq(2_i64)));
-        assert_eq!(
-            binds(diesel::debug_query::<Sqlite, _>(&edge_row).to_string()),
-            EDGE_ROW_BINDS
-        );
     }
 }

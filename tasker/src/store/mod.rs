@@ -10,6 +10,7 @@ mod claim;
 mod complete;
 mod conn;
 mod create;
+mod lane;
 #[cfg(feature = "postgres")]
 mod listener;
 mod operate;
@@ -114,9 +115,15 @@ impl Store {
         &self.url
     }
 
-    /// Runs `f` on a pooled connection.
+    /// Runs the read `f` on a pooled connection.
     fn with<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
         self.pool.with_conn(f)
+    }
+
+    /// Runs the write `f`; on SQLite it may share its transaction with writes made at the same
+    /// time, and returns once that transaction committed (group commit, `lane.rs`).
+    fn write<T>(&self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
+        self.pool.write_conn(f)
     }
 
     /// Applies the embedded migrations that have not run yet; returns how many ran. Safe to call
@@ -203,7 +210,7 @@ impl Store {
         &self,
         templates: &[&crate::template::TaskTemplate],
     ) -> Result<Vec<TemplateIds>> {
-        self.with(|c| templates::sync_templates(c, templates))
+        self.write(|c| templates::sync_templates(c, templates))
     }
 
     /// The configuration (template JSON) of every stored named task, by named task id.
@@ -213,7 +220,7 @@ impl Store {
 
     /// Records the custom events this program declares (name, description).
     pub(crate) fn sync_custom_events(&self, events: &[(String, String)]) -> Result<()> {
-        self.with(|c| templates::sync_custom_events(c, events))
+        self.write(|c| templates::sync_custom_events(c, events))
     }
 
     /// Every custom event any worker declared, by name.
@@ -223,7 +230,7 @@ impl Store {
 
     /// Inserts a prepared task with its steps, edges and first transitions.
     pub(crate) fn create_task(&self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)> {
-        self.with(|c| create::create_task(c, task))
+        self.write(|c| create::create_task(c, task))
     }
 
     /// Inserts prepared tasks in one transaction; one result per task, in order (see
@@ -232,7 +239,7 @@ impl Store {
         &self,
         tasks: &[PreparedTask],
     ) -> Result<(Vec<Result<NewTask>>, Vec<EventRecord>)> {
-        self.with(|c| create::create_tasks(c, tasks))
+        self.write(|c| create::create_tasks(c, tasks))
     }
 
     /// Claims up to `limit` ready steps of `named_task_ids` for `owner` with a lease of `lease`.
@@ -243,7 +250,7 @@ impl Store {
         lease: Duration,
         named_task_ids: &[i64],
     ) -> Result<(Vec<ClaimedStep>, Vec<EventRecord>)> {
-        self.with(|c| claim::claim(c, owner, limit, lease, named_task_ids))
+        self.write(|c| claim::claim(c, owner, limit, lease, named_task_ids))
     }
 
     /// Records attempt outcomes, fenced on (`owner`, `attempt`); see `complete::complete`.
@@ -252,7 +259,7 @@ impl Store {
         outcomes: &[Outcome],
         takes_locally: usize,
     ) -> Result<(Vec<CompletionOutcome>, Vec<EventRecord>)> {
-        self.with(|c| complete::complete(c, outcomes, takes_locally))
+        self.write(|c| complete::complete(c, outcomes, takes_locally))
     }
 
     /// Extends `owner`'s leases on `step_ids`; returns the steps it still held.
@@ -262,7 +269,7 @@ impl Store {
         step_ids: &[i64],
         lease: Duration,
     ) -> Result<HashSet<i64>> {
-        self.with(|c| operate::heartbeat(c, owner, step_ids, lease))
+        self.write(|c| operate::heartbeat(c, owner, step_ids, lease))
     }
 
     /// Up to `limit` steps whose lease expired.
@@ -272,22 +279,22 @@ impl Store {
 
     /// Gives back steps `owner` claimed but will not run.
     pub(crate) fn release(&self, owner: &str, step_ids: &[i64]) -> Result<Vec<EventRecord>> {
-        self.with(|c| operate::release(c, owner, step_ids))
+        self.write(|c| operate::release(c, owner, step_ids))
     }
 
     /// Cancels a task and its unfinished steps.
     pub(crate) fn cancel_task(&self, task_id: i64) -> Result<Vec<EventRecord>> {
-        self.with(|c| operate::cancel_task(c, task_id))
+        self.write(|c| operate::cancel_task(c, task_id))
     }
 
     /// Cancels one step of a task for good.
     pub(crate) fn cancel_step(&self, task_id: i64, step_id: i64) -> Result<Vec<EventRecord>> {
-        self.with(|c| operate::cancel_step(c, task_id, step_id))
+        self.write(|c| operate::cancel_step(c, task_id, step_id))
     }
 
     /// Sends a task in `error` back to `pending` with fresh retry budgets.
     pub(crate) fn retry_task(&self, task_id: i64) -> Result<Vec<EventRecord>> {
-        self.with(|c| operate::retry_task(c, task_id))
+        self.write(|c| operate::retry_task(c, task_id))
     }
 
     /// Resolves a pending or failed step by hand, with an optional result (JSON text).
@@ -296,7 +303,7 @@ impl Store {
         step_id: i64,
         results: Option<&str>,
     ) -> Result<Vec<EventRecord>> {
-        self.with(|c| operate::resolve_step(c, step_id, results))
+        self.write(|c| operate::resolve_step(c, step_id, results))
     }
 
     /// Changes a task's reason and/or tags (JSON text); `false` when there is no such task.
@@ -306,12 +313,12 @@ impl Store {
         reason: Option<&str>,
         tags: Option<&str>,
     ) -> Result<bool> {
-        self.with(|c| operate::update_task(c, task_id, reason, tags))
+        self.write(|c| operate::update_task(c, task_id, reason, tags))
     }
 
     /// Sets a step's retry limit; `false` when the task has no such step.
     pub(crate) fn set_retry_limit(&self, task_id: i64, step_id: i64, limit: i32) -> Result<bool> {
-        self.with(|c| operate::set_retry_limit(c, task_id, step_id, limit))
+        self.write(|c| operate::set_retry_limit(c, task_id, step_id, limit))
     }
 
     /// One task.

@@ -1,5 +1,5 @@
 //! The connection pool: per-session settings, health checks without a round trip per checkout,
-//! and the per-file gate that serialises this process's SQLite writers.
+//! and the per-file lane through which this process's SQLite writes go (`lane.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use diesel::r2d2::{
 };
 use diesel::sqlite::SqliteConnection;
 
+use super::lane::Lane;
 use crate::error::{Error, Result};
 
 #[derive(Debug)]
@@ -121,29 +122,20 @@ pub struct ConnectOptions {
     pub statement_timeout: Duration,
 }
 
-/// Serialises this process's access to one SQLite file. SQLite has one writer at a time; without
-/// the gate, contending connections meet `SQLITE_BUSY` and SQLite's busy handler sleeps for
-/// milliseconds, which throttles a busy engine to a fraction of what the file can commit. Other
-/// processes on the same file still wait through `busy_timeout`.
-pub(crate) type Gate = Arc<std::sync::Mutex<()>>;
-
-/// The gate of each SQLite file this process has open, by canonical path.
-pub(super) fn sqlite_gate(path: &str) -> Gate {
-    static GATES: std::sync::OnceLock<std::sync::Mutex<HashMap<std::path::PathBuf, Gate>>> =
+/// The write lane of each SQLite file this process has open, by canonical path: every pool on
+/// a file shares it, so this process's writes to the file never contend with each other for
+/// SQLite's one write lock (contending connections meet `SQLITE_BUSY`, and SQLite's busy
+/// handler sleeps for milliseconds). Other processes on the same file wait in `busy_timeout`.
+fn sqlite_lane(path: &str) -> Arc<Lane> {
+    static LANES: std::sync::OnceLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<Lane>>>> =
         std::sync::OnceLock::new();
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
-    let mut gates = GATES
+    let mut lanes = LANES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    gates.retain(|_, gate| Arc::strong_count(gate) > 1);
-    Arc::clone(gates.entry(key).or_default())
-}
-
-/// Holds a gate; poisoning is ignored because the gate guards no data of its own.
-pub(crate) fn hold(gate: &Gate) -> std::sync::MutexGuard<'_, ()> {
-    gate.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lanes.retain(|_, lane| Arc::strong_count(lane) > 1);
+    Arc::clone(lanes.entry(key).or_default())
 }
 
 /// A pooled connection, with what the pool knows of its health.
@@ -156,6 +148,11 @@ pub(crate) struct Pooled<C> {
 }
 
 impl<C> Pooled<C> {
+    /// Makes the pool drop this connection when it comes back.
+    pub(crate) fn mark_failed(&mut self) {
+        self.failed = true;
+    }
+
     /// Records how an operation on this connection ended.
     pub(crate) fn settle<T>(&mut self, result: &Result<T>) {
         match result {
@@ -204,7 +201,7 @@ impl<C: R2D2Connection + Send + 'static> ManageConnection for Manager<C> {
 }
 
 pub(crate) enum Pool {
-    Sqlite(R2d2Pool<Manager<SqliteConnection>>, Gate),
+    Sqlite(R2d2Pool<Manager<SqliteConnection>>, Arc<Lane>),
     #[cfg(feature = "postgres")]
     Postgres(R2d2Pool<Manager<diesel::pg::PgConnection>>),
 }
@@ -266,18 +263,17 @@ impl Pool {
             }))
             .build(manager)?;
         // After the pool opened (and so created) the file, so the path canonicalises.
-        Ok(Pool::Sqlite(pool, sqlite_gate(path)))
+        Ok(Pool::Sqlite(pool, sqlite_lane(path)))
     }
 
-    /// Runs `f` on a pooled connection (holding the file's gate on SQLite), and records whether
-    /// the connection is still good.
+    /// Runs `f` on a pooled connection, and records whether the connection is still good.
+    /// For reads: on SQLite they run beside the writer (WAL), outside its lane.
     pub(super) fn with_conn<T>(
         &self,
         f: impl FnOnce(&mut super::Conn<'_>) -> Result<T>,
     ) -> Result<T> {
         match self {
-            Pool::Sqlite(pool, gate) => {
-                let _gate = hold(gate);
+            Pool::Sqlite(pool, _) => {
                 let mut pooled = pool.get()?;
                 let result = f(&mut super::Conn::Sqlite(&mut pooled.conn));
                 pooled.settle(&result);
@@ -290,6 +286,19 @@ impl Pool {
                 pooled.settle(&result);
                 result
             }
+        }
+    }
+
+    /// Runs the write `f`: on SQLite in the file's lane, where it may share its transaction
+    /// with writes made at the same time (see `lane.rs`); on PostgreSQL like [`Pool::with_conn`].
+    pub(super) fn write_conn<T>(
+        &self,
+        f: impl FnOnce(&mut super::Conn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match self {
+            Pool::Sqlite(pool, lane) => lane.write(pool, f),
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => self.with_conn(f),
         }
     }
 }
