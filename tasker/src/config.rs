@@ -42,14 +42,14 @@ pub struct TaskerConfig {
     /// Steps one worker runs at the same time. Default: 8.
     #[serde(deserialize_with = "at_least_one")]
     pub concurrency: usize,
-    /// Most steps claimed in one statement. Default: 32.
+    /// Most steps claimed in one statement. Default: 64.
     #[serde(deserialize_with = "at_least_one")]
     pub claim_batch: usize,
     /// Most steps a worker claims ahead of its free slots, so a slot that frees starts the next
     /// step without waiting for a claim, and claims come in batches. They wait in the worker
     /// under their lease, which the heartbeat keeps alive. The worker holds fewer as its steps
     /// run longer: only as many as its slots start within about 50 ms at the recent step
-    /// duration, none once steps take longer than that. Default: 32.
+    /// duration, none once steps take longer than that. Default: 64.
     pub prefetch: usize,
     /// How long a claimed step is owned before another worker may recover it. Default: 30 s.
     #[serde(
@@ -116,8 +116,8 @@ impl Default for TaskerConfig {
             statement_timeout: Duration::from_secs(30),
             migrate_on_start: true,
             concurrency: 8,
-            claim_batch: 32,
-            prefetch: 32,
+            claim_batch: 64,
+            prefetch: 64,
             lease,
             heartbeat: lease / HEARTBEATS_PER_LEASE,
             sweep_interval: Duration::from_secs(5),
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(config.lease, Duration::from_secs(12));
         assert_eq!(config.heartbeat, Duration::from_secs(4));
         assert_eq!(config.backoff.max, Duration::from_secs(60));
-        assert_eq!(config.claim_batch, 32);
+        assert_eq!(config.claim_batch, 64);
 
         let error = TaskerConfig::from_yaml("concurency: 4\n", "t.yaml").expect_err("typo");
         assert!(
