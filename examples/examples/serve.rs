@@ -11,7 +11,8 @@
 //!
 //! `TASKER_BIND` changes the address (default `127.0.0.1:3000`); beyond loopback the server
 //! requires `TASKER_API_KEY` (a secret callers send as `X-API-Key`). `TASKER_DATABASE_URL`
-//! chooses the database (default `tasker.db`).
+//! chooses the database (default `tasker.db`). The log (a failed request's cause among it)
+//! goes to stderr; `RUST_LOG` filters it (default `info`).
 #![allow(clippy::print_stdout, reason = "an example reports what happened")]
 
 use tasker::prelude::*;
@@ -20,6 +21,13 @@ use tasker_examples::order_process::OrderProcess;
 
 #[tasker::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let metrics = tasker::metrics::install_prometheus()?;
     // Naming the workflow links the example library into this binary (a binary that uses
     // nothing from a library does not link it, so its registrations would be missing).

@@ -206,9 +206,10 @@ pub enum Error {
         /// The step.
         step: String,
     },
-    /// A field of the request is out of bounds (`initiator`, `source_system`, `reason`,
-    /// `correlation_id`, `idempotency_key`).
-    #[error("invalid task request: `{field}` {problem}")]
+    /// A field of a request is out of bounds, or holds what no column can store: a label
+    /// (`initiator`, `source_system`, `reason`), `correlation_id`, `idempotency_key`,
+    /// `requested_at`, or a listing's `namespace`, `name` or `version` filter.
+    #[error("invalid request: `{field}` {problem}")]
     InvalidField {
         /// The request field, as [`TaskRequest`](crate::TaskRequest) names it.
         field: &'static str,
@@ -221,8 +222,9 @@ pub enum Error {
         "invalid task request: task identity conflict (its identity hash or idempotency key is taken by a task that cannot be read)"
     )]
     IdentityConflict,
-    /// A result handed to [`Tasker::complete_steps`](crate::Tasker::complete_steps) is not JSON,
-    /// or is over `max_result_bytes`; nothing of the batch was recorded.
+    /// A result handed to [`Tasker::complete_steps`](crate::Tasker::complete_steps) or
+    /// [`Tasker::resolve_step`](crate::Tasker::resolve_step) is not JSON, or is over
+    /// `max_result_bytes`; nothing was recorded.
     #[error("result of workflow step {step_id} is refused: {problem}")]
     InvalidResult {
         /// The step.

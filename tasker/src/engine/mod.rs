@@ -14,9 +14,8 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
-#[cfg(feature = "server")]
-pub(crate) use request::MAX_LABEL_CHARS;
 pub use request::{IdentityStrategy, TaskRequest};
+use request::{check_label, check_storable};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
@@ -826,8 +825,18 @@ impl Tasker {
         Ok(created)
     }
 
-    /// Tasks matching `filter`, newest first.
+    /// Tasks matching `filter`, newest first. A filter with a NUL character is refused with
+    /// [`Error::InvalidField`] (no stored name can hold one).
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
+        for (field, value) in [
+            ("namespace", &filter.namespace),
+            ("name", &filter.name),
+            ("version", &filter.version),
+        ] {
+            if let Some(value) = value {
+                check_storable(field, value)?;
+            }
+        }
         self.inner
             .store
             .run(move |store| store.tasks(&filter))
@@ -879,6 +888,9 @@ impl Tasker {
         reason: Option<String>,
         tags: Option<Vec<String>>,
     ) -> Result<TaskRow> {
+        if let Some(reason) = &reason {
+            check_label("reason", reason)?;
+        }
         let tags = tags.map(|t| serde_json::to_string(&t)).transpose()?;
         let found = self
             .inner
@@ -963,14 +975,66 @@ impl Tasker {
 
     /// Marks a pending or failed step as resolved by an operator, with an optional result its
     /// children will see; its children may then run and the task may complete. Returns `false`
-    /// (and changes nothing) when the step is already resolved.
+    /// (and changes nothing) when the step is already resolved. A result over
+    /// `max_result_bytes` is refused with [`Error::InvalidResult`], as a handler's would be.
     pub async fn resolve_step(&self, step_id: i64, results: Option<Value>) -> Result<bool> {
-        let results = results.map(|r| r.to_string());
+        let results = self.checked_result(step_id, results)?;
         let changed = self
             .commit(move |store| store.resolve_step(step_id, results.as_deref()).map(changed))
             .await?;
         self.inner.wake.notify_one();
         Ok(changed)
+    }
+
+    /// Changes a step of `task_id` in one transaction: its retry limit, and/or resolves it by
+    /// hand with an optional result. Nothing changes when any part is refused.
+    #[cfg(feature = "server")]
+    pub(crate) async fn update_step(
+        &self,
+        task_id: i64,
+        step_id: i64,
+        retry_limit: Option<u32>,
+        resolve: Option<Option<Value>>,
+    ) -> Result<()> {
+        let limit = retry_limit.map(|limit| {
+            i32::try_from(limit.clamp(1, crate::template::MAX_RETRY_LIMIT)).unwrap_or(i32::MAX)
+        });
+        let resolve = resolve
+            .map(|results| self.checked_result(step_id, results))
+            .transpose()?;
+        self.commit(move |store| {
+            store
+                .update_step(
+                    task_id,
+                    step_id,
+                    limit,
+                    resolve.as_ref().map(Option::as_deref),
+                )
+                .map(|events| ((), events))
+        })
+        .await?;
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// A hand-given step result as stored JSON text, refused over `max_result_bytes` as a
+    /// handler's would be.
+    fn checked_result(&self, step_id: i64, results: Option<Value>) -> Result<Option<String>> {
+        let Some(results) = results else {
+            return Ok(None);
+        };
+        let text = results.to_string();
+        let limit = self.inner.config.max_result_bytes;
+        if text.len() > limit {
+            return Err(Error::InvalidResult {
+                step_id,
+                problem: format!(
+                    "it is {} bytes, over the limit of {limit} (`max_result_bytes`)",
+                    text.len()
+                ),
+            });
+        }
+        Ok(Some(text))
     }
 
     /// Waits until the task is `complete`, `error`, `cancelled` or `resolved_manually`, and

@@ -181,12 +181,18 @@ impl TaskRequest {
             ("source_system", &self.source_system),
             ("reason", &self.reason),
         ] {
-            if value.chars().count() > MAX_LABEL_CHARS {
-                return Err(Error::InvalidField {
-                    field,
-                    problem: format!("is longer than {MAX_LABEL_CHARS} characters"),
-                });
+            check_label(field, value)?;
+        }
+        for (field, value) in [
+            ("correlation_id", &self.correlation_id),
+            ("idempotency_key", &self.idempotency_key),
+        ] {
+            if let Some(value) = value {
+                check_storable(field, value)?;
             }
+        }
+        if let Some(at) = self.requested_at {
+            check_time("requested_at", at)?;
         }
         for (field, value, max) in [
             (
@@ -212,6 +218,43 @@ impl TaskRequest {
         }
         Ok(())
     }
+}
+
+/// A label (`initiator`, `source_system`, `reason`): at most [`MAX_LABEL_CHARS`] characters,
+/// and storable.
+pub(crate) fn check_label(field: &'static str, value: &str) -> crate::Result<()> {
+    if value.chars().count() > MAX_LABEL_CHARS {
+        return Err(Error::InvalidField {
+            field,
+            problem: format!("is longer than {MAX_LABEL_CHARS} characters"),
+        });
+    }
+    check_storable(field, value)
+}
+
+/// Refuses text a database column cannot hold: PostgreSQL's text types refuse the NUL
+/// character (SQLite would store it, so both refuse it alike).
+pub(crate) fn check_storable(field: &'static str, value: &str) -> crate::Result<()> {
+    if value.contains('\0') {
+        return Err(Error::InvalidField {
+            field,
+            problem: "contains the NUL character (U+0000), which cannot be stored".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a time outside years 1 to 9999, which every backend stores and orders alike
+/// (PostgreSQL's `timestamp` ends at 4713 BC, SQLite's text form sorts only four-digit years).
+fn check_time(field: &'static str, at: chrono::DateTime<chrono::Utc>) -> crate::Result<()> {
+    use chrono::Datelike;
+    if !(1..=9999).contains(&at.year()) {
+        return Err(Error::InvalidField {
+            field,
+            problem: format!("{at} is outside the years 1 to 9999"),
+        });
+    }
+    Ok(())
 }
 
 /// How a task's `identity_hash` is made, which decides what counts as a duplicate request.

@@ -86,6 +86,8 @@ impl JwtConfig {
     pub fn hs256(secret: &[u8]) -> Self {
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
+        // A token that is not valid yet is refused too (jsonwebtoken leaves `nbf` unchecked).
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Self {
             key: jsonwebtoken::DecodingKey::from_secret(secret),

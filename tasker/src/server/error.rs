@@ -77,7 +77,10 @@ impl From<Error> for ApiError {
                 status(StatusCode::BAD_REQUEST, "invalid_request").at("/bypass_steps")
             }
             Error::InvalidField { field, .. } => {
-                status(StatusCode::BAD_REQUEST, "invalid_request").at(format!("/{field}"))
+                status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").at(format!("/{field}"))
+            }
+            Error::InvalidResult { .. } => {
+                status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_result").at("/results")
             }
             Error::IdentityConflict => status(StatusCode::BAD_REQUEST, "invalid_request"),
             Error::DuplicateRequest(_) => status(StatusCode::CONFLICT, "duplicate_request"),
@@ -144,12 +147,12 @@ mod tests {
             field: "initiator",
             problem: "is longer than 128 characters".to_owned(),
         });
-        assert_eq!(field.status, StatusCode::BAD_REQUEST);
-        assert_eq!(field.code, "invalid_request");
+        assert_eq!(field.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.code, "invalid_field");
         assert_eq!(field.path.as_deref(), Some("/initiator"));
         assert_eq!(
             field.message,
-            "invalid task request: `initiator` is longer than 128 characters"
+            "invalid request: `initiator` is longer than 128 characters"
         );
         let bypass = ApiError::from(Error::StepNotSkippable {
             template: "shop/order@1.0.0".to_owned(),

@@ -2,9 +2,10 @@
 //!
 //! [`router`] builds an axum [`Router`] over an engine; [`serve`] binds and runs it, refusing a
 //! non-loopback address without authentication unless [`ServerConfig::allow_insecure`] says
-//! so. Every error is JSON `{code, message, path}`; bodies over the limit get 413. The routes
-//! and the permission each needs are in [`ROUTES`], which also generates the OpenAPI document
-//! served at `/openapi.json`.
+//! so. Every error is JSON `{code, message, path}`; bodies over the limit get 413. Every route
+//! is one entry of one table ([`routes`] lists them), from which the router, each route's
+//! permission check and the OpenAPI document served at `/openapi.json` are all built, so a
+//! route cannot be served without its permission and its documentation.
 
 mod auth;
 mod error;
@@ -14,10 +15,12 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -69,116 +72,202 @@ pub struct Route {
     pub summary: &'static str,
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    permission: Option<&'static str>,
-    summary: &'static str,
-) -> Route {
-    Route {
-        method,
-        path,
-        permission,
-        summary,
+/// The methods the API serves.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Patch => "PATCH",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
     }
 }
 
-/// Every route of the API.
-pub const ROUTES: &[Route] = &[
-    route("GET", "/health/live", None, "The process is up."),
-    route(
-        "GET",
-        "/health/ready",
-        None,
-        "The database answers (503 when it does not).",
-    ),
-    route(
-        "GET",
-        "/health/status",
-        Some("tasker.health_status:index"),
-        "Tasks by state.",
-    ),
-    route(
-        "GET",
-        "/metrics",
-        Some("tasker.metrics:index"),
-        "Prometheus metrics.",
-    ),
-    route("GET", "/openapi.json", None, "This API's OpenAPI document."),
-    route(
-        "GET",
-        "/tasks",
-        Some("tasker.task:index"),
-        "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
-    ),
-    route(
-        "POST",
-        "/tasks",
-        Some("tasker.task:create"),
-        "Create a task from a task request; 201 with the task. An array of up to 1000 requests creates them in one transaction; 200 with one result per request, `{status, task}` or `{status, error}`.",
-    ),
-    route("GET", "/tasks/{id}", Some("tasker.task:show"), "A task."),
-    route(
-        "PATCH",
-        "/tasks/{id}",
-        Some("tasker.task:update"),
-        "Change a task's reason and tags.",
-    ),
-    route(
-        "DELETE",
-        "/tasks/{id}",
-        Some("tasker.task:cancel"),
-        "Cancel a task and its unfinished steps.",
-    ),
-    route(
-        "POST",
-        "/tasks/{id}/retry",
-        Some("tasker.task:retry"),
-        "Send a task in error back to pending.",
-    ),
-    route(
-        "GET",
-        "/tasks/{id}/diagram",
-        Some("tasker.task:show"),
-        "A Mermaid flowchart of the task, coloured by step state.",
-    ),
-    route(
-        "GET",
-        "/tasks/{id}/workflow_steps",
-        Some("tasker.workflow_step:index"),
-        "A task's steps.",
-    ),
-    route(
-        "GET",
-        "/tasks/{id}/workflow_steps/{step_id}",
-        Some("tasker.workflow_step:show"),
-        "A step.",
-    ),
-    route(
-        "PATCH",
-        "/tasks/{id}/workflow_steps/{step_id}",
-        Some("tasker.workflow_step:update"),
-        "Set a step's retry_limit, or resolve it by hand (`resolve: true`, optional `results`).",
-    ),
-    route(
-        "GET",
-        "/handlers",
-        Some("tasker.handler:index"),
-        "Every registered template.",
-    ),
-    route(
-        "GET",
-        "/handlers/{namespace}",
-        Some("tasker.handler:index"),
-        "The templates of a namespace.",
-    ),
-    route(
-        "GET",
-        "/handlers/{namespace}/{name}",
-        Some("tasker.handler:show"),
-        "A template (`?version=`; default the highest) with its dependency graph.",
-    ),
-];
+/// A route with the handler that serves it.
+struct Endpoint {
+    route: Route,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+/// A table entry: the handler is attached for exactly the method the route names.
+fn endpoint<H, T>(
+    verb: Verb,
+    path: &'static str,
+    permission: Option<&'static str>,
+    summary: &'static str,
+    handler: H,
+) -> Endpoint
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    Endpoint {
+        route: Route {
+            method: verb.as_str(),
+            path,
+            permission,
+            summary,
+        },
+        handler: on(verb.filter(), handler),
+    }
+}
+
+/// The one route table.
+fn table() -> Vec<Endpoint> {
+    use Verb::{Delete, Get, Patch, Post};
+    vec![
+        endpoint(Get, "/health/live", None, "The process is up.", health_live),
+        endpoint(
+            Get,
+            "/health/ready",
+            None,
+            "The database answers (503 when it does not).",
+            health_ready,
+        ),
+        endpoint(
+            Get,
+            "/health/status",
+            Some("tasker.health_status:index"),
+            "Tasks by state.",
+            health_status,
+        ),
+        endpoint(
+            Get,
+            "/metrics",
+            Some("tasker.metrics:index"),
+            "Prometheus metrics.",
+            metrics,
+        ),
+        endpoint(
+            Get,
+            "/openapi.json",
+            None,
+            "This API's OpenAPI document.",
+            openapi,
+        ),
+        endpoint(
+            Get,
+            "/tasks",
+            Some("tasker.task:index"),
+            "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
+            list_tasks,
+        ),
+        endpoint(
+            Post,
+            "/tasks",
+            Some("tasker.task:create"),
+            "Create a task from a task request; 201 with the task. An array of up to 1000 requests creates them in one transaction; 200 with one result per request, `{status, task}` or `{status, error}`.",
+            create_task,
+        ),
+        endpoint(
+            Get,
+            "/tasks/{id}",
+            Some("tasker.task:show"),
+            "A task.",
+            show_task,
+        ),
+        endpoint(
+            Patch,
+            "/tasks/{id}",
+            Some("tasker.task:update"),
+            "Change a task's reason and tags.",
+            update_task,
+        ),
+        endpoint(
+            Delete,
+            "/tasks/{id}",
+            Some("tasker.task:cancel"),
+            "Cancel a task and its unfinished steps.",
+            cancel_task,
+        ),
+        endpoint(
+            Post,
+            "/tasks/{id}/retry",
+            Some("tasker.task:retry"),
+            "Send a task in error back to pending.",
+            retry_task,
+        ),
+        endpoint(
+            Get,
+            "/tasks/{id}/diagram",
+            Some("tasker.task:show"),
+            "A Mermaid flowchart of the task, coloured by step state.",
+            task_diagram,
+        ),
+        endpoint(
+            Get,
+            "/tasks/{id}/workflow_steps",
+            Some("tasker.workflow_step:index"),
+            "A task's steps.",
+            list_steps,
+        ),
+        endpoint(
+            Get,
+            "/tasks/{id}/workflow_steps/{step_id}",
+            Some("tasker.workflow_step:show"),
+            "A step.",
+            show_step,
+        ),
+        endpoint(
+            Patch,
+            "/tasks/{id}/workflow_steps/{step_id}",
+            Some("tasker.workflow_step:update"),
+            "Set a step's retry_limit, or resolve it by hand (`resolve: true`, optional `results`).",
+            update_step,
+        ),
+        endpoint(
+            Delete,
+            "/tasks/{id}/workflow_steps/{step_id}",
+            Some("tasker.workflow_step:cancel"),
+            "Cancel a step for good.",
+            cancel_step,
+        ),
+        endpoint(
+            Get,
+            "/handlers",
+            Some("tasker.handler:index"),
+            "Every registered template.",
+            list_handlers,
+        ),
+        endpoint(
+            Get,
+            "/handlers/{namespace}",
+            Some("tasker.handler:index"),
+            "The templates of a namespace.",
+            namespace_handlers,
+        ),
+        endpoint(
+            Get,
+            "/handlers/{namespace}/{name}",
+            Some("tasker.handler:show"),
+            "A template (`?version=`; default the highest) with its dependency graph.",
+            show_handler,
+        ),
+    ]
+}
+
+/// Every route of the API, in the order of its table.
+pub fn routes() -> Vec<Route> {
+    table().into_iter().map(|e| e.route).collect()
+}
 
 struct AppState {
     tasker: Tasker,
@@ -192,27 +281,22 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
     let prefix = config.prefix.trim_end_matches('/').to_owned();
     let body_limit = config.body_limit;
     let state = Arc::new(AppState { tasker, config });
-    let api = Router::new()
-        .route("/health/live", get(health_live))
-        .route("/health/ready", get(health_ready))
-        .route("/health/status", get(health_status))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/tasks", get(list_tasks).post(create_task))
-        .route(
-            "/tasks/{id}",
-            get(show_task).patch(update_task).delete(cancel_task),
-        )
-        .route("/tasks/{id}/retry", post(retry_task))
-        .route("/tasks/{id}/diagram", get(task_diagram))
-        .route("/tasks/{id}/workflow_steps", get(list_steps))
-        .route(
-            "/tasks/{id}/workflow_steps/{step_id}",
-            get(show_step).patch(update_step).delete(cancel_step),
-        )
-        .route("/handlers", get(list_handlers))
-        .route("/handlers/{namespace}", get(namespace_handlers))
-        .route("/handlers/{namespace}/{name}", get(show_handler))
+    let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
+    for Endpoint { route, handler } in table() {
+        let handler = match route.permission {
+            Some(permission) => guarded(handler, &state, permission),
+            None => handler,
+        };
+        match paths.iter_mut().find(|(path, _)| *path == route.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
+            None => paths.push((route.path, handler)),
+        }
+    }
+    let api = paths
+        .into_iter()
+        .fold(Router::new(), |api, (path, methods)| {
+            api.route(path, methods)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -222,6 +306,32 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
     } else {
         Router::new().nest(&prefix, api).fallback(not_found)
     }
+}
+
+/// `handler` behind the check that its caller holds `permission`. It runs before the handler's
+/// extractors, so a caller without credentials gets 401 whatever else is wrong with the request.
+fn guarded(
+    handler: MethodRouter<Arc<AppState>>,
+    state: &Arc<AppState>,
+    permission: &'static str,
+) -> MethodRouter<Arc<AppState>> {
+    let state = Arc::clone(state);
+    handler.route_layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let state = Arc::clone(&state);
+            async move {
+                let allowed = state
+                    .config
+                    .auth
+                    .authenticate(request.headers())
+                    .and_then(|caller| caller.require(permission));
+                match allowed {
+                    Ok(()) => next.run(request).await,
+                    Err(refused) => refused.into_response(),
+                }
+            }
+        },
+    ))
 }
 
 /// Listens on `addr` (`127.0.0.1:3000`), for [`serve`].
@@ -378,10 +488,6 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, permission: &str) -> Result<(), ApiError> {
-    state.config.auth.authenticate(headers)?.require(permission)
-}
-
 // --- representations -------------------------------------------------------------------
 
 fn task_json(state: &AppState, mut task: TaskRow) -> Value {
@@ -419,8 +525,7 @@ async fn health_ready(State(state): Shared) -> Response {
     }
 }
 
-async fn health_status(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.health_status:index")?;
+async fn health_status(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let counts = state.tasker.task_counts().await?;
     let by_state: serde_json::Map<String, Value> = counts
         .into_iter()
@@ -429,8 +534,7 @@ async fn health_status(State(state): Shared, headers: HeaderMap) -> Result<Json<
     Ok(Json(json!({ "status": "ok", "tasks": by_state })))
 }
 
-async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&state, &headers, "tasker.metrics:index")?;
+async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
     let text = state
         .config
         .metrics
@@ -448,16 +552,16 @@ async fn openapi(State(state): Shared) -> Json<Value> {
     Json(openapi_document(&state.config.prefix))
 }
 
-/// The OpenAPI 3.1 document of [`ROUTES`] under `prefix`.
+/// The OpenAPI 3.1 document of [`routes`] under `prefix`.
 pub fn openapi_document(prefix: &str) -> Value {
     let prefix = prefix.trim_end_matches('/');
     let mut paths = serde_json::Map::new();
-    for route in ROUTES {
+    for route in routes() {
         let parameters: Vec<Value> = route
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(name) }))
             .collect();
         let mut operation = json!({
             "summary": route.summary,
@@ -489,6 +593,15 @@ pub fn openapi_document(prefix: &str) -> Value {
     })
 }
 
+/// A path parameter's schema: ids are 64-bit integers, names are strings.
+fn path_parameter_schema(name: &str) -> Value {
+    if name == "id" || name.ends_with("_id") {
+        json!({ "type": "integer", "format": "int64", "minimum": 1 })
+    } else {
+        json!({ "type": "string" })
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -504,10 +617,8 @@ struct ListQuery {
 
 async fn list_tasks(
     State(state): Shared,
-    headers: HeaderMap,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.task:index")?;
     let sort = match query.sort_by.as_deref() {
         None | Some("task_id") => TaskSort::Id,
         Some("requested_at") => TaskSort::RequestedAt,
@@ -559,10 +670,8 @@ pub const MAX_BULK_REQUESTS: usize = 1000;
 
 async fn create_task(
     State(state): Shared,
-    headers: HeaderMap,
     body: Result<Body<Value>, ApiError>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, "tasker.task:create")?;
     let Body(body) = body?;
     match body {
         Value::Array(requests) => create_tasks(&state, requests).await,
@@ -659,12 +768,7 @@ fn task_request(body: Value) -> Result<TaskRequest, ApiError> {
     })
 }
 
-async fn show_task(
-    State(state): Shared,
-    headers: HeaderMap,
-    Params(id): Params<i64>,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.task:show")?;
+async fn show_task(State(state): Shared, Params(id): Params<i64>) -> Result<Json<Value>, ApiError> {
     let task = state.tasker.task(id).await?;
     let steps = state.tasker.steps(id).await?;
     let mut value = task_json(&state, task);
@@ -682,23 +786,10 @@ struct TaskUpdate {
 
 async fn update_task(
     State(state): Shared,
-    headers: HeaderMap,
     Params(id): Params<i64>,
     body: Result<Body<TaskUpdate>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.task:update")?;
     let Body(update) = body?;
-    if update
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > crate::engine::MAX_LABEL_CHARS)
-    {
-        return Err(ApiError::bad_request(format!(
-            "`reason` is longer than {} characters",
-            crate::engine::MAX_LABEL_CHARS
-        ))
-        .at("/reason"));
-    }
     let task = state
         .tasker
         .update_task(id, update.reason, update.tags)
@@ -708,30 +799,21 @@ async fn update_task(
 
 async fn cancel_task(
     State(state): Shared,
-    headers: HeaderMap,
     Params(id): Params<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.task:cancel")?;
     let changed = state.tasker.cancel_task(id).await?;
     Ok(Json(json!({ "cancelled": true, "changed": changed })))
 }
 
 async fn retry_task(
     State(state): Shared,
-    headers: HeaderMap,
     Params(id): Params<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.task:retry")?;
     state.tasker.retry_task(id).await?;
     Ok(Json(task_json(&state, state.tasker.task(id).await?)))
 }
 
-async fn task_diagram(
-    State(state): Shared,
-    headers: HeaderMap,
-    Params(id): Params<i64>,
-) -> Result<Response, ApiError> {
-    authorize(&state, &headers, "tasker.task:show")?;
+async fn task_diagram(State(state): Shared, Params(id): Params<i64>) -> Result<Response, ApiError> {
     let task = state.tasker.task(id).await?;
     let steps = state.tasker.steps(id).await?;
     let edges = state.tasker.step_edges(id).await?;
@@ -748,10 +830,8 @@ async fn task_diagram(
 
 async fn list_steps(
     State(state): Shared,
-    headers: HeaderMap,
     Params(id): Params<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.workflow_step:index")?;
     state.tasker.task(id).await?;
     let steps = state.tasker.steps(id).await?;
     Ok(Json(json!({
@@ -771,10 +851,8 @@ async fn find_step(state: &AppState, task_id: i64, step_id: i64) -> Result<StepI
 
 async fn show_step(
     State(state): Shared,
-    headers: HeaderMap,
     Params((id, step_id)): Params<(i64, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.workflow_step:show")?;
     let step = find_step(&state, id, step_id).await?;
     Ok(Json(step_json(&state, step)))
 }
@@ -790,11 +868,9 @@ struct StepUpdate {
 
 async fn update_step(
     State(state): Shared,
-    headers: HeaderMap,
     Params((id, step_id)): Params<(i64, i64)>,
     body: Result<Body<StepUpdate>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.workflow_step:update")?;
     let Body(update) = body?;
     find_step(&state, id, step_id).await?;
     if update.retry_limit.is_none() && !update.resolve {
@@ -807,19 +883,20 @@ async fn update_step(
             ApiError::bad_request("`results` is only taken with `resolve: true`").at("/results"),
         );
     }
-    if let Some(limit) = update.retry_limit {
-        if !(1..=crate::template::MAX_RETRY_LIMIT).contains(&limit) {
-            return Err(ApiError::bad_request(format!(
-                "retry_limit must be 1 to {}",
-                crate::template::MAX_RETRY_LIMIT
-            ))
-            .at("/retry_limit"));
-        }
-        state.tasker.set_retry_limit(id, step_id, limit).await?;
+    if let Some(limit) = update.retry_limit
+        && !(1..=crate::template::MAX_RETRY_LIMIT).contains(&limit)
+    {
+        return Err(ApiError::bad_request(format!(
+            "retry_limit must be 1 to {}",
+            crate::template::MAX_RETRY_LIMIT
+        ))
+        .at("/retry_limit"));
     }
-    if update.resolve {
-        state.tasker.resolve_step(step_id, update.results).await?;
-    }
+    let resolve = update.resolve.then_some(update.results);
+    state
+        .tasker
+        .update_step(id, step_id, update.retry_limit, resolve)
+        .await?;
     Ok(Json(step_json(
         &state,
         find_step(&state, id, step_id).await?,
@@ -828,10 +905,8 @@ async fn update_step(
 
 async fn cancel_step(
     State(state): Shared,
-    headers: HeaderMap,
     Params((id, step_id)): Params<(i64, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.workflow_step:cancel")?;
     let changed = state.tasker.cancel_step(id, step_id).await?;
     let step = find_step(&state, id, step_id).await?;
     let mut value = step_json(&state, step);
@@ -909,8 +984,7 @@ fn dependency_graph(template: &crate::TaskTemplate) -> Value {
     })
 }
 
-async fn list_handlers(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.handler:index")?;
+async fn list_handlers(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let templates: Vec<Value> = state
         .tasker
         .registry()
@@ -923,10 +997,8 @@ async fn list_handlers(State(state): Shared, headers: HeaderMap) -> Result<Json<
 
 async fn namespace_handlers(
     State(state): Shared,
-    headers: HeaderMap,
     Params(namespace): Params<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.handler:index")?;
     let templates: Vec<Value> = state
         .tasker
         .registry()
@@ -953,11 +1025,9 @@ struct VersionQuery {
 
 async fn show_handler(
     State(state): Shared,
-    headers: HeaderMap,
     Params((namespace, name)): Params<(String, String)>,
     QueryParams(query): QueryParams<VersionQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&state, &headers, "tasker.handler:show")?;
     let registry = state.tasker.registry();
     let mut matching: Vec<&crate::TaskTemplate> = registry
         .templates()

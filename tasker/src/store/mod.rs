@@ -306,6 +306,19 @@ impl Store {
         self.write(|c| operate::resolve_step(c, step_id, results))
     }
 
+    /// Sets a step's retry limit and/or resolves it, in one transaction (see
+    /// `operate::update_step`).
+    #[cfg(feature = "server")]
+    pub(crate) fn update_step(
+        &self,
+        task_id: i64,
+        step_id: i64,
+        retry_limit: Option<i32>,
+        resolve: Option<Option<&str>>,
+    ) -> Result<Vec<EventRecord>> {
+        self.write(|c| operate::update_step(c, task_id, step_id, retry_limit, resolve))
+    }
+
     /// Changes a task's reason and/or tags (JSON text); `false` when there is no such task.
     pub(crate) fn update_task(
         &self,

@@ -419,6 +419,28 @@ pub(crate) fn update_task(
     Ok(updated > 0)
 }
 
+/// Sets the retry limit of a step of `task_id` and/or resolves it by hand (`resolve`: with
+/// its optional result), all or nothing.
+#[cfg(feature = "server")]
+pub(crate) fn update_step(
+    c: &mut Conn<'_>,
+    task_id: i64,
+    step_id: i64,
+    retry_limit: Option<i32>,
+    resolve: Option<Option<&str>>,
+) -> Result<Vec<EventRecord>> {
+    c.write(|c| {
+        step_state(c, step_id, Some(task_id))?;
+        if let Some(limit) = retry_limit {
+            set_retry_limit(c, task_id, step_id, limit)?;
+        }
+        match resolve {
+            Some(results) => resolve_step(c, step_id, results),
+            None => Ok(Vec::new()),
+        }
+    })
+}
+
 /// Sets a step's retry limit; `false` when there is no such step in the task.
 pub(crate) fn set_retry_limit(
     c: &mut Conn<'_>,
