@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use serde_json::Value;
+
 use crate::error::{Error, Result};
 use crate::generated::{StepHandlerRegistration, TaskHandlerParts, TaskHandlerRegistration};
 use crate::handler::{DynStepHandler, StepHandler};
@@ -85,7 +87,7 @@ impl Registry {
             return Err(Error::DuplicateTemplate(key.to_string()));
         }
         let validator = match &template.schema {
-            Some(schema) => Some(jsonschema::validator_for(schema).map_err(|e| {
+            Some(schema) => Some(context_validator(schema).map_err(|e| {
                 template::TemplateError::new(
                     template.full_name(),
                     vec![template::Problem {
@@ -293,8 +295,103 @@ impl Registry {
     }
 }
 
+/// A validator for a template's context schema. schemars marks an `i64` field
+/// `"format": "int64"` (a `u8` `"uint8"`, …) and JSON Schema validators leave `format`
+/// unchecked, so a context with 2^63 in an `i64` passed its schema and failed only when a step
+/// read it. Here the integer formats are checked: the value must be an integer written as one
+/// and fit the type.
+fn context_validator(
+    schema: &Value,
+) -> std::result::Result<jsonschema::Validator, jsonschema::ValidationError<'_>> {
+    jsonschema::options()
+        .with_keyword("format", integer_format)
+        .build(schema)
+}
+
+/// The `format` keyword: a range check for the integer formats, nothing for the others (JSON
+/// Schema 2020-12 makes `format` an annotation by default).
+fn integer_format<'a>(
+    _: &'a serde_json::Map<String, Value>,
+    format: &'a Value,
+    _: jsonschema::paths::Location,
+) -> std::result::Result<Box<dyn for<'i> jsonschema::Keyword<'i>>, jsonschema::ValidationError<'a>>
+{
+    let range: Option<(&'static str, i128, i128)> = match format.as_str() {
+        Some("int8") => Some(("int8", i8::MIN.into(), i8::MAX.into())),
+        Some("int16") => Some(("int16", i16::MIN.into(), i16::MAX.into())),
+        Some("int32") => Some(("int32", i32::MIN.into(), i32::MAX.into())),
+        Some("int64") => Some(("int64", i64::MIN.into(), i64::MAX.into())),
+        // schemars's `isize` and `usize`, taken as 64 bits.
+        Some("int") => Some(("int", i64::MIN.into(), i64::MAX.into())),
+        Some("uint") => Some(("uint", 0, u64::MAX.into())),
+        Some("uint8") => Some(("uint8", 0, u8::MAX.into())),
+        Some("uint16") => Some(("uint16", 0, u16::MAX.into())),
+        Some("uint32") => Some(("uint32", 0, u32::MAX.into())),
+        Some("uint64") => Some(("uint64", 0, u64::MAX.into())),
+        _ => None,
+    };
+    Ok(Box::new(IntegerFormat(range)))
+}
+
+/// An integer format's name and range, or `None` for a format left unchecked.
+struct IntegerFormat(Option<(&'static str, i128, i128)>);
+
+impl<'i> jsonschema::Keyword<'i> for IntegerFormat {
+    fn validate(
+        &self,
+        instance: &'i Value,
+    ) -> std::result::Result<(), jsonschema::ValidationError<'i>> {
+        match self.0 {
+            Some((name, min, max)) if !self.is_valid(instance) => {
+                Err(jsonschema::ValidationError::custom(format!(
+                    "{instance} does not fit {name} (an integer from {min} to {max})"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        let (Some((_, min, max)), Value::Number(number)) = (self.0, instance) else {
+            return true;
+        };
+        // A number too large for 64 bits, or written with a fraction or an exponent, was read
+        // as a float: it cannot be the integer a typed context expects.
+        let exact = number
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| number.as_u64().map(i128::from));
+        exact.is_some_and(|value| (min..=max).contains(&value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn integer_formats_are_checked_exactly() {
+        use serde_json::json;
+        let validator = context_validator(&json!({
+            "type": "object",
+            "properties": {
+                "big": { "type": "integer", "format": "int64" },
+                "small": { "type": "integer", "format": "uint8" },
+                "when": { "type": "string", "format": "date-time" },
+            }
+        }))
+        .expect("schema");
+        let valid = |text: &str| validator.is_valid(&serde_json::from_str(text).expect("json"));
+        assert!(valid(r#"{"big": 9223372036854775807, "small": 255}"#));
+        assert!(valid(r#"{"big": -9223372036854775808, "small": 0}"#));
+        assert!(!valid(r#"{"big": 9223372036854775808}"#));
+        assert!(!valid(r#"{"big": -9223372036854775809}"#));
+        assert!(!valid(r#"{"big": 1e3}"#));
+        assert!(!valid(r#"{"small": 256}"#));
+        assert!(!valid(r#"{"small": -1}"#));
+        // Other formats stay annotations, as JSON Schema 2020-12 has them by default.
+        assert!(valid(r#"{"when": "not a date"}"#));
+    }
+
     use super::*;
     use crate::handler::handler_fn;
     use crate::template::StepTemplate;

@@ -1066,6 +1066,18 @@ async fn ordinary_bad_input_is_refused_never_a_server_error(db: TestDatabase) {
     for template in templates() {
         builder = builder.template(template);
     }
+    // The integer formats schemars gives an `i64` and a `u8`.
+    builder = builder.template(
+        TaskTemplate::new("shop", "counted", "1.0.0")
+            .schema(json!({
+                "type": "object",
+                "properties": {
+                    "count": { "type": "integer", "format": "int64" },
+                    "small": { "type": "integer", "format": "uint8", "minimum": 0 },
+                }
+            }))
+            .step(StepTemplate::new("count", "ok")),
+    );
     let tasker = builder
         .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
         .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
@@ -1117,6 +1129,28 @@ async fn ordinary_bad_input_is_refused_never_a_server_error(db: TestDatabase) {
     for filter in ["namespace", "name", "version"] {
         let (status, answer) = api.get(&format!("/tasks?{filter}=a%00b")).await;
         refused(status, &answer, &format!("/{filter}"));
+    }
+    // Integers outside their format's range fail the schema at creation, not the first step.
+    for (context, path) in [
+        (r#"{"count": 9223372036854775808}"#, "/context/count"),
+        (r#"{"count": -9223372036854775809}"#, "/context/count"),
+        (r#"{"small": 256}"#, "/context/small"),
+    ] {
+        let body = format!(
+            r#"{{"name": "counted", "namespace": "shop", "version": "1.0.0", "context": {context}}}"#
+        );
+        let response = api
+            .client
+            .post(format!("{}/tasks", api.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("json");
+        refused(status, &answer, path);
+        assert_eq!(answer["code"], "invalid_context", "{answer}");
     }
     assert_eq!(db.count("tasker_tasks"), 0, "nothing was written");
 
