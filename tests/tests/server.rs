@@ -73,7 +73,9 @@ fn templates() -> Vec<TaskTemplate> {
 
 conformance!(
     a_task_lives_its_whole_life_over_http,
-    ordinary_bad_input_is_refused_never_a_server_error
+    ordinary_bad_input_is_refused_never_a_server_error,
+    the_correlation_header_follows_a_request,
+    steps_name_their_parents_and_children
 );
 
 async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
@@ -1264,4 +1266,156 @@ async fn authentication_comes_before_any_other_refusal() {
             "{method} {path} with a key: {answer}"
         );
     }
+}
+
+/// `X-Correlation-ID`: a created task carries the caller's (unless its body names its own),
+/// every response returns it, errors included, and a request without one gets a fresh one.
+async fn the_correlation_header_follows_a_request(db: TestDatabase) {
+    let mut builder = db.builder();
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    let tasker = builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let api = start(tasker, ServerConfig::default()).await;
+    let send = |method: Method, path: &str, body: Option<Value>, id: Option<&str>| {
+        let mut request = api.client.request(method, format!("{}{path}", api.base));
+        if let Some(id) = id {
+            request = request.header("X-Correlation-ID", id);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    let order = |fields: Value| {
+        let mut body = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        body
+    };
+    let echoed = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let carrying = |id: &str| {
+        db.number(&format!(
+            "SELECT COUNT(*) AS n FROM tasker_tasks WHERE correlation_id = '{id}'"
+        ))
+    };
+
+    let response = send(
+        Method::POST,
+        "/tasks",
+        Some(order(json!({}))),
+        Some("req-7f3a"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(echoed(&response).as_deref(), Some("req-7f3a"));
+    assert_eq!(carrying("req-7f3a"), 1);
+
+    // The body's own correlation id wins; an array's items take the header.
+    let response = send(
+        Method::POST,
+        "/tasks",
+        Some(order(json!({ "correlation_id": "own-1" }))),
+        Some("req-8"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(echoed(&response).as_deref(), Some("req-8"));
+    assert_eq!((carrying("own-1"), carrying("req-8")), (1, 0));
+    let response = send(
+        Method::POST,
+        "/tasks",
+        Some(json!([order(json!({})), order(json!({}))])),
+        Some("req-batch"),
+    )
+    .await
+    .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(carrying("req-batch"), 2);
+
+    // Errors carry it too, and a request without one gets a fresh one.
+    let response = send(Method::GET, "/tasks/999", None, Some("req-404"))
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(echoed(&response).as_deref(), Some("req-404"));
+    let response = send(Method::GET, "/health/live", None, None)
+        .await
+        .expect("send");
+    assert!(
+        echoed(&response).is_some_and(|id| id.len() == 36),
+        "a fresh uuid"
+    );
+    let response = send(Method::GET, "/health/live", None, Some(&"x".repeat(129)))
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Each step answers with its parents' and children's ids, and `include_dependencies` adds
+/// what the graph says now: edges, roots, leaves, the steps ready to run and what each waiting
+/// step waits for.
+async fn steps_name_their_parents_and_children(db: TestDatabase) {
+    let mut builder = db.builder();
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    let tasker = builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let task = tasker
+        .create_task(TaskRequest::new("stuck").namespace("shop").version("1.0.0"))
+        .await
+        .expect("task")
+        .id;
+    let api = start(tasker, ServerConfig::default()).await;
+    let (status, answer) = api
+        .get(&format!("/tasks/{task}?include_dependencies=true"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let steps = answer["workflow_steps"].as_array().expect("steps");
+    let id = |name: &str| {
+        steps
+            .iter()
+            .find(|s| s["name"] == name)
+            .and_then(|s| s["step_id"].as_i64())
+            .expect("step")
+    };
+    let (blocked, after) = (id("blocked"), id("after"));
+    assert_eq!(steps[0]["child_ids"], json!([after]), "{answer}");
+    assert_eq!(steps[1]["parent_ids"], json!([blocked]), "{answer}");
+    assert_eq!(
+        answer["dependencies"],
+        json!({
+            "edges": [{ "from": blocked, "to": after }],
+            "roots": [blocked],
+            "leaves": [after],
+            "ready": [blocked],
+            "waiting_for": { after.to_string(): [blocked] },
+        })
+    );
+    let (_, plain) = api.get(&format!("/tasks/{task}")).await;
+    assert!(plain.get("dependencies").is_none(), "{plain}");
+    let (_, one) = api
+        .get(&format!("/tasks/{task}/workflow_steps/{after}"))
+        .await;
+    assert_eq!(one["parent_ids"], json!([blocked]), "{one}");
 }

@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 pub use auth::{ApiKey, Auth, JwtConfig};
 pub use error::ApiError;
 
-use crate::{StepInfo, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
+use crate::{StepInfo, StepState, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
 
 /// How the API is served.
 #[derive(Debug, Clone)]
@@ -301,11 +301,12 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state);
-    if prefix.is_empty() {
+    let routed = if prefix.is_empty() {
         api
     } else {
         Router::new().nest(&prefix, api).fallback(not_found)
-    }
+    };
+    routed.layer(axum::middleware::from_fn(correlate))
 }
 
 /// `handler` behind the check that its caller holds `permission`. It runs before the handler's
@@ -368,6 +369,43 @@ pub fn check_exposure(config: &ServerConfig, addr: SocketAddr) -> crate::Result<
         return Err(crate::Error::InsecureExposure { addr });
     }
     Ok(())
+}
+
+/// The header that carries a request's correlation id.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// A request's correlation id: the caller's `X-Correlation-ID`, or a new one.
+#[derive(Debug, Clone)]
+struct CorrelationId(String);
+
+/// Takes the caller's `X-Correlation-ID` (1 to 128 visible ASCII characters; another value is
+/// 400) or makes one, hands it to the handlers (a created task carries it unless its request
+/// names its own) and the request's log span, and returns it on the response, errors included.
+async fn correlate(mut request: Request, next: Next) -> Response {
+    let given = request.headers().get(CORRELATION_HEADER).map(|value| {
+        value
+            .to_str()
+            .ok()
+            .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+    });
+    let id = match given {
+        Some(Some(id)) => id,
+        Some(None) => {
+            return ApiError::bad_request(format!(
+                "the `{CORRELATION_HEADER}` header must be 1 to 128 visible ASCII characters"
+            ))
+            .into_response();
+        }
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    request.extensions_mut().insert(CorrelationId(id.clone()));
+    let span = tracing::info_span!("tasker.api.request", correlation_id = %id);
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    response
 }
 
 // --- extractors whose rejections are JSON errors -------------------------------------------
@@ -500,11 +538,77 @@ fn task_json(state: &AppState, mut task: TaskRow) -> Value {
     value
 }
 
-fn step_json(state: &AppState, mut step: StepInfo) -> Value {
+/// A step as JSON, with the ids of its parents and children (`edges`: its task's, as
+/// `(parent, child)`).
+fn step_json(state: &AppState, mut step: StepInfo, edges: &[(i64, i64)]) -> Value {
     if let Some(results) = &mut step.results {
         state.tasker.redactor().redact(results);
     }
-    serde_json::to_value(&step).unwrap_or(Value::Null)
+    let id = step.step_id;
+    let mut value = serde_json::to_value(&step).unwrap_or(Value::Null);
+    value["parent_ids"] = json!(
+        edges
+            .iter()
+            .filter(|e| e.1 == id)
+            .map(|e| e.0)
+            .collect::<Vec<_>>()
+    );
+    value["child_ids"] = json!(
+        edges
+            .iter()
+            .filter(|e| e.0 == id)
+            .map(|e| e.1)
+            .collect::<Vec<_>>()
+    );
+    value
+}
+
+/// A task's steps and dependency edges.
+async fn steps_and_edges(
+    state: &AppState,
+    task_id: i64,
+) -> Result<(Vec<StepInfo>, Vec<(i64, i64)>), ApiError> {
+    Ok((
+        state.tasker.steps(task_id).await?,
+        state.tasker.step_edges(task_id).await?,
+    ))
+}
+
+/// What a task's graph says now: its edges, roots and leaves, the steps ready to run, and
+/// for each step still waiting the parents it waits for (`?include_dependencies=true`).
+fn dependency_analysis(steps: &[StepInfo], edges: &[(i64, i64)]) -> Value {
+    let done = |id: i64| {
+        steps.iter().any(|s| {
+            s.step_id == id && matches!(s.state, StepState::Complete | StepState::ResolvedManually)
+        })
+    };
+    let ids = |keep: &dyn Fn(&StepInfo) -> bool| -> Vec<i64> {
+        steps
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| s.step_id)
+            .collect()
+    };
+    let mut waiting_for = serde_json::Map::new();
+    for step in steps.iter().filter(|s| s.remaining_parents > 0) {
+        let parents: Vec<i64> = edges
+            .iter()
+            .filter(|e| e.1 == step.step_id && !done(e.0))
+            .map(|e| e.0)
+            .collect();
+        waiting_for.insert(step.step_id.to_string(), json!(parents));
+    }
+    json!({
+        "edges": edges.iter().map(|(from, to)| json!({ "from": from, "to": to })).collect::<Vec<_>>(),
+        "roots": ids(&|s| !edges.iter().any(|e| e.1 == s.step_id)),
+        "leaves": ids(&|s| !edges.iter().any(|e| e.0 == s.step_id)),
+        "ready": ids(&|s| {
+            s.remaining_parents == 0
+                && matches!(s.state, StepState::Pending | StepState::Error)
+                && s.ready_at.is_some()
+        }),
+        "waiting_for": waiting_for,
+    })
 }
 
 // --- handlers ----------------------------------------------------------------------------
@@ -670,18 +774,24 @@ pub const MAX_BULK_REQUESTS: usize = 1000;
 
 async fn create_task(
     State(state): Shared,
+    axum::Extension(correlation): axum::Extension<CorrelationId>,
     body: Result<Body<Value>, ApiError>,
 ) -> Result<Response, ApiError> {
     let Body(body) = body?;
     match body {
-        Value::Array(requests) => create_tasks(&state, requests).await,
-        request => create_one(&state, request).await,
+        Value::Array(requests) => create_tasks(&state, requests, &correlation).await,
+        request => create_one(&state, request, &correlation).await,
     }
 }
 
 /// One task request: 201 with the task, 200 with the earlier task its idempotency key names.
-async fn create_one(state: &AppState, request: Value) -> Result<Response, ApiError> {
-    let created = state.tasker.create_task(task_request(request)?).await?;
+async fn create_one(
+    state: &AppState,
+    request: Value,
+    correlation: &CorrelationId,
+) -> Result<Response, ApiError> {
+    let request = task_request(request, correlation)?;
+    let created = state.tasker.create_task(request).await?;
     let task = state.tasker.task(created.id).await?;
     let status = if created.existing {
         StatusCode::OK
@@ -694,7 +804,11 @@ async fn create_one(state: &AppState, request: Value) -> Result<Response, ApiErr
 /// An array of task requests, created in one transaction: 200 with one result per request, in
 /// order, each `{status, task}` or `{status, error}` with the status and error a single create
 /// would answer (an error's `path` is within its request).
-async fn create_tasks(state: &AppState, requests: Vec<Value>) -> Result<Response, ApiError> {
+async fn create_tasks(
+    state: &AppState,
+    requests: Vec<Value>,
+    correlation: &CorrelationId,
+) -> Result<Response, ApiError> {
     if requests.is_empty() {
         return Err(ApiError::bad_request("the array holds no task request").at("/"));
     }
@@ -709,7 +823,7 @@ async fn create_tasks(state: &AppState, requests: Vec<Value>) -> Result<Response
     let mut positions = Vec::new();
     let mut valid = Vec::new();
     for (position, request) in requests.into_iter().enumerate() {
-        match task_request(request) {
+        match task_request(request, correlation) {
             Ok(request) => {
                 positions.push(position);
                 valid.push(request);
@@ -749,31 +863,54 @@ fn error_item(error: ApiError) -> Value {
     json!({ "status": error.status.as_u16(), "error": error })
 }
 
-/// A task request from JSON: the seed's envelope `{"task": {...}}` or the bare request. A body
-/// of the wrong shape is 422, naming the field at fault.
-fn task_request(body: Value) -> Result<TaskRequest, ApiError> {
+/// A task request from JSON: the seed's envelope `{"task": {...}}` or the bare request, with
+/// the request's correlation id unless it names its own. A body of the wrong shape is 422,
+/// naming the field at fault.
+fn task_request(body: Value, correlation: &CorrelationId) -> Result<TaskRequest, ApiError> {
     let request = match body {
         Value::Object(mut map) if map.len() == 1 && map.contains_key("task") => {
             map.remove("task").unwrap_or(Value::Null)
         }
         other => other,
     };
-    serde_path_to_error::deserialize(request).map_err(|e| {
+    let mut request: TaskRequest = serde_path_to_error::deserialize(request).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             e.inner().to_string(),
         )
         .at(json_pointer(e.path()))
-    })
+    })?;
+    request
+        .correlation_id
+        .get_or_insert_with(|| correlation.0.clone());
+    Ok(request)
 }
 
-async fn show_task(State(state): Shared, Params(id): Params<i64>) -> Result<Json<Value>, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowQuery {
+    #[serde(default)]
+    include_dependencies: bool,
+}
+
+async fn show_task(
+    State(state): Shared,
+    Params(id): Params<i64>,
+    QueryParams(query): QueryParams<ShowQuery>,
+) -> Result<Json<Value>, ApiError> {
     let task = state.tasker.task(id).await?;
-    let steps = state.tasker.steps(id).await?;
+    let (steps, edges) = steps_and_edges(&state, id).await?;
     let mut value = task_json(&state, task);
-    value["workflow_steps"] =
-        Value::Array(steps.into_iter().map(|s| step_json(&state, s)).collect());
+    if query.include_dependencies {
+        value["dependencies"] = dependency_analysis(&steps, &edges);
+    }
+    value["workflow_steps"] = Value::Array(
+        steps
+            .into_iter()
+            .map(|s| step_json(&state, s, &edges))
+            .collect(),
+    );
     Ok(Json(value))
 }
 
@@ -833,19 +970,19 @@ async fn list_steps(
     Params(id): Params<i64>,
 ) -> Result<Json<Value>, ApiError> {
     state.tasker.task(id).await?;
-    let steps = state.tasker.steps(id).await?;
+    let (steps, edges) = steps_and_edges(&state, id).await?;
     Ok(Json(json!({
-        "workflow_steps": steps.into_iter().map(|s| step_json(&state, s)).collect::<Vec<_>>()
+        "workflow_steps": steps.into_iter().map(|s| step_json(&state, s, &edges)).collect::<Vec<_>>()
     })))
 }
 
-async fn find_step(state: &AppState, task_id: i64, step_id: i64) -> Result<StepInfo, ApiError> {
-    state
-        .tasker
-        .steps(task_id)
-        .await?
+/// A step of a task, as JSON.
+async fn find_step(state: &AppState, task_id: i64, step_id: i64) -> Result<Value, ApiError> {
+    let (steps, edges) = steps_and_edges(state, task_id).await?;
+    steps
         .into_iter()
         .find(|s| s.step_id == step_id)
+        .map(|step| step_json(state, step, &edges))
         .ok_or_else(|| ApiError::not_found(format!("task {task_id} has no step {step_id}")))
 }
 
@@ -853,8 +990,7 @@ async fn show_step(
     State(state): Shared,
     Params((id, step_id)): Params<(i64, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    let step = find_step(&state, id, step_id).await?;
-    Ok(Json(step_json(&state, step)))
+    Ok(Json(find_step(&state, id, step_id).await?))
 }
 
 #[derive(Deserialize)]
@@ -897,10 +1033,7 @@ async fn update_step(
         .tasker
         .update_step(id, step_id, update.retry_limit, resolve)
         .await?;
-    Ok(Json(step_json(
-        &state,
-        find_step(&state, id, step_id).await?,
-    )))
+    Ok(Json(find_step(&state, id, step_id).await?))
 }
 
 async fn cancel_step(
@@ -908,8 +1041,7 @@ async fn cancel_step(
     Params((id, step_id)): Params<(i64, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     let changed = state.tasker.cancel_step(id, step_id).await?;
-    let step = find_step(&state, id, step_id).await?;
-    let mut value = step_json(&state, step);
+    let mut value = find_step(&state, id, step_id).await?;
     value["changed"] = json!(changed);
     Ok(Json(value))
 }
