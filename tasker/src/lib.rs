@@ -81,7 +81,7 @@ pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, hand
 pub use model::{
     ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure, FailureReason,
     MigrationStatus, NewTask, Outcome, ParentOutput, StepInfo, TaskFilter, TaskRow, TaskSort,
-    TransitionInfo,
+    TransitionInfo, WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};

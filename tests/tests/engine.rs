@@ -53,6 +53,7 @@ conformance!(
     prefetch_claims_ahead_of_free_slots,
     histories_are_exact,
     prefetch_shrinks_when_steps_run_long,
+    workers_are_listed_while_they_run,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1561,4 +1562,31 @@ async fn prefetch_shrinks_when_steps_run_long(db: TestDatabase) {
         assert_eq!(done.state, TaskState::Complete);
     }
     worker.shutdown().await;
+}
+
+/// A worker records itself at start (and at each heartbeat) and removes itself when it stops
+/// gracefully; the list shows what it runs.
+async fn workers_are_listed_while_they_run(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .configure(|c| c.concurrency = 3)
+        .build()
+        .await
+        .expect("build");
+    let recent = Duration::from_secs(60);
+    assert_eq!(tasker.workers(recent).await.expect("workers"), []);
+    let worker = tasker.start_worker();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let seen = loop {
+        let seen = tasker.workers(recent).await.expect("workers");
+        if !seen.is_empty() || tokio::time::Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!((seen[0].concurrency, seen[0].running), (3, 0));
+    assert_eq!(seen[0].worker_id, worker.id());
+    worker.shutdown().await;
+    assert_eq!(tasker.workers(recent).await.expect("workers"), []);
 }

@@ -190,6 +190,13 @@ async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
     assert_eq!(api.get("/health/ready").await.0, StatusCode::OK);
     let (_, status_counts) = api.get("/health/status").await;
     assert_eq!(status_counts["tasks"]["complete"], 1);
+    assert_eq!(status_counts["steps"]["complete"], 2, "{status_counts}");
+    assert_eq!(status_counts["ready_steps"], 0, "{status_counts}");
+    assert_eq!(
+        status_counts["workers"].as_array().map(Vec::len),
+        Some(1),
+        "the worker process's worker: {status_counts}"
+    );
 
     // Update reason and tags.
     let (status, updated) = api

@@ -25,10 +25,10 @@ use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
 use crate::model::{
     ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, StepInfo, TaskFilter, TaskRow,
-    TransitionInfo,
+    TransitionInfo, WorkerInfo,
 };
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
-use crate::state::TaskState;
+use crate::state::{StepState, TaskState};
 use crate::store::{self, PreparedStep, PreparedTask, Store};
 use crate::subscriber::{DynSubscriber, Subscriber, SubscriberStats, Subscribers};
 use crate::template::TaskTemplate;
@@ -865,6 +865,27 @@ impl Tasker {
     /// How many tasks are in each state.
     pub async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
         self.inner.store.run(|store| store.tasks_by_state()).await
+    }
+
+    /// How many steps are in each state.
+    pub async fn step_counts(&self) -> Result<Vec<(StepState, i64)>> {
+        self.inner.store.run(|store| store.steps_by_state()).await
+    }
+
+    /// Steps ready to run now, and how long the oldest of them has waited.
+    pub async fn ready_steps(&self) -> Result<(i64, Option<Duration>)> {
+        let (ready, oldest) = self.inner.store.run(|store| store.ready_stats()).await?;
+        Ok((ready, oldest.map(Duration::from_secs_f64)))
+    }
+
+    /// The workers, of any process on this database, whose last heartbeat is at most `within`
+    /// old: each records itself when it starts and at every heartbeat (`heartbeat`, a third of
+    /// the lease by default) and removes itself when it stops gracefully.
+    pub async fn workers(&self, within: Duration) -> Result<Vec<WorkerInfo>> {
+        self.inner
+            .store
+            .run(move |store| store.workers(within.as_secs_f64()))
+            .await
     }
 
     /// The custom events the programs running workers on this database declared, with their

@@ -201,6 +201,7 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
     let heartbeat = tokio::spawn(heartbeat_loop(
         shared.tasker.clone(),
         Arc::clone(&shared.owner),
+        options.concurrency,
         Arc::clone(&shared.in_flight),
         bg_stopped.clone(),
     ));
@@ -926,20 +927,23 @@ async fn complete_loop(
     }
 }
 
-/// Extends the leases of running steps every `heartbeat`.
+/// Records this worker as alive and extends the leases of its running steps every
+/// `heartbeat` (the first at once); forgets the worker when it stops.
 async fn heartbeat_loop(
     tasker: Tasker,
     owner: Arc<str>,
+    concurrency: usize,
     in_flight: InFlight,
     mut stopped: watch::Receiver<bool>,
 ) {
     let inner = Arc::clone(tasker.inner());
     let lease = inner.config.lease;
     let mut ticks = tokio::time::interval(inner.config.heartbeat.max(Duration::from_millis(10)));
+    let concurrency = i32::try_from(concurrency).unwrap_or(i32::MAX);
     loop {
         tokio::select! {
             _ = ticks.tick() => {},
-            _ = stopped.changed() => return,
+            _ = stopped.changed() => break,
         }
         // Only steps still running here: one whose outcome could not be recorded must be
         // left to expire and be recovered, not kept alive by its worker's other steps.
@@ -947,6 +951,17 @@ async fn heartbeat_loop(
             .lock()
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default();
+        let (who, count) = (
+            Arc::clone(&owner),
+            i32::try_from(running.len()).unwrap_or(i32::MAX),
+        );
+        if let Err(error) = inner
+            .store
+            .run(move |store| store.worker_seen(&who, concurrency, count))
+            .await
+        {
+            tracing::debug!(%error, "recording this worker as alive failed");
+        }
         if running.is_empty() {
             continue;
         }
@@ -975,6 +990,14 @@ async fn heartbeat_loop(
             }
             Err(error) => tracing::warn!(%error, "lease heartbeat failed"),
         }
+    }
+    let who = Arc::clone(&owner);
+    if let Err(error) = inner
+        .store
+        .run(move |store| store.worker_stopped(&who))
+        .await
+    {
+        tracing::debug!(%error, "forgetting this worker failed; it ages out of the list");
     }
 }
 

@@ -159,3 +159,18 @@ pub struct MigrationStatus {
     /// Whether the database has it.
     pub applied: bool,
 }
+
+/// A worker that recorded itself recently (see [`crate::Tasker::workers`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerInfo {
+    /// Its id (`host:pid:random`), as in `lease_owner`.
+    pub worker_id: String,
+    /// Steps it runs at once.
+    pub concurrency: i32,
+    /// Steps it was running at its last heartbeat.
+    pub running: i32,
+    /// When it started (UTC, database clock).
+    pub started_at: chrono::NaiveDateTime,
+    /// Its last heartbeat (UTC, database clock).
+    pub last_seen_at: chrono::NaiveDateTime,
+}

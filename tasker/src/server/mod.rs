@@ -146,7 +146,7 @@ fn table() -> Vec<Endpoint> {
             Get,
             "/health/status",
             Some("tasker.health_status:index"),
-            "Tasks by state.",
+            "Tasks and steps by state, the steps ready now and the oldest one's wait, and the workers seen within three heartbeats.",
             health_status,
         ),
         endpoint(
@@ -629,13 +629,29 @@ async fn health_ready(State(state): Shared) -> Response {
     }
 }
 
+/// Tasks and steps by state, the steps ready now and the oldest one's wait, and the workers
+/// whose last heartbeat is at most three heartbeats old (this engine's `heartbeat`).
 async fn health_status(State(state): Shared) -> Result<Json<Value>, ApiError> {
-    let counts = state.tasker.task_counts().await?;
-    let by_state: serde_json::Map<String, Value> = counts
-        .into_iter()
-        .map(|(state, count)| (state.to_string(), json!(count)))
-        .collect();
-    Ok(Json(json!({ "status": "ok", "tasks": by_state })))
+    fn by_state<S: std::fmt::Display>(counts: Vec<(S, i64)>) -> serde_json::Map<String, Value> {
+        counts
+            .into_iter()
+            .map(|(state, count)| (state.to_string(), json!(count)))
+            .collect()
+    }
+    let tasks = by_state(state.tasker.task_counts().await?);
+    let steps = by_state(state.tasker.step_counts().await?);
+    let (ready, oldest) = state.tasker.ready_steps().await?;
+    let recent = state.tasker.config().heartbeat * 3;
+    let workers = state.tasker.workers(recent).await?;
+    Ok(Json(json!({
+        "status": "ok",
+        "tasks": tasks,
+        "steps": steps,
+        "ready_steps": ready,
+        "oldest_ready_seconds": oldest.map(|d| d.as_secs_f64()),
+        "workers_seen_within_seconds": recent.as_secs_f64(),
+        "workers": workers,
+    })))
 }
 
 async fn metrics(State(state): Shared) -> Result<Response, ApiError> {

@@ -33,7 +33,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::error::{Error, Result};
 use crate::model::{
     ClaimedStep, CompletionOutcome, EventRecord, MigrationStatus, NewTask, Outcome, StepInfo,
-    TaskFilter, TaskRow, TransitionInfo,
+    TaskFilter, TaskRow, TransitionInfo, WorkerInfo,
 };
 use crate::state::{StepState, TaskState};
 
@@ -392,6 +392,26 @@ impl Store {
     /// Steps ready now, and the oldest one's wait in seconds.
     pub(crate) fn ready_stats(&self) -> Result<(i64, Option<f64>)> {
         self.with(read::ready_stats)
+    }
+
+    /// How many steps are in each state.
+    pub(crate) fn steps_by_state(&self) -> Result<Vec<(StepState, i64)>> {
+        self.with(read::steps_by_state)
+    }
+
+    /// The workers seen within the last `within_seconds`.
+    pub(crate) fn workers(&self, within_seconds: f64) -> Result<Vec<WorkerInfo>> {
+        self.with(|c| read::workers(c, within_seconds))
+    }
+
+    /// Records worker `id` as alive now (see `operate::worker_seen`).
+    pub(crate) fn worker_seen(&self, id: &str, concurrency: i32, running: i32) -> Result<()> {
+        self.write(|c| operate::worker_seen(c, id, concurrency, running))
+    }
+
+    /// Forgets worker `id`.
+    pub(crate) fn worker_stopped(&self, id: &str) -> Result<()> {
+        self.write(|c| operate::worker_stopped(c, id))
     }
 
     /// Checks that the database answers.

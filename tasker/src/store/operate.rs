@@ -460,3 +460,46 @@ pub(crate) fn set_retry_limit(
     )?;
     Ok(updated > 0)
 }
+
+/// Records worker `id` as alive now, running `running` of `concurrency` steps, and forgets
+/// workers not seen for a day (stopped without saying so).
+pub(crate) fn worker_seen(
+    c: &mut Conn<'_>,
+    id: &str,
+    concurrency: i32,
+    running: i32,
+) -> Result<()> {
+    use tasker_workers::dsl as w;
+    c.write(|c| {
+        let now = c.now();
+        c.execute(
+            diesel::insert_into(w::tasker_workers)
+                .values((
+                    w::worker_id.eq(id),
+                    w::concurrency.eq(concurrency),
+                    w::running.eq(running),
+                ))
+                .on_conflict(w::worker_id)
+                .do_update()
+                .set((
+                    w::concurrency.eq(concurrency),
+                    w::running.eq(running),
+                    w::last_seen_at.eq(now),
+                )),
+        )?;
+        let day_ago = diesel::dsl::sql::<diesel::sql_types::Timestamp>(&c.now_plus_sql(-86_400.0));
+        c.execute(diesel::delete(
+            w::tasker_workers.filter(w::last_seen_at.lt(day_ago)),
+        ))?;
+        Ok(())
+    })
+}
+
+/// Forgets worker `id` (it stopped).
+pub(crate) fn worker_stopped(c: &mut Conn<'_>, id: &str) -> Result<()> {
+    use tasker_workers::dsl as w;
+    c.execute(diesel::delete(
+        w::tasker_workers.filter(w::worker_id.eq(id)),
+    ))?;
+    Ok(())
+}

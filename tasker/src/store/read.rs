@@ -9,7 +9,9 @@ use super::rows::{Cell, StepRecord, TaskRecord, TransitionRecord};
 use super::schema::*;
 use super::transitions::Entity;
 use crate::error::{Error, Result};
-use crate::model::{MAX_LIST_LIMIT, StepInfo, TaskFilter, TaskRow, TaskSort, TransitionInfo};
+use crate::model::{
+    MAX_LIST_LIMIT, StepInfo, TaskFilter, TaskRow, TaskSort, TransitionInfo, WorkerInfo,
+};
 use crate::state::{StepState, TaskState};
 
 /// One task with its template's identity.
@@ -267,6 +269,68 @@ pub(crate) fn ready_stats(c: &mut Conn<'_>) -> Result<(i64, Option<f64>)> {
         count,
         Some((now - oldest).num_milliseconds().max(0) as f64 / 1000.0),
     ))
+}
+
+/// How many steps are in each state.
+pub(crate) fn steps_by_state(c: &mut Conn<'_>) -> Result<Vec<(StepState, i64)>> {
+    use tasker_workflow_steps::dsl as s;
+    let rows: Vec<(String, i64)> = c.load(
+        s::tasker_workflow_steps
+            .group_by(s::state)
+            .select((s::state, diesel::dsl::count_star())),
+    )?;
+    rows.into_iter()
+        .map(|(state, count)| {
+            let parsed =
+                state
+                    .parse()
+                    .map_err(|e: crate::state::UnknownState| Error::CorruptData {
+                        table: "tasker_workflow_steps",
+                        id: 0,
+                        column: "state",
+                        problem: format!(
+                            "{e} ({count} rows; find them with `WHERE state = '{state}'`)"
+                        ),
+                    })?;
+            Ok((parsed, count))
+        })
+        .collect()
+}
+
+/// The workers seen within the last `within_seconds`, longest running first.
+pub(crate) fn workers(c: &mut Conn<'_>, within_seconds: f64) -> Result<Vec<WorkerInfo>> {
+    use tasker_workers::dsl as w;
+    let since = diesel::dsl::sql::<diesel::sql_types::Timestamp>(&c.now_plus_sql(-within_seconds));
+    let rows: Vec<(
+        String,
+        i32,
+        i32,
+        chrono::NaiveDateTime,
+        chrono::NaiveDateTime,
+    )> = c.load(
+        w::tasker_workers
+            .filter(w::last_seen_at.ge(since))
+            .order((w::started_at.asc(), w::worker_id.asc()))
+            .select((
+                w::worker_id,
+                w::concurrency,
+                w::running,
+                w::started_at,
+                w::last_seen_at,
+            )),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(worker_id, concurrency, running, started_at, last_seen_at)| WorkerInfo {
+                worker_id,
+                concurrency,
+                running,
+                started_at,
+                last_seen_at,
+            },
+        )
+        .collect())
 }
 
 /// Runs a trivial query.

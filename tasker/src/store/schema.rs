@@ -83,6 +83,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    tasker_workers (worker_id) {
+        worker_id -> Text,
+        concurrency -> Integer,
+        running -> Integer,
+        started_at -> Timestamp,
+        last_seen_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     tasker_custom_events (name) {
         name -> Text,
         description -> Nullable<Text>,
@@ -197,4 +207,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasker_annotation_types,
     tasker_task_annotations,
     tasker_custom_events,
+    tasker_workers,
 );

@@ -1,0 +1,10 @@
+-- The workers seen recently: each records itself at start and on every heartbeat, and
+-- removes itself when it stops gracefully, so `/health/status` can say who is working.
+CREATE TABLE tasker_workers (
+    worker_id VARCHAR(255) PRIMARY KEY,
+    concurrency INTEGER NOT NULL,
+    running INTEGER NOT NULL DEFAULT 0,
+    started_at TIMESTAMP NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    last_seen_at TIMESTAMP NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+);
+CREATE INDEX tasker_workers_last_seen ON tasker_workers (last_seen_at);
