@@ -8,7 +8,10 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use tasker::prelude::*;
 use tasker::serde_json::{Value, json};
-use tasker::server::{ApiKey, Auth, JwtConfig, ServerConfig, routes};
+use tasker::server::{
+    Access, ApiKey, Auth, AuthFuture, Authenticator, Authorizer, Caller, Forbidden, JwtConfig,
+    ServerConfig, Unauthenticated, routes,
+};
 use tasker_tests::{ApiServer, TestDatabase, conformance};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -1425,4 +1428,116 @@ async fn steps_name_their_parents_and_children(db: TestDatabase) {
         .get(&format!("/tasks/{task}/workflow_steps/{after}"))
         .await;
     assert_eq!(one["parent_ids"], json!([blocked]), "{one}");
+}
+
+/// An application's own sessions: `X-Session: alice` is alice; anything else is refused.
+struct Sessions;
+
+impl Authenticator for Sessions {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a tasker::server::HeaderMap,
+    ) -> AuthFuture<'a, Result<Caller, Unauthenticated>> {
+        let session = headers
+            .get("x-session")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Box::pin(async move {
+            match session.as_deref() {
+                Some(name @ ("alice" | "bob")) => Ok(Caller {
+                    name: name.to_owned(),
+                    permissions: vec!["tasker.task:*".to_owned()],
+                }),
+                _ => Err(Unauthenticated("no session: sign in first".to_owned())),
+            }
+        })
+    }
+}
+
+/// A per-record rule: a caller may see only the tasks it owns.
+struct Owners(i64);
+
+impl Authorizer for Owners {
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
+        access: Access<'a>,
+    ) -> AuthFuture<'a, Result<(), Forbidden>> {
+        let allowed = access.resource() == "tasker.task"
+            && (access.action() != "show"
+                || (caller.name == "alice" && access.task_id == Some(self.0)));
+        Box::pin(async move {
+            if allowed {
+                Ok(())
+            } else {
+                Err(Forbidden(format!(
+                    "{} may not {}",
+                    caller.name, access.permission
+                )))
+            }
+        })
+    }
+}
+
+/// An application's authenticator and authorizer replace the built-in ones: its sessions say
+/// who calls, and its rule decides per record.
+#[tokio::test]
+async fn an_application_brings_its_own_authentication_and_authorization() {
+    let db = TestDatabase::sqlite();
+    let mut builder = db.builder();
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    let tasker = builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let order = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
+    let mine = tasker
+        .create_task(serde_json::from_value(order.clone()).expect("request"))
+        .await
+        .expect("task")
+        .id;
+    let theirs = tasker
+        .create_task(serde_json::from_value(order).expect("request"))
+        .await
+        .expect("task")
+        .id;
+    let config = ServerConfig::default()
+        .authenticator(Sessions)
+        .authorizer(Owners(mine));
+    assert!(
+        tasker::server::check_exposure(&config, "0.0.0.0:3000".parse().expect("addr")).is_ok(),
+        "an application's authenticator counts as authentication"
+    );
+    let api = start(tasker, config).await;
+    const ALICE: &[(&str, &str)] = &[("X-Session", "alice")];
+    const BOB: &[(&str, &str)] = &[("X-Session", "bob")];
+    let (alice, bob) = (ALICE, BOB);
+    let get = |path: String, who: &'static [(&'static str, &'static str)]| {
+        let api = &api;
+        async move { api.call(Method::GET, &path, None, who).await }
+    };
+    let (status, answer) = get(format!("/tasks/{mine}"), alice).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = get(format!("/tasks/{theirs}"), alice).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    assert_eq!(
+        answer["message"], "alice may not tasker.task:show",
+        "{answer}"
+    );
+    let (status, _) = get(format!("/tasks/{mine}"), bob).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, answer) = get(format!("/tasks/{mine}"), &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["message"], "no session: sign in first", "{answer}");
+    // Listing is not a per-record action here; the handler routes are not this rule's.
+    assert_eq!(get("/tasks".to_owned(), bob).await.0, StatusCode::OK);
+    assert_eq!(
+        get("/handlers".to_owned(), alice).await.0,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -1,10 +1,132 @@
-//! Authentication (API keys stored as SHA-256 hashes, bearer JWTs signed with HS256 only) and
-//! `resource:action` authorization, as in the seed.
+//! Who may call and what they may do: the [`Authenticator`] and [`Authorizer`] traits an
+//! application implements (its own sessions, per-record decisions), and the built-in ones:
+//! [`Auth`] (API keys stored as SHA-256 hashes, bearer JWTs signed with HS256 only) and
+//! [`Permissions`] (the seed's `resource:action` grants).
+
+use std::future::Future;
+use std::pin::Pin;
 
 use axum::http::{HeaderMap, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+
+/// The future the auth traits return; implement them with `Box::pin(async move { … })`.
+pub type AuthFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A caller an [`Authenticator`] identified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Who it is (named in a 403 and free for an [`Authorizer`] to look up).
+    pub name: String,
+    /// The `resource:action` permissions it holds (`*` and `resource:*` grant more), as the
+    /// built-in [`Permissions`] reads them.
+    pub permissions: Vec<String>,
+}
+
+/// What a request asks to do: its route's permission and the records the route names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access<'a> {
+    /// The route's `resource:action` (`tasker.task:show`).
+    pub permission: &'a str,
+    /// The task of `/tasks/{id}…`, when the route names one (and the id is a number).
+    pub task_id: Option<i64>,
+    /// The step of `…/workflow_steps/{step_id}`.
+    pub step_id: Option<i64>,
+}
+
+impl Access<'_> {
+    /// The resource part of the permission (`tasker.task`).
+    pub fn resource(&self) -> &str {
+        self.permission
+            .split_once(':')
+            .map_or(self.permission, |p| p.0)
+    }
+
+    /// The action part of the permission (`show`).
+    pub fn action(&self) -> &str {
+        self.permission.split_once(':').map_or("", |p| p.1)
+    }
+}
+
+/// A request refused for want of valid credentials (401), with the reason the caller sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unauthenticated(pub String);
+
+/// A caller refused what it asked (403), with the reason it sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forbidden(pub String);
+
+/// Decides who is calling, from a request's headers. Runs before anything else looks at a
+/// request to a protected route.
+pub trait Authenticator: Send + Sync + 'static {
+    /// The caller, or why it is refused.
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> AuthFuture<'a, Result<Caller, Unauthenticated>>;
+
+    /// Whether it lets only callers it knows in; the server refuses to listen beyond loopback
+    /// with one that does not (unless told to). True unless overridden.
+    fn is_enabled(&self) -> bool {
+        true
+    }
+}
+
+/// Decides whether a caller may do what it asks, on the record the route names.
+pub trait Authorizer: Send + Sync + 'static {
+    /// `Ok` to let the request through, or why it is refused.
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
+        access: Access<'a>,
+    ) -> AuthFuture<'a, Result<(), Forbidden>>;
+}
+
+/// The built-in [`Authorizer`]: a caller may do what its permissions grant, whatever the
+/// record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Permissions;
+
+impl Authorizer for Permissions {
+    fn authorize<'a>(
+        &'a self,
+        caller: &'a Caller,
+        access: Access<'a>,
+    ) -> AuthFuture<'a, Result<(), Forbidden>> {
+        let granted = grants(&caller.permissions, access.permission);
+        Box::pin(async move {
+            if granted {
+                Ok(())
+            } else {
+                Err(Forbidden(format!(
+                    "`{}` lacks the permission `{}`",
+                    caller.name, access.permission
+                )))
+            }
+        })
+    }
+}
+
+/// Whether `held` grants `permission` (`tasker.task:create`); `*` and `tasker.task:*` grant
+/// more.
+pub fn grants(held: &[String], permission: &str) -> bool {
+    let resource = permission.split(':').next().unwrap_or("");
+    held.iter()
+        .any(|p| p == "*" || p == permission || p.strip_suffix(":*").is_some_and(|r| r == resource))
+}
+
+impl From<Unauthenticated> for ApiError {
+    fn from(refused: Unauthenticated) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", refused.0)
+    }
+}
+
+impl From<Forbidden> for ApiError {
+    fn from(refused: Forbidden) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", refused.0)
+    }
+}
 
 /// An API key: its name, the SHA-256 of its secret, and what it may do.
 #[derive(Clone)]
@@ -149,16 +271,14 @@ impl Auth {
     }
 
     /// Who is calling, from the request's headers.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, Unauthenticated> {
         if !self.is_enabled() {
-            return Ok(Principal {
+            return Ok(Caller {
                 name: "anonymous".to_owned(),
                 permissions: vec!["*".to_owned()],
             });
         }
-        let unauthorized = |message: &str| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message.to_owned())
-        };
+        let unauthorized = |message: &str| Unauthenticated(message.to_owned());
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -188,7 +308,7 @@ impl Auth {
                 }
             }
             return match found {
-                Some(key) => Ok(Principal {
+                Some(key) => Ok(Caller {
                     name: key.name.clone(),
                     permissions: key.permissions.clone(),
                 }),
@@ -197,7 +317,7 @@ impl Auth {
         }
         if let (Some(token), Some(jwt)) = (bearer, &self.jwt) {
             return match jsonwebtoken::decode::<Claims>(token, &jwt.key, &jwt.validation) {
-                Ok(data) => Ok(Principal {
+                Ok(data) => Ok(Caller {
                     name: data.claims.sub.unwrap_or_else(|| "jwt".to_owned()),
                     permissions: data.claims.permissions,
                 }),
@@ -210,29 +330,16 @@ impl Auth {
     }
 }
 
-/// An authenticated caller and its permissions.
-#[derive(Debug, Clone)]
-pub(crate) struct Principal {
-    name: String,
-    permissions: Vec<String>,
-}
+impl Authenticator for Auth {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> AuthFuture<'a, Result<Caller, Unauthenticated>> {
+        let caller = self.caller(headers);
+        Box::pin(async move { caller })
+    }
 
-impl Principal {
-    /// Refuses with 403 unless the caller may `permission` (`tasker.task:create`); `*` and
-    /// `tasker.task:*` grant more.
-    pub(crate) fn require(&self, permission: &str) -> Result<(), ApiError> {
-        let resource = permission.split(':').next().unwrap_or("");
-        let allowed = self.permissions.iter().any(|p| {
-            p == "*" || p == permission || p.strip_suffix(":*").is_some_and(|r| r == resource)
-        });
-        if allowed {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("`{}` lacks the permission `{permission}`", self.name),
-            ))
-        }
+    fn is_enabled(&self) -> bool {
+        Auth::is_enabled(self)
     }
 }

@@ -26,18 +26,28 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-pub use auth::{ApiKey, Auth, JwtConfig};
+pub use auth::{
+    Access, ApiKey, Auth, AuthFuture, Authenticator, Authorizer, Caller, Forbidden, JwtConfig,
+    Permissions, Unauthenticated, grants,
+};
+/// The request headers an [`Authenticator`] reads.
+pub use axum::http::HeaderMap;
 pub use error::ApiError;
 
 use crate::{StepInfo, StepState, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
 
 /// How the API is served.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Where the routes live (default `/tasker`; empty for the root).
     pub prefix: String,
-    /// Who may call, and how they prove it (default: nobody needs to).
+    /// Who may call, and how they prove it, with the built-in API keys and JWTs (default:
+    /// nobody needs to). Unused when `authenticator` is set.
     pub auth: Auth,
+    /// An application's own way to identify callers, instead of `auth`.
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// What a caller may do (default: [`Permissions`], what its permissions grant).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
     /// Largest accepted request body, in bytes (default 1 MiB + 64 KiB for the envelope).
     pub body_limit: usize,
     /// Serve without authentication on a non-loopback address (default `false`).
@@ -46,11 +56,51 @@ pub struct ServerConfig {
     pub metrics: Option<crate::metrics::PrometheusHandle>,
 }
 
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("prefix", &self.prefix)
+            .field("auth", &self.auth)
+            .field(
+                "authenticator",
+                &self.authenticator.as_ref().map(|_| "custom"),
+            )
+            .field("authorizer", &self.authorizer.as_ref().map(|_| "custom"))
+            .field("body_limit", &self.body_limit)
+            .field("allow_insecure", &self.allow_insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// Identifies callers with `authenticator` instead of the built-in `auth`.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Decides what callers may do with `authorizer` instead of their permissions alone.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Some(Arc::new(authorizer));
+        self
+    }
+
+    /// Whether callers must prove who they are.
+    fn authenticates(&self) -> bool {
+        match &self.authenticator {
+            Some(authenticator) => authenticator.is_enabled(),
+            None => self.auth.is_enabled(),
+        }
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             prefix: "/tasker".to_owned(),
             auth: Auth::none(),
+            authenticator: None,
+            authorizer: None,
             body_limit: (1 << 20) + (64 << 10),
             allow_insecure: false,
             metrics: None,
@@ -272,6 +322,8 @@ pub fn routes() -> Vec<Route> {
 struct AppState {
     tasker: Tasker,
     config: ServerConfig,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -280,7 +332,20 @@ type Shared = State<Arc<AppState>>;
 pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
     let prefix = config.prefix.trim_end_matches('/').to_owned();
     let body_limit = config.body_limit;
-    let state = Arc::new(AppState { tasker, config });
+    let authenticator = config
+        .authenticator
+        .clone()
+        .unwrap_or_else(|| Arc::new(config.auth.clone()));
+    let authorizer = config
+        .authorizer
+        .clone()
+        .unwrap_or_else(|| Arc::new(Permissions));
+    let state = Arc::new(AppState {
+        tasker,
+        config,
+        authenticator,
+        authorizer,
+    });
     let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
     for Endpoint { route, handler } in table() {
         let handler = match route.permission {
@@ -309,8 +374,9 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
     routed.layer(axum::middleware::from_fn(correlate))
 }
 
-/// `handler` behind the check that its caller holds `permission`. It runs before the handler's
-/// extractors, so a caller without credentials gets 401 whatever else is wrong with the request.
+/// `handler` behind the check that its caller may `permission` (on the records its path
+/// names). It runs before the handler's extractors, so a caller without credentials gets 401
+/// whatever else is wrong with the request.
 fn guarded(
     handler: MethodRouter<Arc<AppState>>,
     state: &Arc<AppState>,
@@ -321,18 +387,41 @@ fn guarded(
         move |request: Request, next: Next| {
             let state = Arc::clone(&state);
             async move {
-                let allowed = state
-                    .config
-                    .auth
-                    .authenticate(request.headers())
-                    .and_then(|caller| caller.require(permission));
+                let (mut parts, body) = request.into_parts();
+                let access = access(&mut parts, permission).await;
+                let allowed = match state.authenticator.authenticate(&parts.headers).await {
+                    Ok(caller) => state
+                        .authorizer
+                        .authorize(&caller, access)
+                        .await
+                        .map_err(ApiError::from),
+                    Err(refused) => Err(ApiError::from(refused)),
+                };
                 match allowed {
-                    Ok(()) => next.run(request).await,
+                    Ok(()) => next.run(Request::from_parts(parts, body)).await,
                     Err(refused) => refused.into_response(),
                 }
             }
         },
     ))
+}
+
+/// What a request asks: `permission`, on the task and step its path names (ids that are not
+/// numbers are left out; the handler refuses them after authentication).
+async fn access(parts: &mut Parts, permission: &'static str) -> Access<'static> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &()).await;
+    let id = |name: &str| {
+        params
+            .as_ref()
+            .ok()
+            .and_then(|p| p.iter().find(|(key, _)| *key == name))
+            .and_then(|(_, value)| value.parse().ok())
+    };
+    Access {
+        permission,
+        task_id: id("id"),
+        step_id: id("step_id"),
+    }
 }
 
 /// Listens on `addr` (`127.0.0.1:3000`), for [`serve`].
@@ -365,7 +454,7 @@ pub async fn serve(
 
 /// Refuses to expose an unauthenticated API beyond this machine unless told to.
 pub fn check_exposure(config: &ServerConfig, addr: SocketAddr) -> crate::Result<()> {
-    if !addr.ip().is_loopback() && !config.auth.is_enabled() && !config.allow_insecure {
+    if !addr.ip().is_loopback() && !config.authenticates() && !config.allow_insecure {
         return Err(crate::Error::InsecureExposure { addr });
     }
     Ok(())
