@@ -74,6 +74,30 @@ fn templates() -> Vec<TaskTemplate> {
     ]
 }
 
+/// A request for a `shop/order` task with `fields` set over the defaults.
+fn order(fields: Value) -> Value {
+    let mut body = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
+    if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+        body.extend(fields);
+    }
+    body
+}
+
+/// An engine over the test templates whose handlers all succeed.
+async fn succeeding(builder: tasker::TaskerBuilder) -> Tasker {
+    let mut builder = builder;
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build")
+}
+
 conformance!(
     a_task_lives_its_whole_life_over_http,
     ordinary_bad_input_is_refused_never_a_server_error,
@@ -374,17 +398,7 @@ fn chrono_now() -> i64 {
 #[tokio::test]
 async fn the_auth_matrix() {
     let db = TestDatabase::sqlite();
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let secret = b"a-secret-of-at-least-thirty-two-bytes!!";
     let auth = Auth::none()
         .api_key(ApiKey::from_secret("admin", "k-admin", ["*"]))
@@ -626,17 +640,7 @@ mod base64_like {
 #[tokio::test]
 async fn malformed_requests_get_json_4xx_answers() {
     let db = TestDatabase::sqlite();
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let created = tasker
         .create_task(
             TaskRequest::new("order")
@@ -1009,17 +1013,7 @@ async fn error_paths_name_the_field_at_fault() {
 #[tokio::test]
 async fn the_router_serves_exactly_what_the_document_lists() {
     let db = TestDatabase::sqlite();
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let api = start(tasker, ServerConfig::default()).await;
     let (_, document) = api.get("/openapi.json").await;
     let paths = document["paths"].as_object().expect("paths");
@@ -1074,37 +1068,24 @@ async fn the_router_serves_exactly_what_the_document_lists() {
 /// engine sets are refused with 422 naming the field, on both backends alike (PostgreSQL
 /// answered 500 to each before), and a step update is all or nothing.
 async fn ordinary_bad_input_is_refused_never_a_server_error(db: TestDatabase) {
-    let mut builder = db.builder().configure(|c| c.max_result_bytes = 1024);
-    for template in templates() {
-        builder = builder.template(template);
-    }
     // The integer formats schemars gives an `i64` and a `u8`.
-    builder = builder.template(
-        TaskTemplate::new("shop", "counted", "1.0.0")
-            .schema(json!({
-                "type": "object",
-                "properties": {
-                    "count": { "type": "integer", "format": "int64" },
-                    "small": { "type": "integer", "format": "uint8", "minimum": 0 },
-                }
-            }))
-            .step(StepTemplate::new("count", "ok")),
-    );
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(
+        db.builder()
+            .configure(|c| c.max_result_bytes = 1024)
+            .template(
+                TaskTemplate::new("shop", "counted", "1.0.0")
+                    .schema(json!({
+                        "type": "object",
+                        "properties": {
+                            "count": { "type": "integer", "format": "int64" },
+                            "small": { "type": "integer", "format": "uint8", "minimum": 0 },
+                        }
+                    }))
+                    .step(StepTemplate::new("count", "ok")),
+            ),
+    )
+    .await;
     let api = start(tasker.clone(), ServerConfig::default()).await;
-    let order = |fields: Value| {
-        let mut body = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
-        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-            body.extend(fields);
-        }
-        body
-    };
     let refused = |status: StatusCode, answer: &Value, path: &str| {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {answer}");
         assert_eq!(answer["path"], path, "{answer}");
@@ -1222,17 +1203,7 @@ async fn ordinary_bad_input_is_refused_never_a_server_error(db: TestDatabase) {
 #[tokio::test]
 async fn authentication_comes_before_any_other_refusal() {
     let db = TestDatabase::sqlite();
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let auth = Auth::none().api_key(ApiKey::from_secret("admin", "k-admin", ["*"]));
     let api = start(
         tasker,
@@ -1281,17 +1252,7 @@ async fn authentication_comes_before_any_other_refusal() {
 /// `X-Correlation-ID`: a created task carries the caller's (unless its body names its own),
 /// every response returns it, errors included, and a request without one gets a fresh one.
 async fn the_correlation_header_follows_a_request(db: TestDatabase) {
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let api = start(tasker, ServerConfig::default()).await;
     let send = |method: Method, path: &str, body: Option<Value>, id: Option<&str>| {
         let mut request = api.client.request(method, format!("{}{path}", api.base));
@@ -1302,13 +1263,6 @@ async fn the_correlation_header_follows_a_request(db: TestDatabase) {
             request = request.json(&body);
         }
         request.send()
-    };
-    let order = |fields: Value| {
-        let mut body = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
-        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
-            body.extend(fields);
-        }
-        body
     };
     let echoed = |response: &reqwest::Response| {
         response
@@ -1380,17 +1334,7 @@ async fn the_correlation_header_follows_a_request(db: TestDatabase) {
 /// what the graph says now: edges, roots, leaves, the steps ready to run and what each waiting
 /// step waits for.
 async fn steps_name_their_parents_and_children(db: TestDatabase) {
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let task = tasker
         .create_task(TaskRequest::new("stuck").namespace("shop").version("1.0.0"))
         .await
@@ -1484,17 +1428,7 @@ impl Authorizer for Owners {
 #[tokio::test]
 async fn an_application_brings_its_own_authentication_and_authorization() {
     let db = TestDatabase::sqlite();
-    let mut builder = db.builder();
-    for template in templates() {
-        builder = builder.template(template);
-    }
-    let tasker = builder
-        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("charge", handler_fn(|_| async { Ok(json!(1)) }))
-        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
-        .build()
-        .await
-        .expect("build");
+    let tasker = succeeding(db.builder()).await;
     let order = json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": 1 } });
     let mine = tasker
         .create_task(serde_json::from_value(order.clone()).expect("request"))

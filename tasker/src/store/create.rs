@@ -88,6 +88,26 @@ impl<'a> NewTaskRow<'a> {
     }
 }
 
+/// A task row an insert returned.
+#[derive(QueryableByName)]
+struct InsertedTask {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    task_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    identity_hash: String,
+}
+
+/// A step row an insert returned.
+#[derive(QueryableByName)]
+struct InsertedStep {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    workflow_step_id: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    task_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
 /// A step row to insert.
 struct NewStepRow<'a> {
     task_id: i64,

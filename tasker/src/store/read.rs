@@ -224,25 +224,44 @@ pub(crate) fn load_correlations(
 /// How many tasks are in each state.
 pub(crate) fn tasks_by_state(c: &mut Conn<'_>) -> Result<Vec<(TaskState, i64)>> {
     use tasker_tasks::dsl as t;
-    let rows: Vec<(String, i64)> = c.load(
+    let rows = c.load(
         t::tasker_tasks
             .group_by(t::state)
             .select((t::state, diesel::dsl::count_star())),
     )?;
+    parse_counts("tasker_tasks", rows)
+}
+
+/// How many steps are in each state.
+pub(crate) fn steps_by_state(c: &mut Conn<'_>) -> Result<Vec<(StepState, i64)>> {
+    use tasker_workflow_steps::dsl as s;
+    let rows = c.load(
+        s::tasker_workflow_steps
+            .group_by(s::state)
+            .select((s::state, diesel::dsl::count_star())),
+    )?;
+    parse_counts("tasker_workflow_steps", rows)
+}
+
+/// Counts by state name as counts by state; an unreadable name is corrupt data in `table`.
+fn parse_counts<S>(table: &'static str, rows: Vec<(String, i64)>) -> Result<Vec<(S, i64)>>
+where
+    S: std::str::FromStr<Err = crate::state::UnknownState>,
+{
     rows.into_iter()
         .map(|(state, count)| {
-            let state =
+            let parsed =
                 state
                     .parse()
                     .map_err(|e: crate::state::UnknownState| Error::CorruptData {
-                        table: "tasker_tasks",
+                        table,
                         id: 0,
                         column: "state",
                         problem: format!(
                             "{e} ({count} rows; find them with `WHERE state = '{state}'`)"
                         ),
                     })?;
-            Ok((state, count))
+            Ok((parsed, count))
         })
         .collect()
 }
@@ -269,32 +288,6 @@ pub(crate) fn ready_stats(c: &mut Conn<'_>) -> Result<(i64, Option<f64>)> {
         count,
         Some((now - oldest).num_milliseconds().max(0) as f64 / 1000.0),
     ))
-}
-
-/// How many steps are in each state.
-pub(crate) fn steps_by_state(c: &mut Conn<'_>) -> Result<Vec<(StepState, i64)>> {
-    use tasker_workflow_steps::dsl as s;
-    let rows: Vec<(String, i64)> = c.load(
-        s::tasker_workflow_steps
-            .group_by(s::state)
-            .select((s::state, diesel::dsl::count_star())),
-    )?;
-    rows.into_iter()
-        .map(|(state, count)| {
-            let parsed =
-                state
-                    .parse()
-                    .map_err(|e: crate::state::UnknownState| Error::CorruptData {
-                        table: "tasker_workflow_steps",
-                        id: 0,
-                        column: "state",
-                        problem: format!(
-                            "{e} ({count} rows; find them with `WHERE state = '{state}'`)"
-                        ),
-                    })?;
-            Ok((parsed, count))
-        })
-        .collect()
 }
 
 /// The workers seen within the last `within_seconds`, longest running first.

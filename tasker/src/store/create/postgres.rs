@@ -8,29 +8,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
 
 use super::super::prepared::Prepared;
-use super::{NewStepRow, NewTaskRow};
+use super::{InsertedStep, InsertedTask, NewStepRow, NewTaskRow};
 
 /// `rows`' values of one column, bound as one array.
 fn column<'r, R, T: 'r>(rows: &'r [R], value: impl Fn(&'r R) -> T) -> Vec<T> {
     rows.iter().map(value).collect()
-}
-
-#[derive(QueryableByName)]
-struct InsertedTask {
-    #[diesel(sql_type = BigInt)]
-    task_id: i64,
-    #[diesel(sql_type = Text)]
-    identity_hash: String,
-}
-
-#[derive(QueryableByName)]
-struct InsertedStep {
-    #[diesel(sql_type = BigInt)]
-    workflow_step_id: i64,
-    #[diesel(sql_type = BigInt)]
-    task_id: i64,
-    #[diesel(sql_type = Text)]
-    name: String,
 }
 
 /// Inserts task rows, skipping those whose identity hash or idempotency key is taken; returns

@@ -5,31 +5,12 @@
 //! connection prepares them once.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 use serde_json::json;
 
 use super::super::Conn;
 use super::super::conn::Bind;
-use super::{NewStepRow, NewTaskRow};
-
-#[derive(QueryableByName)]
-struct InsertedTask {
-    #[diesel(sql_type = BigInt)]
-    task_id: i64,
-    #[diesel(sql_type = Text)]
-    identity_hash: String,
-}
-
-#[derive(QueryableByName)]
-struct InsertedStep {
-    #[diesel(sql_type = BigInt)]
-    workflow_step_id: i64,
-    #[diesel(sql_type = BigInt)]
-    task_id: i64,
-    #[diesel(sql_type = Text)]
-    name: String,
-}
+use super::{InsertedStep, InsertedTask, NewStepRow, NewTaskRow};
 
 /// `rows` as one JSON array of arrays.
 fn json_text<R>(rows: &[R], row: impl Fn(&R) -> serde_json::Value) -> String {
