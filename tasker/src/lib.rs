@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+pub mod analytics;
 mod backoff;
 pub mod config;
 pub mod diagram;
@@ -81,7 +82,7 @@ pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, hand
 pub use model::{
     ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure, FailureReason,
     MigrationStatus, NewTask, Outcome, ParentOutput, StepInfo, TaskFilter, TaskRow, TaskSort,
-    TransitionInfo, WorkerInfo,
+    TemplateFilter, TransitionInfo, WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};

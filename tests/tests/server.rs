@@ -102,7 +102,8 @@ conformance!(
     a_task_lives_its_whole_life_over_http,
     ordinary_bad_input_is_refused_never_a_server_error,
     the_correlation_header_follows_a_request,
-    steps_name_their_parents_and_children
+    steps_name_their_parents_and_children,
+    analytics_report_a_period
 );
 
 async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
@@ -1474,4 +1475,101 @@ async fn an_application_brings_its_own_authentication_and_authorization() {
         get("/handlers".to_owned(), alice).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+/// `/analytics/performance` and `/analytics/bottlenecks` over real runs: two orders complete,
+/// one fails at `charge` for good, and a stuck task stays pending.
+async fn analytics_report_a_period(db: TestDatabase) {
+    let mut builder = db.builder();
+    for template in templates() {
+        builder = builder.template(template);
+    }
+    let tasker = builder
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .handler(
+            "charge",
+            handler_fn(|cx| async move {
+                if cx.context()["order_id"] == 3 {
+                    Err(StepError::permanent("card declined"))
+                } else {
+                    Ok(json!({ "charged": true }))
+                }
+            }),
+        )
+        .handler("never", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    for order_id in 1..=3 {
+        let id = tasker
+            .create_task(
+                serde_json::from_value(order(json!({ "context": { "order_id": order_id } })))
+                    .expect("request"),
+            )
+            .await
+            .expect("task")
+            .id;
+        tasker.wait_for_task(id, WAIT).await.expect("wait");
+    }
+    worker.shutdown().await;
+    tasker
+        .create_task(TaskRequest::new("stuck").namespace("shop").version("1.0.0"))
+        .await
+        .expect("stuck");
+    let api = start(tasker, ServerConfig::default()).await;
+
+    let (status, report) = api.get("/analytics/performance").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["period_hours"], 24.0);
+    assert_eq!(
+        report["tasks_by_state"],
+        json!({ "complete": 2, "error": 1, "pending": 1 }),
+        "{report}"
+    );
+    assert_eq!(
+        report["steps_by_state"],
+        json!({ "complete": 5, "error": 1, "pending": 2 }),
+        "{report}"
+    );
+    assert_eq!(report["completion_rate"].as_f64(), Some(2.0 / 3.0));
+    assert_eq!(report["error_rate"].as_f64(), Some(1.0 / 3.0));
+    assert_eq!(report["task_seconds"]["count"], 2, "{report}");
+    assert!(
+        report["task_seconds"]["p50"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0),
+        "{report}"
+    );
+    assert_eq!(report["step_seconds"]["count"], 5, "{report}");
+
+    let (status, report) = api
+        .get("/analytics/bottlenecks?namespace=shop&name=order&limit=5")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        report["slowest_tasks"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    let steps = report["slowest_steps"].as_array().expect("steps");
+    let charge = steps
+        .iter()
+        .find(|s| s["step"] == "charge")
+        .expect("charge");
+    assert_eq!(charge["template"], "shop/order@1.0.0");
+    assert_eq!(charge["steps"], 3);
+    assert_eq!(charge["error_rate"].as_f64(), Some(1.0 / 3.0));
+    assert_eq!(charge["seconds"]["count"], 2);
+    assert!(
+        steps.iter().all(|s| s["template"] == "shop/order@1.0.0"),
+        "{report}"
+    );
+    let (_, other) = api.get("/analytics/bottlenecks?name=stuck").await;
+    assert_eq!(other["slowest_tasks"], json!([]), "{other}");
+
+    for bad in ["period=0", "period=721", "limit=0"] {
+        let (status, answer) = api.get(&format!("/analytics/bottlenecks?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
+    }
 }

@@ -25,7 +25,7 @@ use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
 use crate::model::{
     ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, StepInfo, TaskFilter, TaskRow,
-    TransitionInfo, WorkerInfo,
+    TemplateFilter, TransitionInfo, WorkerInfo,
 };
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::{StepState, TaskState};
@@ -865,6 +865,59 @@ impl Tasker {
     /// How many tasks are in each state.
     pub async fn task_counts(&self) -> Result<Vec<(TaskState, i64)>> {
         self.inner.store.run(|store| store.tasks_by_state()).await
+    }
+
+    /// How the tasks created within the last `period` fared: counts by state, completion and
+    /// error rates, throughput, and duration percentiles of tasks and steps.
+    pub async fn performance(&self, period: Duration) -> Result<crate::analytics::Performance> {
+        let (tasks, steps) = self
+            .analytics_rows(period, TemplateFilter::default())
+            .await?;
+        Ok(crate::analytics::performance(period, &tasks, &steps))
+    }
+
+    /// The `limit` slowest complete tasks and steps among the tasks created within the last
+    /// `period`, of the templates `filter` names.
+    pub async fn bottlenecks(
+        &self,
+        period: Duration,
+        filter: TemplateFilter,
+        limit: usize,
+    ) -> Result<crate::analytics::Bottlenecks> {
+        let (tasks, steps) = self.analytics_rows(period, filter).await?;
+        Ok(crate::analytics::bottlenecks(period, &tasks, &steps, limit))
+    }
+
+    /// The rows analytics read: the period's tasks and their steps.
+    async fn analytics_rows(
+        &self,
+        period: Duration,
+        filter: TemplateFilter,
+    ) -> Result<(Vec<store::Timed>, Vec<store::Timed>)> {
+        for (field, value) in [
+            ("namespace", &filter.namespace),
+            ("name", &filter.name),
+            ("version", &filter.version),
+        ] {
+            if let Some(value) = value {
+                check_storable(field, value)?;
+            }
+        }
+        let scope = store::Scope {
+            period_seconds: period.as_secs_f64(),
+            namespace: filter.namespace,
+            name: filter.name,
+            version: filter.version,
+        };
+        self.inner
+            .store
+            .run(move |store| {
+                Ok((
+                    store.analytics_tasks(&scope)?,
+                    store.analytics_steps(&scope)?,
+                ))
+            })
+            .await
     }
 
     /// How many steps are in each state.

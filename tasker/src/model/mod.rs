@@ -174,3 +174,14 @@ pub struct WorkerInfo {
     /// Its last heartbeat (UTC, database clock).
     pub last_seen_at: chrono::NaiveDateTime,
 }
+
+/// Which templates an analytics query covers: each part given narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateFilter {
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Only templates of this name.
+    pub name: Option<String>,
+    /// Only this version.
+    pub version: Option<String>,
+}

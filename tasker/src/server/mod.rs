@@ -292,6 +292,20 @@ fn table() -> Vec<Endpoint> {
         ),
         endpoint(
             Get,
+            "/analytics/performance",
+            Some("tasker.analytics:index"),
+            "How the tasks created in the last `period` hours (default 24, at most 720) fared: tasks and steps by state, completion and error rates, throughput, duration percentiles, retries.",
+            analytics_performance,
+        ),
+        endpoint(
+            Get,
+            "/analytics/bottlenecks",
+            Some("tasker.analytics:index"),
+            "The slowest complete tasks and steps among those created in the last `period` hours, of the templates `namespace`, `name`, `version` name; `limit` (default 10, at most 100) of each.",
+            analytics_bottlenecks,
+        ),
+        endpoint(
+            Get,
             "/handlers",
             Some("tasker.handler:index"),
             "Every registered template.",
@@ -1149,6 +1163,62 @@ async fn cancel_step(
     let mut value = find_step(&state, id, step_id).await?;
     value["changed"] = json!(changed);
     Ok(Json(value))
+}
+
+/// Most hours an analytics period may span (30 days).
+const MAX_PERIOD_HOURS: u32 = 720;
+
+/// `period` in hours as a duration, 1 to [`MAX_PERIOD_HOURS`] (default 24).
+fn period(hours: Option<u32>) -> Result<std::time::Duration, ApiError> {
+    let hours = hours.unwrap_or(24);
+    if !(1..=MAX_PERIOD_HOURS).contains(&hours) {
+        return Err(
+            ApiError::bad_request(format!("period must be 1 to {MAX_PERIOD_HOURS} hours"))
+                .at("/period"),
+        );
+    }
+    Ok(std::time::Duration::from_secs(u64::from(hours) * 3600))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerformanceQuery {
+    period: Option<u32>,
+}
+
+async fn analytics_performance(
+    State(state): Shared,
+    QueryParams(query): QueryParams<PerformanceQuery>,
+) -> Result<Json<crate::analytics::Performance>, ApiError> {
+    let period = period(query.period)?;
+    Ok(Json(state.tasker.performance(period).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BottlenecksQuery {
+    namespace: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    period: Option<u32>,
+    limit: Option<usize>,
+}
+
+async fn analytics_bottlenecks(
+    State(state): Shared,
+    QueryParams(query): QueryParams<BottlenecksQuery>,
+) -> Result<Json<crate::analytics::Bottlenecks>, ApiError> {
+    let period = period(query.period)?;
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be 1 to 100").at("/limit"));
+    }
+    let filter = crate::TemplateFilter {
+        namespace: query.namespace,
+        name: query.name,
+        version: query.version,
+    };
+    Ok(Json(state.tasker.bottlenecks(period, filter, limit).await?))
 }
 
 fn template_json(template: &crate::TaskTemplate, with_graph: bool) -> Value {

@@ -239,6 +239,17 @@ impl Conn<'_> {
         }
     }
 
+    /// Seconds from timestamp expression `from` to `to`, as a double.
+    pub(crate) fn seconds_between(&self, from: &str, to: &str) -> String {
+        match self {
+            Conn::Sqlite(_) => format!("((julianday({to}) - julianday({from})) * 86400.0)"),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => {
+                format!("CAST(EXTRACT(EPOCH FROM ({to} - {from})) AS DOUBLE PRECISION)")
+            }
+        }
+    }
+
     /// The database clock as a UTC timestamp expression.
     pub(crate) fn now_sql(&self) -> &'static str {
         match self {

@@ -6,6 +6,7 @@
 //! the read models of [`crate::model`]; a stored value that cannot be read is an
 //! [`Error::CorruptData`] naming its table, row and column.
 
+mod analytics;
 mod claim;
 mod complete;
 mod conn;
@@ -37,6 +38,7 @@ use crate::model::{
 };
 use crate::state::{StepState, TaskState};
 
+pub(crate) use analytics::{Scope, Timed};
 pub(crate) use conn::Conn;
 pub(crate) use create::{PreparedStep, PreparedTask};
 #[cfg(feature = "postgres")]
@@ -392,6 +394,16 @@ impl Store {
     /// Steps ready now, and the oldest one's wait in seconds.
     pub(crate) fn ready_stats(&self) -> Result<(i64, Option<f64>)> {
         self.with(read::ready_stats)
+    }
+
+    /// The tasks created within `scope` (see `analytics::tasks`).
+    pub(crate) fn analytics_tasks(&self, scope: &Scope) -> Result<Vec<Timed>> {
+        self.with(|c| analytics::tasks(c, scope))
+    }
+
+    /// The steps of the tasks created within `scope` (see `analytics::steps`).
+    pub(crate) fn analytics_steps(&self, scope: &Scope) -> Result<Vec<Timed>> {
+        self.with(|c| analytics::steps(c, scope))
     }
 
     /// How many steps are in each state.

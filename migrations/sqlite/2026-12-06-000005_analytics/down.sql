@@ -1,0 +1,1 @@
+DROP INDEX tasker_tasks_created_at;
