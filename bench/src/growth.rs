@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use tasker::Outcome;
 use tasker::prelude::*;
+use tasker::{Outcome, TemplateFilter};
 
 use crate::probe::Probe;
 
@@ -19,6 +19,9 @@ pub(crate) struct Figures {
     pub(crate) claim_complete: f64,
     /// Tasks created per second, one creator.
     pub(crate) create: f64,
+    /// Milliseconds for `Tasker::performance` plus `Tasker::bottlenecks` over the last hour,
+    /// which holds one round's tasks (the history is two days old).
+    pub(crate) analytics_ms: f64,
 }
 
 /// The shape whose history is seeded and whose tasks are measured.
@@ -68,6 +71,7 @@ pub(crate) async fn measure(
     let last_history = probe.count("SELECT MAX(task_id) AS n FROM tasker_tasks")?;
     let mut claim_complete = Vec::with_capacity(rounds);
     let mut create = Vec::with_capacity(rounds);
+    let mut analytics = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let start = Instant::now();
         for _ in 0..tasks {
@@ -80,6 +84,14 @@ pub(crate) async fn measure(
         let start = Instant::now();
         drain(&tasker, tasks * width).await?;
         claim_complete.push((tasks * width) as f64 / start.elapsed().as_secs_f64());
+        let hour = Duration::from_secs(3600);
+        let start = Instant::now();
+        tasker.performance(hour).await.map_err(|e| e.to_string())?;
+        tasker
+            .bottlenecks(hour, TemplateFilter::default(), 10)
+            .await
+            .map_err(|e| e.to_string())?;
+        analytics.push(start.elapsed().as_secs_f64() * 1000.0);
         probe.batch(&format!(
             "DELETE FROM tasker_tasks WHERE task_id > {last_history}"
         ))?;
@@ -89,6 +101,7 @@ pub(crate) async fn measure(
         seed_seconds,
         claim_complete: median(claim_complete),
         create: median(create),
+        analytics_ms: median(analytics),
     })
 }
 
@@ -161,6 +174,12 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
     // Copy k of step `id` gets a fresh id after every existing one, in blocks of `width`.
     let step = |id: &str| format!("{top_step} + (g.k - 1) * {width} + ({id} - {first}) + 1");
     let steps_of_pattern = format!("BETWEEN {first} AND {last}");
+    // History is two days old, so analytics over the last hour read none of it.
+    let two_days_before = if probe.is_sqlite() {
+        "strftime('%Y-%m-%d %H:%M:%f', created_at, '-2 days')"
+    } else {
+        "created_at - interval '2 days'"
+    };
     let mut sql = String::from("BEGIN;\n");
     sql.push_str(&format!(
         "INSERT INTO tasker_tasks (task_id, named_task_id, state, complete, concurrent, \
@@ -169,7 +188,7 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
            correlation_id) \
          SELECT {top_task} + g.k, named_task_id, state, complete, concurrent, NULL, requested_at, \
            initiator, source_system, reason, bypass_steps, tags, context, 'history-' || g.k, \
-           NULL, priority, created_at, updated_at, 'history-' || g.k \
+           NULL, priority, {two_days_before}, updated_at, 'history-' || g.k \
          FROM {series} CROSS JOIN tasker_tasks t WHERE t.task_id = {pattern};\n"
     ));
     sql.push_str(&format!(

@@ -610,18 +610,19 @@ async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), St
         (db.cleanup)();
         let f = result?;
         println!(
-            "{label:<8} growth: {:>9} finished steps  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
-            f.finished, f.claim_complete, f.create, f.seed_seconds,
+            "{label:<8} growth: {:>9} finished steps  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  analytics {:>6.1} ms  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
+            f.finished, f.claim_complete, f.create, f.analytics_ms, f.seed_seconds,
         );
         figures.push(f);
     }
     if let [small, large] = figures.as_slice() {
         println!(
-            "{label:<8} growth ratio (cost with {} ÷ with {} finished steps): claim+complete {:.2}  create {:.2}  (target < 1.5{})",
+            "{label:<8} growth ratio (cost with {} ÷ with {} finished steps): claim+complete {:.2}  create {:.2}  analytics {:.2}  (target < 1.5{})",
             large.finished,
             small.finished,
             small.claim_complete / large.claim_complete,
             small.create / large.create,
+            large.analytics_ms / small.analytics_ms,
             if scale == Scale::Full {
                 ""
             } else {
