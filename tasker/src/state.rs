@@ -12,6 +12,7 @@ macro_rules! states {
     ($(#[$meta:meta])* $ty:ident) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(schemars::JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $ty {
             /// Created, waiting to run.

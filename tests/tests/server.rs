@@ -1573,3 +1573,59 @@ async fn analytics_report_a_period(db: TestDatabase) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {answer}");
     }
 }
+
+/// The document describes what requests carry: JSON bodies (a create body, a step update) and
+/// typed query parameters, and the error body every refusal has; real requests and a real
+/// refusal validate against those schemas.
+#[tokio::test]
+async fn the_document_describes_requests_and_errors() {
+    let db = TestDatabase::sqlite();
+    let api = start(succeeding(db.builder()).await, ServerConfig::default()).await;
+    let (_, document) = api.get("/openapi.json").await;
+    let operation =
+        |method: &str, path: &str| document["paths"][format!("/tasker{path}")][method].clone();
+    // A schema of the document, with its references resolved against the document.
+    let validator = |schema: &Value| {
+        let mut root = schema.clone();
+        root["components"] = document["components"].clone();
+        jsonschema::validator_for(&root).expect("schema")
+    };
+    let body = |method: &str, path: &str| {
+        validator(&operation(method, path)["requestBody"]["content"]["application/json"]["schema"])
+    };
+
+    let create = body("post", "/tasks");
+    assert!(create.is_valid(&order(json!({}))));
+    assert!(create.is_valid(&json!({ "task": order(json!({})) })));
+    assert!(create.is_valid(&json!([order(json!({})), order(json!({}))])));
+    assert!(
+        !create.is_valid(&json!({ "name": 5 })),
+        "a name is a string"
+    );
+    assert!(!create.is_valid(&json!([])), "an empty array is refused");
+    let update = body("patch", "/tasks/{id}/workflow_steps/{step_id}");
+    assert!(update.is_valid(&json!({ "resolve": true, "results": { "x": 1 } })));
+    assert!(!update.is_valid(&json!({ "retry_limit": -1 })));
+
+    let list = operation("get", "/tasks");
+    let parameter = |name: &str| {
+        list["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(parameter("limit")["in"], "query", "{list}");
+    let state = validator(&parameter("state")["schema"]);
+    assert!(state.is_valid(&json!("complete")) && !state.is_valid(&json!("done")));
+
+    let error = validator(
+        &operation("get", "/tasks/{id}")["responses"]["4XX"]["content"]["application/json"]["schema"],
+    );
+    let (status, refusal) = api.get("/tasks/999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(error.is_valid(&refusal), "{refusal}");
+    assert!(!error.is_valid(&json!({ "message": "no code" })));
+    assert!(operation("get", "/tasks")["responses"]["401"].is_object());
+    assert!(operation("get", "/health/live")["responses"]["401"].is_null());
+}

@@ -16,7 +16,7 @@ const MAX_CORRELATION_ID_BYTES: usize = 128;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 /// A request to run a workflow over a context, with the seed's fields and defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TaskRequest {
     /// Task (template) name.

@@ -8,10 +8,11 @@ use serde::Serialize;
 use crate::Error;
 
 /// An error answer: `path` names the request field at fault (a JSON pointer) when there is one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ApiError {
     /// The HTTP status.
     #[serde(skip)]
+    #[schemars(skip)]
     pub status: StatusCode,
     /// A stable machine-readable code, e.g. `invalid_context`.
     pub code: &'static str,

@@ -22,6 +22,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use axum::{Json, Router};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -151,10 +152,40 @@ impl Verb {
     }
 }
 
-/// A route with the handler that serves it.
+/// A type's schema in the OpenAPI document, as a reference to its component.
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// A type's own schema, inline (its parts still referenced), to read its fields from.
+fn inline_schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    T::json_schema(generator)
+}
+
+/// A route with the handler that serves it, and what its request carries.
 struct Endpoint {
     route: Route,
     handler: MethodRouter<Arc<AppState>>,
+    /// The JSON body's schema.
+    body: Option<SchemaFn>,
+    /// The query parameters, as the schema of the struct they fill.
+    query: Option<SchemaFn>,
+}
+
+impl Endpoint {
+    /// The route takes a JSON body of type `T`.
+    fn body<T: JsonSchema>(mut self) -> Self {
+        self.body = Some(schema_of::<T>);
+        self
+    }
+
+    /// The route takes query parameters, the fields of `T`.
+    fn query<T: JsonSchema>(mut self) -> Self {
+        self.query = Some(inline_schema_of::<T>);
+        self
+    }
 }
 
 /// A table entry: the handler is attached for exactly the method the route names.
@@ -177,6 +208,8 @@ where
             summary,
         },
         handler: on(verb.filter(), handler),
+        body: None,
+        query: None,
     }
 }
 
@@ -219,28 +252,32 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.task:index"),
             "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
             list_tasks,
-        ),
+        )
+        .query::<ListQuery>(),
         endpoint(
             Post,
             "/tasks",
             Some("tasker.task:create"),
             "Create a task from a task request; 201 with the task. An array of up to 1000 requests creates them in one transaction; 200 with one result per request, `{status, task}` or `{status, error}`.",
             create_task,
-        ),
+        )
+        .body::<CreateBody>(),
         endpoint(
             Get,
             "/tasks/{id}",
             Some("tasker.task:show"),
             "A task.",
             show_task,
-        ),
+        )
+        .query::<ShowQuery>(),
         endpoint(
             Patch,
             "/tasks/{id}",
             Some("tasker.task:update"),
             "Change a task's reason and tags.",
             update_task,
-        ),
+        )
+        .body::<TaskUpdate>(),
         endpoint(
             Delete,
             "/tasks/{id}",
@@ -282,7 +319,8 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.workflow_step:update"),
             "Set a step's retry_limit, or resolve it by hand (`resolve: true`, optional `results`).",
             update_step,
-        ),
+        )
+        .body::<StepUpdate>(),
         endpoint(
             Delete,
             "/tasks/{id}/workflow_steps/{step_id}",
@@ -296,14 +334,16 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.analytics:index"),
             "How the tasks created in the last `period` hours (default 24, at most 720) fared: tasks and steps by state, completion and error rates, throughput, duration percentiles, retries.",
             analytics_performance,
-        ),
+        )
+        .query::<PerformanceQuery>(),
         endpoint(
             Get,
             "/analytics/bottlenecks",
             Some("tasker.analytics:index"),
             "The slowest complete tasks and steps among those created in the last `period` hours, of the templates `namespace`, `name`, `version` name; `limit` (default 10, at most 100) of each.",
             analytics_bottlenecks,
-        ),
+        )
+        .query::<BottlenecksQuery>(),
         endpoint(
             Get,
             "/handlers",
@@ -324,7 +364,8 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.handler:show"),
             "A template (`?version=`; default the highest) with its dependency graph.",
             show_handler,
-        ),
+        )
+        .query::<VersionQuery>(),
     ]
 }
 
@@ -361,7 +402,7 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
         authorizer,
     });
     let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
-    for Endpoint { route, handler } in table() {
+    for Endpoint { route, handler, .. } in table() {
         let handler = match route.permission {
             Some(permission) => guarded(handler, &state, permission),
             None => handler,
@@ -778,26 +819,51 @@ async fn openapi(State(state): Shared) -> Json<Value> {
 /// The OpenAPI 3.1 document of [`routes`] under `prefix`.
 pub fn openapi_document(prefix: &str) -> Value {
     let prefix = prefix.trim_end_matches('/');
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|settings| settings.definitions_path = "/components/schemas".into())
+        .into_generator();
+    let error_body = generator.subschema_for::<ApiError>().to_value();
+    let error = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/json": { "schema": error_body.clone() } },
+        })
+    };
     let mut paths = serde_json::Map::new();
-    for route in routes() {
-        let parameters: Vec<Value> = route
+    for endpoint in table() {
+        let route = endpoint.route;
+        let mut parameters: Vec<Value> = route
             .path
             .split('/')
             .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(name) }))
             .collect();
-        let mut operation = json!({
-            "summary": route.summary,
-            "parameters": parameters,
-            "responses": {
-                "200": { "description": "Success" },
-                "4XX": { "description": "`{code, message, path}`" },
-            },
-        });
+        if let Some(query) = endpoint.query {
+            parameters.extend(query_parameters(query(&mut generator).to_value()));
+        }
+        let mut responses = serde_json::Map::new();
+        responses.insert("200".to_owned(), json!({ "description": "Success" }));
+        responses.insert(
+            "4XX".to_owned(),
+            error("The request is refused: `{code, message, path}`, `path` a JSON pointer to the field at fault"),
+        );
+        let mut operation = json!({ "summary": route.summary, "parameters": parameters });
+        if let Some(body) = endpoint.body {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": body(&mut generator).to_value() } },
+            });
+        }
         if let Some(permission) = route.permission {
+            responses.insert("401".to_owned(), error("No valid credentials"));
+            responses.insert(
+                "403".to_owned(),
+                error(&format!("The caller may not `{permission}`")),
+            );
             operation["security"] = json!([{ "apiKey": [] }, { "bearer": [] }]);
             operation["x-tasker-permission"] = json!(permission);
         }
+        operation["responses"] = Value::Object(responses);
         let entry = paths
             .entry(format!("{prefix}{}", route.path))
             .or_insert_with(|| json!({}));
@@ -808,12 +874,38 @@ pub fn openapi_document(prefix: &str) -> Value {
         "info": { "title": "tasker", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
         "components": {
+            "schemas": generator.take_definitions(true),
             "securitySchemes": {
                 "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
                 "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
             }
         },
     })
+}
+
+/// The query parameters a struct's schema describes: one per property, required when the
+/// struct requires it.
+fn query_parameters(schema: Value) -> Vec<Value> {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    schema["properties"]
+        .as_object()
+        .map(|properties| {
+            properties
+                .iter()
+                .map(|(name, property)| {
+                    json!({
+                        "name": name,
+                        "in": "query",
+                        "required": required.contains(&name.as_str()),
+                        "schema": property,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A path parameter's schema: ids are 64-bit integers, names are strings.
@@ -825,7 +917,7 @@ fn path_parameter_schema(name: &str) -> Value {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     namespace: Option<String>,
@@ -886,6 +978,18 @@ async fn list_tasks(
     Ok(Json(
         json!({ "tasks": tasks, "limit": limit, "offset": offset }),
     ))
+}
+
+/// What `POST /tasks` takes: a task request, bare or in the seed's `{"task": …}`, or a
+/// non-empty array of them, at most 1000 (`MAX_BULK_REQUESTS`).
+// Only its schema is used (the OpenAPI document's); the handler reads the JSON itself.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "the OpenAPI document's description of the body")]
+enum CreateBody {
+    One(TaskRequest),
+    Enveloped { task: TaskRequest },
+    Many(#[schemars(length(min = 1, max = MAX_BULK_REQUESTS))] Vec<TaskRequest>),
 }
 
 /// Most task requests one `POST /tasks` array may hold.
@@ -1006,7 +1110,7 @@ fn task_request(body: Value, correlation: &CorrelationId) -> Result<TaskRequest,
     Ok(request)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ShowQuery {
     #[serde(default)]
@@ -1033,7 +1137,7 @@ async fn show_task(
     Ok(Json(value))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TaskUpdate {
     reason: Option<String>,
@@ -1112,7 +1216,7 @@ async fn show_step(
     Ok(Json(find_step(&state, id, step_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StepUpdate {
     retry_limit: Option<u32>,
@@ -1180,7 +1284,7 @@ fn period(hours: Option<u32>) -> Result<std::time::Duration, ApiError> {
     Ok(std::time::Duration::from_secs(u64::from(hours) * 3600))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PerformanceQuery {
     period: Option<u32>,
@@ -1194,7 +1298,7 @@ async fn analytics_performance(
     Ok(Json(state.tasker.performance(period).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct BottlenecksQuery {
     namespace: Option<String>,
@@ -1324,7 +1428,7 @@ async fn namespace_handlers(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct VersionQuery {
     version: Option<String>,
