@@ -14,7 +14,7 @@ use crate::state::{StepState, TaskState};
 use crate::store::Timed;
 
 /// Percentiles of durations, in seconds (none when there are no durations).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Percentiles {
     /// How many durations.
     pub count: usize,
@@ -47,7 +47,7 @@ impl Percentiles {
 }
 
 /// How the tasks created within a period fared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Performance {
     /// The period, in hours back from now.
     pub period_hours: f64,
@@ -72,7 +72,7 @@ pub struct Performance {
 }
 
 /// A task among the slowest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SlowTask {
     /// The task.
     pub task_id: i64,
@@ -83,7 +83,7 @@ pub struct SlowTask {
 }
 
 /// A step (by template and name) among the slowest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct SlowStep {
     /// Its template, `namespace/name@version`.
     pub template: String,
@@ -100,7 +100,7 @@ pub struct SlowStep {
 }
 
 /// The slowest tasks and steps of a period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Bottlenecks {
     /// The period, in hours back from now.
     pub period_hours: f64,

@@ -1629,3 +1629,155 @@ async fn the_document_describes_requests_and_errors() {
     assert!(operation("get", "/tasks")["responses"]["401"].is_object());
     assert!(operation("get", "/health/live")["responses"]["401"].is_null());
 }
+
+/// Every answer matches the schema the document gives for its route and status: a task's
+/// life, its steps, the lists, health, templates and analytics, on a running worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_matches_its_documented_schema() {
+    let db = TestDatabase::sqlite();
+    let tasker = succeeding(db.builder()).await;
+    let worker = tasker.start_worker();
+    let api = start(tasker.clone(), ServerConfig::default()).await;
+    let (_, document) = api.get("/openapi.json").await;
+    let check = |method: Method, template: &'static str, path: String, body: Option<Value>| {
+        let api = &api;
+        let document = &document;
+        async move {
+            let (status, answer) = api.call(method.clone(), &path, body, &[]).await;
+            let operation = &document["paths"][format!("/tasker{template}")]
+                [method.as_str().to_ascii_lowercase()];
+            // A refusal is documented under its range, `4XX`.
+            let key = if status.is_client_error() {
+                "4XX"
+            } else {
+                status.as_str()
+            };
+            let mut schema =
+                operation["responses"][key]["content"]["application/json"]["schema"].clone();
+            assert!(
+                !schema.is_null(),
+                "{method} {template}: no schema for {status}"
+            );
+            schema["components"] = document["components"].clone();
+            let validator = jsonschema::validator_for(&schema).expect("schema");
+            let errors: Vec<String> = validator
+                .iter_errors(&answer)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{method} {path} ({status}): {errors:?}\n{answer}"
+            );
+            answer
+        }
+    };
+    let created = check(
+        Method::POST,
+        "/tasks",
+        "/tasks".into(),
+        Some(order(json!({}))),
+    )
+    .await;
+    let id = created["task_id"].as_i64().expect("id");
+    tasker.wait_for_task(id, WAIT).await.expect("wait");
+    check(
+        Method::POST,
+        "/tasks",
+        "/tasks".into(),
+        Some(json!([order(json!({})), { "name": 5 }])),
+    )
+    .await;
+    check(Method::GET, "/tasks", "/tasks?limit=5".into(), None).await;
+    check(
+        Method::GET,
+        "/tasks/{id}",
+        format!("/tasks/{id}?include_dependencies=true"),
+        None,
+    )
+    .await;
+    let steps = check(
+        Method::GET,
+        "/tasks/{id}/workflow_steps",
+        format!("/tasks/{id}/workflow_steps"),
+        None,
+    )
+    .await;
+    let step = steps["workflow_steps"][0]["step_id"]
+        .as_i64()
+        .expect("step");
+    check(
+        Method::GET,
+        "/tasks/{id}/workflow_steps/{step_id}",
+        format!("/tasks/{id}/workflow_steps/{step}"),
+        None,
+    )
+    .await;
+    check(
+        Method::PATCH,
+        "/tasks/{id}",
+        format!("/tasks/{id}"),
+        Some(json!({ "reason": "audited" })),
+    )
+    .await;
+    check(Method::GET, "/health/live", "/health/live".into(), None).await;
+    check(Method::GET, "/health/ready", "/health/ready".into(), None).await;
+    check(Method::GET, "/health/status", "/health/status".into(), None).await;
+    check(Method::GET, "/handlers", "/handlers".into(), None).await;
+    check(
+        Method::GET,
+        "/handlers/{namespace}",
+        "/handlers/shop".into(),
+        None,
+    )
+    .await;
+    check(
+        Method::GET,
+        "/handlers/{namespace}/{name}",
+        "/handlers/shop/order".into(),
+        None,
+    )
+    .await;
+    check(
+        Method::GET,
+        "/analytics/performance",
+        "/analytics/performance".into(),
+        None,
+    )
+    .await;
+    check(
+        Method::GET,
+        "/analytics/bottlenecks",
+        "/analytics/bottlenecks".into(),
+        None,
+    )
+    .await;
+    let stuck = tasker
+        .create_task(TaskRequest::new("stuck").namespace("shop").version("1.0.0"))
+        .await
+        .expect("stuck")
+        .id;
+    let blocked = tasker.steps(stuck).await.expect("steps")[1].step_id;
+    check(
+        Method::DELETE,
+        "/tasks/{id}/workflow_steps/{step_id}",
+        format!("/tasks/{stuck}/workflow_steps/{blocked}"),
+        None,
+    )
+    .await;
+    let other = tasker
+        .create_task(TaskRequest::new("stuck").namespace("shop").version("1.0.0"))
+        .await
+        .expect("stuck")
+        .id;
+    check(
+        Method::DELETE,
+        "/tasks/{id}",
+        format!("/tasks/{other}"),
+        None,
+    )
+    .await;
+    // Refusals match the error body.
+    check(Method::GET, "/tasks/{id}", "/tasks/999".into(), None).await;
+    check(Method::POST, "/tasks", "/tasks".into(), Some(json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": "x" } }))).await;
+    worker.shutdown().await;
+}

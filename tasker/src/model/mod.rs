@@ -26,7 +26,7 @@ pub struct NewTask {
 }
 
 /// A task as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct TaskRow {
     /// Id.
     pub task_id: i64,
@@ -63,7 +63,7 @@ pub struct TaskRow {
 }
 
 /// A workflow step as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct StepInfo {
     /// Id.
     pub step_id: i64,
@@ -161,7 +161,7 @@ pub struct MigrationStatus {
 }
 
 /// A worker that recorded itself recently (see [`crate::Tasker::workers`]).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct WorkerInfo {
     /// Its id (`host:pid:random`), as in `lease_owner`.
     pub worker_id: String,

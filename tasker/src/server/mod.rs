@@ -9,6 +9,7 @@
 
 mod auth;
 mod error;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub use auth::{
 pub use axum::http::HeaderMap;
 pub use error::ApiError;
 
-use crate::{StepInfo, StepState, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
+use crate::{StepInfo, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
 
 /// How the API is served.
 #[derive(Clone)]
@@ -172,6 +173,15 @@ struct Endpoint {
     body: Option<SchemaFn>,
     /// The query parameters, as the schema of the struct they fill.
     query: Option<SchemaFn>,
+    /// The success status and its body: JSON of a schema, or text.
+    response: (u16, Answer),
+}
+
+/// A success body.
+#[derive(Clone, Copy)]
+enum Answer {
+    Json(SchemaFn),
+    Text,
 }
 
 impl Endpoint {
@@ -184,6 +194,18 @@ impl Endpoint {
     /// The route takes query parameters, the fields of `T`.
     fn query<T: JsonSchema>(mut self) -> Self {
         self.query = Some(inline_schema_of::<T>);
+        self
+    }
+
+    /// The route answers `status` with a JSON `T`.
+    fn answers<T: JsonSchema>(mut self, status: u16) -> Self {
+        self.response = (status, Answer::Json(schema_of::<T>));
+        self
+    }
+
+    /// The route answers 200 with text.
+    fn answers_text(mut self) -> Self {
+        self.response = (200, Answer::Text);
         self
     }
 }
@@ -210,6 +232,7 @@ where
         handler: on(verb.filter(), handler),
         body: None,
         query: None,
+        response: (200, Answer::Text),
     }
 }
 
@@ -217,35 +240,40 @@ where
 fn table() -> Vec<Endpoint> {
     use Verb::{Delete, Get, Patch, Post};
     vec![
-        endpoint(Get, "/health/live", None, "The process is up.", health_live),
+        endpoint(Get, "/health/live", None, "The process is up.", health_live)
+            .answers::<views::Health>(200),
         endpoint(
             Get,
             "/health/ready",
             None,
             "The database answers (503 when it does not).",
             health_ready,
-        ),
+        )
+        .answers::<views::Health>(200),
         endpoint(
             Get,
             "/health/status",
             Some("tasker.health_status:index"),
             "Tasks and steps by state, the steps ready now and the oldest one's wait, and the workers seen within three heartbeats.",
             health_status,
-        ),
+        )
+        .answers::<views::HealthStatus>(200),
         endpoint(
             Get,
             "/metrics",
             Some("tasker.metrics:index"),
             "Prometheus metrics.",
             metrics,
-        ),
+        )
+        .answers_text(),
         endpoint(
             Get,
             "/openapi.json",
             None,
             "This API's OpenAPI document.",
             openapi,
-        ),
+        )
+        .answers::<serde_json::Map<String, Value>>(200),
         endpoint(
             Get,
             "/tasks",
@@ -253,6 +281,7 @@ fn table() -> Vec<Endpoint> {
             "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
             list_tasks,
         )
+        .answers::<views::TaskList>(200)
         .query::<ListQuery>(),
         endpoint(
             Post,
@@ -261,6 +290,7 @@ fn table() -> Vec<Endpoint> {
             "Create a task from a task request; 201 with the task. An array of up to 1000 requests creates them in one transaction; 200 with one result per request, `{status, task}` or `{status, error}`.",
             create_task,
         )
+        .answers::<views::Created>(201)
         .body::<CreateBody>(),
         endpoint(
             Get,
@@ -269,6 +299,7 @@ fn table() -> Vec<Endpoint> {
             "A task.",
             show_task,
         )
+        .answers::<views::TaskDetail>(200)
         .query::<ShowQuery>(),
         endpoint(
             Patch,
@@ -277,6 +308,7 @@ fn table() -> Vec<Endpoint> {
             "Change a task's reason and tags.",
             update_task,
         )
+        .answers::<views::TaskView>(200)
         .body::<TaskUpdate>(),
         endpoint(
             Delete,
@@ -284,35 +316,40 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.task:cancel"),
             "Cancel a task and its unfinished steps.",
             cancel_task,
-        ),
+        )
+        .answers::<views::Cancelled>(200),
         endpoint(
             Post,
             "/tasks/{id}/retry",
             Some("tasker.task:retry"),
             "Send a task in error back to pending.",
             retry_task,
-        ),
+        )
+        .answers::<views::TaskView>(200),
         endpoint(
             Get,
             "/tasks/{id}/diagram",
             Some("tasker.task:show"),
             "A Mermaid flowchart of the task, coloured by step state.",
             task_diagram,
-        ),
+        )
+        .answers_text(),
         endpoint(
             Get,
             "/tasks/{id}/workflow_steps",
             Some("tasker.workflow_step:index"),
             "A task's steps.",
             list_steps,
-        ),
+        )
+        .answers::<views::StepList>(200),
         endpoint(
             Get,
             "/tasks/{id}/workflow_steps/{step_id}",
             Some("tasker.workflow_step:show"),
             "A step.",
             show_step,
-        ),
+        )
+        .answers::<views::StepView>(200),
         endpoint(
             Patch,
             "/tasks/{id}/workflow_steps/{step_id}",
@@ -320,6 +357,7 @@ fn table() -> Vec<Endpoint> {
             "Set a step's retry_limit, or resolve it by hand (`resolve: true`, optional `results`).",
             update_step,
         )
+        .answers::<views::StepView>(200)
         .body::<StepUpdate>(),
         endpoint(
             Delete,
@@ -327,7 +365,8 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.workflow_step:cancel"),
             "Cancel a step for good.",
             cancel_step,
-        ),
+        )
+        .answers::<views::CancelledStep>(200),
         endpoint(
             Get,
             "/analytics/performance",
@@ -335,6 +374,7 @@ fn table() -> Vec<Endpoint> {
             "How the tasks created in the last `period` hours (default 24, at most 720) fared: tasks and steps by state, completion and error rates, throughput, duration percentiles, retries.",
             analytics_performance,
         )
+        .answers::<crate::analytics::Performance>(200)
         .query::<PerformanceQuery>(),
         endpoint(
             Get,
@@ -343,6 +383,7 @@ fn table() -> Vec<Endpoint> {
             "The slowest complete tasks and steps among those created in the last `period` hours, of the templates `namespace`, `name`, `version` name; `limit` (default 10, at most 100) of each.",
             analytics_bottlenecks,
         )
+        .answers::<crate::analytics::Bottlenecks>(200)
         .query::<BottlenecksQuery>(),
         endpoint(
             Get,
@@ -350,14 +391,16 @@ fn table() -> Vec<Endpoint> {
             Some("tasker.handler:index"),
             "Every registered template.",
             list_handlers,
-        ),
+        )
+        .answers::<views::HandlerList>(200),
         endpoint(
             Get,
             "/handlers/{namespace}",
             Some("tasker.handler:index"),
             "The templates of a namespace.",
             namespace_handlers,
-        ),
+        )
+        .answers::<views::NamespaceHandlers>(200),
         endpoint(
             Get,
             "/handlers/{namespace}/{name}",
@@ -365,6 +408,7 @@ fn table() -> Vec<Endpoint> {
             "A template (`?version=`; default the highest) with its dependency graph.",
             show_handler,
         )
+        .answers::<views::TemplateDetail>(200)
         .query::<VersionQuery>(),
     ]
 }
@@ -672,39 +716,12 @@ async fn method_not_allowed() -> ApiError {
 
 // --- representations -------------------------------------------------------------------
 
-fn task_json(state: &AppState, mut task: TaskRow) -> Value {
-    state.tasker.redactor().redact(&mut task.context);
-    let full_name = format!("{}/{}@{}", task.namespace, task.name, task.version);
-    let mut value = serde_json::to_value(&task).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut value {
-        map.insert("full_name".to_owned(), Value::String(full_name));
-    }
-    value
+fn task_view(state: &AppState, task: TaskRow) -> views::TaskView {
+    views::TaskView::new(state.tasker.redactor(), task)
 }
 
-/// A step as JSON, with the ids of its parents and children (`edges`: its task's, as
-/// `(parent, child)`).
-fn step_json(state: &AppState, mut step: StepInfo, edges: &[(i64, i64)]) -> Value {
-    if let Some(results) = &mut step.results {
-        state.tasker.redactor().redact(results);
-    }
-    let id = step.step_id;
-    let mut value = serde_json::to_value(&step).unwrap_or(Value::Null);
-    value["parent_ids"] = json!(
-        edges
-            .iter()
-            .filter(|e| e.1 == id)
-            .map(|e| e.0)
-            .collect::<Vec<_>>()
-    );
-    value["child_ids"] = json!(
-        edges
-            .iter()
-            .filter(|e| e.0 == id)
-            .map(|e| e.1)
-            .collect::<Vec<_>>()
-    );
-    value
+fn step_view(state: &AppState, step: StepInfo, edges: &[(i64, i64)]) -> views::StepView {
+    views::StepView::new(state.tasker.redactor(), step, edges)
 }
 
 /// A task's steps and dependency edges.
@@ -718,52 +735,15 @@ async fn steps_and_edges(
     ))
 }
 
-/// What a task's graph says now: its edges, roots and leaves, the steps ready to run, and
-/// for each step still waiting the parents it waits for (`?include_dependencies=true`).
-fn dependency_analysis(steps: &[StepInfo], edges: &[(i64, i64)]) -> Value {
-    let done = |id: i64| {
-        steps.iter().any(|s| {
-            s.step_id == id && matches!(s.state, StepState::Complete | StepState::ResolvedManually)
-        })
-    };
-    let ids = |keep: &dyn Fn(&StepInfo) -> bool| -> Vec<i64> {
-        steps
-            .iter()
-            .filter(|s| keep(s))
-            .map(|s| s.step_id)
-            .collect()
-    };
-    let mut waiting_for = serde_json::Map::new();
-    for step in steps.iter().filter(|s| s.remaining_parents > 0) {
-        let parents: Vec<i64> = edges
-            .iter()
-            .filter(|e| e.1 == step.step_id && !done(e.0))
-            .map(|e| e.0)
-            .collect();
-        waiting_for.insert(step.step_id.to_string(), json!(parents));
-    }
-    json!({
-        "edges": edges.iter().map(|(from, to)| json!({ "from": from, "to": to })).collect::<Vec<_>>(),
-        "roots": ids(&|s| !edges.iter().any(|e| e.1 == s.step_id)),
-        "leaves": ids(&|s| !edges.iter().any(|e| e.0 == s.step_id)),
-        "ready": ids(&|s| {
-            s.remaining_parents == 0
-                && matches!(s.state, StepState::Pending | StepState::Error)
-                && s.ready_at.is_some()
-        }),
-        "waiting_for": waiting_for,
-    })
-}
-
 // --- handlers ----------------------------------------------------------------------------
 
-async fn health_live() -> Json<Value> {
-    Json(json!({ "status": "live" }))
+async fn health_live() -> Json<views::Health> {
+    Json(views::Health { status: "live" })
 }
 
 async fn health_ready(State(state): Shared) -> Response {
     match state.tasker.ping().await {
-        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Ok(()) => Json(views::Health { status: "ready" }).into_response(),
         Err(error) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
@@ -775,11 +755,13 @@ async fn health_ready(State(state): Shared) -> Response {
 
 /// Tasks and steps by state, the steps ready now and the oldest one's wait, and the workers
 /// whose last heartbeat is at most three heartbeats old (this engine's `heartbeat`).
-async fn health_status(State(state): Shared) -> Result<Json<Value>, ApiError> {
-    fn by_state<S: std::fmt::Display>(counts: Vec<(S, i64)>) -> serde_json::Map<String, Value> {
+async fn health_status(State(state): Shared) -> Result<Json<views::HealthStatus>, ApiError> {
+    fn by_state<S: std::fmt::Display>(
+        counts: Vec<(S, i64)>,
+    ) -> std::collections::BTreeMap<String, i64> {
         counts
             .into_iter()
-            .map(|(state, count)| (state.to_string(), json!(count)))
+            .map(|(state, count)| (state.to_string(), count))
             .collect()
     }
     let tasks = by_state(state.tasker.task_counts().await?);
@@ -787,15 +769,15 @@ async fn health_status(State(state): Shared) -> Result<Json<Value>, ApiError> {
     let (ready, oldest) = state.tasker.ready_steps().await?;
     let recent = state.tasker.config().heartbeat * 3;
     let workers = state.tasker.workers(recent).await?;
-    Ok(Json(json!({
-        "status": "ok",
-        "tasks": tasks,
-        "steps": steps,
-        "ready_steps": ready,
-        "oldest_ready_seconds": oldest.map(|d| d.as_secs_f64()),
-        "workers_seen_within_seconds": recent.as_secs_f64(),
-        "workers": workers,
-    })))
+    Ok(Json(views::HealthStatus {
+        status: "ok",
+        tasks,
+        steps,
+        ready_steps: ready,
+        oldest_ready_seconds: oldest.map(|d| d.as_secs_f64()),
+        workers_seen_within_seconds: recent.as_secs_f64(),
+        workers,
+    }))
 }
 
 async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
@@ -842,7 +824,25 @@ pub fn openapi_document(prefix: &str) -> Value {
             parameters.extend(query_parameters(query(&mut generator).to_value()));
         }
         let mut responses = serde_json::Map::new();
-        responses.insert("200".to_owned(), json!({ "description": "Success" }));
+        let (status, answer) = endpoint.response;
+        let content = match answer {
+            Answer::Json(schema) => {
+                json!({ "application/json": { "schema": schema(&mut generator).to_value() } })
+            }
+            Answer::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
+        };
+        responses.insert(
+            status.to_string(),
+            json!({ "description": "Success", "content": content }),
+        );
+        if status == 201 {
+            // A create answers 200 too: the earlier task an idempotency key names, or an
+            // array's answers.
+            responses.insert(
+                "200".to_owned(),
+                json!({ "description": "An earlier task, or one answer per request of an array", "content": content }),
+            );
+        }
         responses.insert(
             "4XX".to_owned(),
             error("The request is refused: `{code, message, path}`, `path` a JSON pointer to the field at fault"),
@@ -933,7 +933,7 @@ struct ListQuery {
 async fn list_tasks(
     State(state): Shared,
     QueryParams(query): QueryParams<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::TaskList>, ApiError> {
     let sort = match query.sort_by.as_deref() {
         None | Some("task_id") => TaskSort::Id,
         Some("requested_at") => TaskSort::RequestedAt,
@@ -974,10 +974,11 @@ async fn list_tasks(
             ascending,
         })
         .await?;
-    let tasks: Vec<Value> = tasks.into_iter().map(|t| task_json(&state, t)).collect();
-    Ok(Json(
-        json!({ "tasks": tasks, "limit": limit, "offset": offset }),
-    ))
+    Ok(Json(views::TaskList {
+        tasks: tasks.into_iter().map(|t| task_view(&state, t)).collect(),
+        limit,
+        offset,
+    }))
 }
 
 /// What `POST /tasks` takes: a task request, bare or in the seed's `{"task": …}`, or a
@@ -1021,7 +1022,11 @@ async fn create_one(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(task_json(state, task))).into_response())
+    Ok((
+        status,
+        Json(views::Created::One(Box::new(task_view(state, task)))),
+    )
+        .into_response())
 }
 
 /// An array of task requests, created in one transaction: 200 with one result per request, in
@@ -1042,7 +1047,7 @@ async fn create_tasks(
         ))
         .at("/"));
     }
-    let mut answers: Vec<(usize, Value)> = Vec::with_capacity(requests.len());
+    let mut answers: Vec<(usize, views::BatchItem)> = Vec::with_capacity(requests.len());
     let mut positions = Vec::new();
     let mut valid = Vec::new();
     for (position, request) in requests.into_iter().enumerate() {
@@ -1067,7 +1072,11 @@ async fn create_tasks(
                     } else {
                         StatusCode::CREATED
                     };
-                    json!({ "status": status.as_u16(), "task": task_json(state, task) })
+                    views::BatchItem {
+                        status: status.as_u16(),
+                        task: Some(task_view(state, task)),
+                        error: None,
+                    }
                 }
                 None => error_item(crate::Error::TaskNotFound(created.id).into()),
             },
@@ -1078,12 +1087,16 @@ async fn create_tasks(
     // Refused and created answers, each in request order, merged back into it.
     answers.sort_by_key(|(position, _)| *position);
     let items = answers.into_iter().map(|(_, item)| item).collect();
-    Ok((StatusCode::OK, Json(Value::Array(items))).into_response())
+    Ok((StatusCode::OK, Json(views::Created::Many(items))).into_response())
 }
 
 /// One request's failure within an array's answer.
-fn error_item(error: ApiError) -> Value {
-    json!({ "status": error.status.as_u16(), "error": error })
+fn error_item(error: ApiError) -> views::BatchItem {
+    views::BatchItem {
+        status: error.status.as_u16(),
+        task: None,
+        error: Some(error),
+    }
 }
 
 /// A task request from JSON: the seed's envelope `{"task": {...}}` or the bare request, with
@@ -1121,20 +1134,20 @@ async fn show_task(
     State(state): Shared,
     Params(id): Params<i64>,
     QueryParams(query): QueryParams<ShowQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::TaskDetail>, ApiError> {
     let task = state.tasker.task(id).await?;
     let (steps, edges) = steps_and_edges(&state, id).await?;
-    let mut value = task_json(&state, task);
-    if query.include_dependencies {
-        value["dependencies"] = dependency_analysis(&steps, &edges);
-    }
-    value["workflow_steps"] = Value::Array(
-        steps
+    let dependencies = query
+        .include_dependencies
+        .then(|| views::Dependencies::of(&steps, &edges));
+    Ok(Json(views::TaskDetail {
+        task: task_view(&state, task),
+        workflow_steps: steps
             .into_iter()
-            .map(|s| step_json(&state, s, &edges))
+            .map(|s| step_view(&state, s, &edges))
             .collect(),
-    );
-    Ok(Json(value))
+        dependencies,
+    }))
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -1148,29 +1161,32 @@ async fn update_task(
     State(state): Shared,
     Params(id): Params<i64>,
     body: Result<Body<TaskUpdate>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::TaskView>, ApiError> {
     let Body(update) = body?;
     let task = state
         .tasker
         .update_task(id, update.reason, update.tags)
         .await?;
-    Ok(Json(task_json(&state, task)))
+    Ok(Json(task_view(&state, task)))
 }
 
 async fn cancel_task(
     State(state): Shared,
     Params(id): Params<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::Cancelled>, ApiError> {
     let changed = state.tasker.cancel_task(id).await?;
-    Ok(Json(json!({ "cancelled": true, "changed": changed })))
+    Ok(Json(views::Cancelled {
+        cancelled: true,
+        changed,
+    }))
 }
 
 async fn retry_task(
     State(state): Shared,
     Params(id): Params<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::TaskView>, ApiError> {
     state.tasker.retry_task(id).await?;
-    Ok(Json(task_json(&state, state.tasker.task(id).await?)))
+    Ok(Json(task_view(&state, state.tasker.task(id).await?)))
 }
 
 async fn task_diagram(State(state): Shared, Params(id): Params<i64>) -> Result<Response, ApiError> {
@@ -1191,28 +1207,35 @@ async fn task_diagram(State(state): Shared, Params(id): Params<i64>) -> Result<R
 async fn list_steps(
     State(state): Shared,
     Params(id): Params<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::StepList>, ApiError> {
     state.tasker.task(id).await?;
     let (steps, edges) = steps_and_edges(&state, id).await?;
-    Ok(Json(json!({
-        "workflow_steps": steps.into_iter().map(|s| step_json(&state, s, &edges)).collect::<Vec<_>>()
-    })))
+    Ok(Json(views::StepList {
+        workflow_steps: steps
+            .into_iter()
+            .map(|s| step_view(&state, s, &edges))
+            .collect(),
+    }))
 }
 
-/// A step of a task, as JSON.
-async fn find_step(state: &AppState, task_id: i64, step_id: i64) -> Result<Value, ApiError> {
+/// A step of a task.
+async fn find_step(
+    state: &AppState,
+    task_id: i64,
+    step_id: i64,
+) -> Result<views::StepView, ApiError> {
     let (steps, edges) = steps_and_edges(state, task_id).await?;
     steps
         .into_iter()
         .find(|s| s.step_id == step_id)
-        .map(|step| step_json(state, step, &edges))
+        .map(|step| step_view(state, step, &edges))
         .ok_or_else(|| ApiError::not_found(format!("task {task_id} has no step {step_id}")))
 }
 
 async fn show_step(
     State(state): Shared,
     Params((id, step_id)): Params<(i64, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::StepView>, ApiError> {
     Ok(Json(find_step(&state, id, step_id).await?))
 }
 
@@ -1229,7 +1252,7 @@ async fn update_step(
     State(state): Shared,
     Params((id, step_id)): Params<(i64, i64)>,
     body: Result<Body<StepUpdate>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::StepView>, ApiError> {
     let Body(update) = body?;
     find_step(&state, id, step_id).await?;
     if update.retry_limit.is_none() && !update.resolve {
@@ -1262,11 +1285,12 @@ async fn update_step(
 async fn cancel_step(
     State(state): Shared,
     Params((id, step_id)): Params<(i64, i64)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::CancelledStep>, ApiError> {
     let changed = state.tasker.cancel_step(id, step_id).await?;
-    let mut value = find_step(&state, id, step_id).await?;
-    value["changed"] = json!(changed);
-    Ok(Json(value))
+    Ok(Json(views::CancelledStep {
+        step: find_step(&state, id, step_id).await?,
+        changed,
+    }))
 }
 
 /// Most hours an analytics period may span (30 days).
@@ -1325,107 +1349,38 @@ async fn analytics_bottlenecks(
     Ok(Json(state.tasker.bottlenecks(period, filter, limit).await?))
 }
 
-fn template_json(template: &crate::TaskTemplate, with_graph: bool) -> Value {
-    let mut value = json!({
-        "namespace": template.namespace_name,
-        "name": template.name,
-        "version": template.version,
-        "full_name": template.full_name(),
-        "description": template.description,
-        "concurrent": template.concurrent,
-        "steps": template.step_templates.iter().map(|s| json!({
-            "name": s.name,
-            "description": s.description,
-            "depends_on": s.dependencies(),
-            "retryable": s.default_retryable,
-            "retry_limit": s.default_retry_limit,
-            "skippable": s.skippable,
-        })).collect::<Vec<_>>(),
-    });
-    if with_graph {
-        value["schema"] = template.schema.clone().unwrap_or(Value::Null);
-        value["dependency_graph"] = dependency_graph(template);
-    }
-    value
-}
-
-/// Nodes, edges, roots, leaves and levels (depth from the roots) of a template.
-fn dependency_graph(template: &crate::TaskTemplate) -> Value {
-    let steps = &template.step_templates;
-    let mut edges = Vec::new();
-    for step in steps {
-        for parent in step.dependencies() {
-            edges.push(json!({ "from": parent, "to": step.name }));
-        }
-    }
-    let mut level: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    {
-        for i in template.topological_order() {
-            let step = &steps[i];
-            let depth = step
-                .dependencies()
-                .iter()
-                .filter_map(|p| level.get(p))
-                .map(|d| d + 1)
-                .max()
-                .unwrap_or(0);
-            level.insert(&step.name, depth);
-        }
-    }
-    let roots: Vec<&str> = steps
-        .iter()
-        .filter(|s| s.dependencies().is_empty())
-        .map(|s| s.name.as_str())
-        .collect();
-    let leaves: Vec<&str> = steps
-        .iter()
-        .filter(|s| {
-            !steps
-                .iter()
-                .any(|c| c.dependencies().contains(&s.name.as_str()))
-        })
-        .map(|s| s.name.as_str())
-        .collect();
-    json!({
-        "nodes": steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-        "edges": edges,
-        "roots": roots,
-        "leaves": leaves,
-        "levels": level,
-    })
-}
-
-async fn list_handlers(State(state): Shared) -> Result<Json<Value>, ApiError> {
-    let templates: Vec<Value> = state
+async fn list_handlers(State(state): Shared) -> Result<Json<views::HandlerList>, ApiError> {
+    let handlers = state
         .tasker
         .registry()
         .templates()
         .into_iter()
-        .map(|t| template_json(t, false))
+        .map(views::TemplateView::new)
         .collect();
-    Ok(Json(json!({ "handlers": templates })))
+    Ok(Json(views::HandlerList { handlers }))
 }
 
 async fn namespace_handlers(
     State(state): Shared,
     Params(namespace): Params<String>,
-) -> Result<Json<Value>, ApiError> {
-    let templates: Vec<Value> = state
+) -> Result<Json<views::NamespaceHandlers>, ApiError> {
+    let handlers: Vec<views::TemplateView> = state
         .tasker
         .registry()
         .templates()
         .into_iter()
         .filter(|t| t.namespace_name == namespace)
-        .map(|t| template_json(t, false))
+        .map(views::TemplateView::new)
         .collect();
-    if templates.is_empty() {
+    if handlers.is_empty() {
         return Err(ApiError::not_found(format!(
             "no templates in namespace `{namespace}`"
         )));
     }
-    Ok(Json(
-        json!({ "namespace": namespace, "handlers": templates }),
-    ))
+    Ok(Json(views::NamespaceHandlers {
+        namespace,
+        handlers,
+    }))
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -1438,7 +1393,7 @@ async fn show_handler(
     State(state): Shared,
     Params((namespace, name)): Params<(String, String)>,
     QueryParams(query): QueryParams<VersionQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<views::TemplateDetail>, ApiError> {
     let registry = state.tasker.registry();
     let mut matching: Vec<&crate::TaskTemplate> = registry
         .templates()
@@ -1464,5 +1419,5 @@ async fn show_handler(
                 .unwrap_or_default()
         ))
     })?;
-    Ok(Json(template_json(template, true)))
+    Ok(Json(views::TemplateDetail::new(template)))
 }
