@@ -208,7 +208,7 @@ pub enum Error {
     },
     /// A field of a request is out of bounds, or holds what no column can store: a label
     /// (`initiator`, `source_system`, `reason`), `correlation_id`, `idempotency_key`,
-    /// `requested_at`, or a listing's `namespace`, `name` or `version` filter.
+    /// `requested_at`.
     #[error("invalid request: `{field}` {problem}")]
     InvalidField {
         /// The request field, as [`TaskRequest`](crate::TaskRequest) names it.

@@ -1120,9 +1120,15 @@ async fn ordinary_bad_input_is_refused_never_a_server_error(db: TestDatabase) {
             .await;
         refused(status, &answer, "/requested_at");
     }
+    // A filter with a NUL character matches nothing (PostgreSQL answered 500 to it before).
     for filter in ["namespace", "name", "version"] {
         let (status, answer) = api.get(&format!("/tasks?{filter}=a%00b")).await;
-        refused(status, &answer, &format!("/{filter}"));
+        assert_eq!(status, StatusCode::OK, "{filter}: {answer}");
+        assert_eq!(answer["tasks"], json!([]), "{filter}: {answer}");
+        let (status, answer) = api
+            .get(&format!("/analytics/bottlenecks?{filter}=a%00b"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{filter}: {answer}");
     }
     // Integers outside their format's range fail the schema at creation, not the first step.
     for (context, path) in [

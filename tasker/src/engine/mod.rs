@@ -14,8 +14,8 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
+use request::check_label;
 pub use request::{IdentityStrategy, TaskRequest};
-use request::{check_label, check_storable};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
@@ -825,17 +825,15 @@ impl Tasker {
         Ok(created)
     }
 
-    /// Tasks matching `filter`, newest first. A filter with a NUL character is refused with
-    /// [`Error::InvalidField`] (no stored name can hold one).
+    /// Tasks matching `filter`, newest first. A filter with a NUL character matches nothing
+    /// (no stored name can hold one; PostgreSQL would refuse to compare it).
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
-        for (field, value) in [
-            ("namespace", &filter.namespace),
-            ("name", &filter.name),
-            ("version", &filter.version),
-        ] {
-            if let Some(value) = value {
-                check_storable(field, value)?;
-            }
+        let parts = [&filter.namespace, &filter.name, &filter.version];
+        if parts
+            .iter()
+            .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
+        {
+            return Ok(Vec::new());
         }
         self.inner
             .store
@@ -894,14 +892,13 @@ impl Tasker {
         period: Duration,
         filter: TemplateFilter,
     ) -> Result<(Vec<store::Timed>, Vec<store::Timed>)> {
-        for (field, value) in [
-            ("namespace", &filter.namespace),
-            ("name", &filter.name),
-            ("version", &filter.version),
-        ] {
-            if let Some(value) = value {
-                check_storable(field, value)?;
-            }
+        // A part with a NUL character matches no stored name (and PostgreSQL would refuse it).
+        let parts = [&filter.namespace, &filter.name, &filter.version];
+        if parts
+            .iter()
+            .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
+        {
+            return Ok((Vec::new(), Vec::new()));
         }
         let scope = store::Scope {
             period_seconds: period.as_secs_f64(),

@@ -234,7 +234,7 @@ pub(crate) fn check_label(field: &'static str, value: &str) -> crate::Result<()>
 
 /// Refuses text a database column cannot hold: PostgreSQL's text types refuse the NUL
 /// character (SQLite would store it, so both refuse it alike).
-pub(crate) fn check_storable(field: &'static str, value: &str) -> crate::Result<()> {
+fn check_storable(field: &'static str, value: &str) -> crate::Result<()> {
     if value.contains('\0') {
         return Err(Error::InvalidField {
             field,

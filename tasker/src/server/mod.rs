@@ -924,9 +924,15 @@ struct ListQuery {
     name: Option<String>,
     version: Option<String>,
     state: Option<TaskState>,
+    /// Page size (default 20).
+    #[schemars(range(min = 1, max = 100))]
     limit: Option<usize>,
     offset: Option<u64>,
+    /// The order (default `task_id`).
+    #[schemars(extend("enum" = ["task_id", "requested_at", "created_at", "priority"]))]
     sort_by: Option<String>,
+    /// `desc` (the default) or `asc`.
+    #[schemars(extend("enum" = ["asc", "desc"]))]
     sort_order: Option<String>,
 }
 
@@ -1242,6 +1248,7 @@ async fn show_step(
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StepUpdate {
+    #[schemars(range(min = 1, max = crate::template::MAX_RETRY_LIMIT))]
     retry_limit: Option<u32>,
     #[serde(default)]
     resolve: bool,
@@ -1311,6 +1318,8 @@ fn period(hours: Option<u32>) -> Result<std::time::Duration, ApiError> {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PerformanceQuery {
+    /// Hours back from now (default 24).
+    #[schemars(range(min = 1, max = MAX_PERIOD_HOURS))]
     period: Option<u32>,
 }
 
@@ -1328,7 +1337,11 @@ struct BottlenecksQuery {
     namespace: Option<String>,
     name: Option<String>,
     version: Option<String>,
+    /// Hours back from now (default 24).
+    #[schemars(range(min = 1, max = MAX_PERIOD_HOURS))]
     period: Option<u32>,
+    /// How many of each (default 10).
+    #[schemars(range(min = 1, max = 100))]
     limit: Option<usize>,
 }
 
