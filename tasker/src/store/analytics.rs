@@ -10,7 +10,7 @@ use super::conn::Bind;
 use crate::error::Result;
 use crate::state::{StepState, TaskState};
 
-/// A finished task or step and how long it took, in seconds.
+/// A task or step of the period, and for a complete one how long it took, in seconds.
 #[derive(QueryableByName, Debug, Clone)]
 pub(crate) struct Timed {
     #[diesel(sql_type = BigInt)]
@@ -55,44 +55,46 @@ fn scope_sql(c: &Conn<'_>, scope: &Scope) -> (String, Vec<String>) {
 
 const TEMPLATE: &str = "ns.name || '/' || nt.name || '@' || nt.version";
 
-/// The period's tasks: id, template, state, and for finished ones the seconds from creation
-/// to their last change.
-pub(crate) fn tasks(c: &mut Conn<'_>, scope: &Scope) -> Result<Vec<Timed>> {
+/// The period's tasks (`t`) with their template's names (`nt`, `ns`).
+const TASKS: &str = "FROM tasker_tasks t \
+     JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
+     JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id";
+
+/// Runs `select` (the columns of [`Timed`] and any joins) over the period's tasks.
+fn timed(c: &mut Conn<'_>, scope: &Scope, select: &str, joins: &str) -> Result<Vec<Timed>> {
     let (filter, binds) = scope_sql(c, scope);
-    let finished = [TaskState::Complete, TaskState::Error, TaskState::Cancelled]
-        .map(|s| format!("'{}'", s.as_str()))
-        .join(", ");
-    let sql = format!(
-        "SELECT t.task_id AS id, nt.name AS name, {TEMPLATE} AS template, t.state AS state, \
-           CASE WHEN t.state IN ({finished}) THEN {seconds} END AS seconds, \
-           CAST(0 AS BIGINT) AS attempts \
-         FROM tasker_tasks t \
-         JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
-         JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id \
-         WHERE {filter}",
-        seconds = c.seconds_between("t.created_at", "t.updated_at"),
-    );
+    let sql = format!("SELECT {select} {TASKS} {joins} WHERE {filter}");
     let binds: Vec<Bind<'_>> = binds.iter().map(|b| Bind::Text(b)).collect();
     Ok(c.load_sql(&sql, &binds)?)
 }
 
+/// The period's tasks: id, template, state, and for complete ones the seconds from creation
+/// to completion.
+pub(crate) fn tasks(c: &mut Conn<'_>, scope: &Scope) -> Result<Vec<Timed>> {
+    let select = format!(
+        "t.task_id AS id, nt.name AS name, {TEMPLATE} AS template, t.state AS state, \
+         CASE WHEN t.state = '{complete}' THEN {seconds} END AS seconds, \
+         CAST(0 AS BIGINT) AS attempts",
+        complete = TaskState::Complete.as_str(),
+        seconds = c.seconds_between("t.created_at", "t.updated_at"),
+    );
+    timed(c, scope, &select, "")
+}
+
 /// The steps of the period's tasks: id, step name, template, state, attempts, and for
-/// finished ones the seconds of their last attempt.
+/// complete ones the seconds of their last attempt.
 pub(crate) fn steps(c: &mut Conn<'_>, scope: &Scope) -> Result<Vec<Timed>> {
-    let (filter, binds) = scope_sql(c, scope);
-    let complete = StepState::Complete.as_str();
-    let sql = format!(
-        "SELECT s.workflow_step_id AS id, s.name AS name, {TEMPLATE} AS template, \
-           s.state AS state, \
-           CASE WHEN s.state = '{complete}' THEN {seconds} END AS seconds, \
-           CAST(s.attempts AS BIGINT) AS attempts \
-         FROM tasker_tasks t \
-         JOIN tasker_named_tasks nt ON nt.named_task_id = t.named_task_id \
-         JOIN tasker_task_namespaces ns ON ns.task_namespace_id = nt.task_namespace_id \
-         JOIN tasker_workflow_steps s ON s.task_id = t.task_id \
-         WHERE {filter}",
+    let select = format!(
+        "s.workflow_step_id AS id, s.name AS name, {TEMPLATE} AS template, s.state AS state, \
+         CASE WHEN s.state = '{complete}' THEN {seconds} END AS seconds, \
+         CAST(s.attempts AS BIGINT) AS attempts",
+        complete = StepState::Complete.as_str(),
         seconds = c.seconds_between("s.last_attempted_at", "s.processed_at"),
     );
-    let binds: Vec<Bind<'_>> = binds.iter().map(|b| Bind::Text(b)).collect();
-    Ok(c.load_sql(&sql, &binds)?)
+    timed(
+        c,
+        scope,
+        &select,
+        "JOIN tasker_workflow_steps s ON s.task_id = t.task_id",
+    )
 }
