@@ -258,6 +258,14 @@ impl TaskerBuilder {
     }
 }
 
+/// Whether a name filter holds a NUL character: it matches no stored name (none can hold
+/// one), and PostgreSQL refuses to compare with it.
+fn holds_nul(parts: [&Option<String>; 3]) -> bool {
+    parts
+        .iter()
+        .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
+}
+
 /// How many batches of queued single creates may write at once: half the pool, leaving the
 /// rest to workers and reads (on SQLite writes take turns anyway).
 fn create_writers(pool_size: u32) -> usize {
@@ -828,11 +836,7 @@ impl Tasker {
     /// Tasks matching `filter`, newest first. A filter with a NUL character matches nothing
     /// (no stored name can hold one; PostgreSQL would refuse to compare it).
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
-        let parts = [&filter.namespace, &filter.name, &filter.version];
-        if parts
-            .iter()
-            .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
-        {
+        if holds_nul([&filter.namespace, &filter.name, &filter.version]) {
             return Ok(Vec::new());
         }
         self.inner
@@ -892,12 +896,7 @@ impl Tasker {
         period: Duration,
         filter: TemplateFilter,
     ) -> Result<(Vec<store::Timed>, Vec<store::Timed>)> {
-        // A part with a NUL character matches no stored name (and PostgreSQL would refuse it).
-        let parts = [&filter.namespace, &filter.name, &filter.version];
-        if parts
-            .iter()
-            .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
-        {
+        if holds_nul([&filter.namespace, &filter.name, &filter.version]) {
             return Ok((Vec::new(), Vec::new()));
         }
         let scope = store::Scope {

@@ -1,5 +1,5 @@
 //! Analytics over the tasks created within a period: counts by state, and the durations of
-//! finished tasks and steps. The period's tasks come by the `created_at` index and their steps
+//! complete tasks and steps. The period's tasks come by the `created_at` index and their steps
 //! by `task_id`, so the cost follows the period, not the history.
 
 use diesel::prelude::*;
