@@ -55,6 +55,7 @@ mod generated;
 pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
+mod integral;
 pub mod metrics;
 pub mod model;
 pub mod redact;

@@ -49,7 +49,7 @@ pub struct TaskRequest {
     #[serde(default)]
     pub requested_at: Option<DateTime<Utc>>,
     /// Claim priority: higher runs first (default 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::deserialize")]
     pub priority: i32,
     /// Caller-provided idempotency key: a second request with the same key returns the first task.
     #[serde(default)]

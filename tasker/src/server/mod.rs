@@ -991,7 +991,7 @@ async fn list_tasks(
 /// non-empty array of them, at most 1000 (`MAX_BULK_REQUESTS`).
 // Only its schema is used (the OpenAPI document's); the handler reads the JSON itself.
 #[derive(JsonSchema)]
-#[serde(untagged)]
+#[serde(untagged, deny_unknown_fields)]
 #[expect(dead_code, reason = "the OpenAPI document's description of the body")]
 enum CreateBody {
     One(TaskRequest),
@@ -1249,6 +1249,7 @@ async fn show_step(
 #[serde(deny_unknown_fields)]
 struct StepUpdate {
     #[schemars(range(min = 1, max = crate::template::MAX_RETRY_LIMIT))]
+    #[serde(default, deserialize_with = "crate::integral::option")]
     retry_limit: Option<u32>,
     #[serde(default)]
     resolve: bool,
