@@ -21,6 +21,7 @@ where
 }
 
 /// As [`deserialize`], for an optional field.
+#[cfg(any(feature = "server", test))]
 pub(crate) fn option<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,

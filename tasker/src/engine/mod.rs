@@ -266,6 +266,11 @@ fn holds_nul(parts: [&Option<String>; 3]) -> bool {
         .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
 }
 
+/// A retry limit as stored: clamped to 1 to `MAX_RETRY_LIMIT`.
+fn stored_retry_limit(limit: u32) -> i32 {
+    i32::try_from(limit.clamp(1, crate::template::MAX_RETRY_LIMIT)).unwrap_or(i32::MAX)
+}
+
 /// How many batches of queued single creates may write at once: half the pool, leaving the
 /// rest to workers and reads (on SQLite writes take turns anyway).
 fn create_writers(pool_size: u32) -> usize {
@@ -983,8 +988,7 @@ impl Tasker {
 
     /// Sets the retry limit of a step of `task_id` (an operator giving a step more attempts).
     pub async fn set_retry_limit(&self, task_id: i64, step_id: i64, limit: u32) -> Result<()> {
-        let limit =
-            i32::try_from(limit.clamp(1, crate::template::MAX_RETRY_LIMIT)).unwrap_or(i32::MAX);
+        let limit = stored_retry_limit(limit);
         let found = self
             .inner
             .store
@@ -1066,9 +1070,7 @@ impl Tasker {
         retry_limit: Option<u32>,
         resolve: Option<Option<Value>>,
     ) -> Result<()> {
-        let limit = retry_limit.map(|limit| {
-            i32::try_from(limit.clamp(1, crate::template::MAX_RETRY_LIMIT)).unwrap_or(i32::MAX)
-        });
+        let limit = retry_limit.map(stored_retry_limit);
         let resolve = resolve
             .map(|results| self.checked_result(step_id, results))
             .transpose()?;

@@ -183,14 +183,6 @@ impl TaskRequest {
         ] {
             check_label(field, value)?;
         }
-        for (field, value) in [
-            ("correlation_id", &self.correlation_id),
-            ("idempotency_key", &self.idempotency_key),
-        ] {
-            if let Some(value) = value {
-                check_storable(field, value)?;
-            }
-        }
         if let Some(at) = self.requested_at {
             check_time("requested_at", at)?;
         }
@@ -206,15 +198,14 @@ impl TaskRequest {
                 MAX_IDEMPOTENCY_KEY_BYTES,
             ),
         ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.is_empty() || v.len() > max)
-            {
+            let Some(value) = value else { continue };
+            if value.is_empty() || value.len() > max {
                 return Err(Error::InvalidField {
                     field,
                     problem: format!("must be 1 to {max} bytes"),
                 });
             }
+            check_storable(field, value)?;
         }
         Ok(())
     }
