@@ -3,7 +3,7 @@
 //! schema the API publishes (`"type": "integer"`) accepts it; these read both.
 
 use serde::de::{Deserialize, Deserializer, Error as _};
-use serde_json::Number;
+use serde_json::{Number, Value};
 
 /// A whole number of type `T`, written as an integer or as a float with no fraction.
 pub(crate) fn deserialize<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -35,6 +35,37 @@ where
     }
 }
 
+/// `value` with every float that is a whole number written as an integer (`427.0` as `427`),
+/// or `None` when it holds none: a context the schema checks as JSON Schema counts integers
+/// is then read by serde, which refuses a float for an integer field, as the schema does not.
+pub(crate) fn whole_numbers(value: &Value) -> Option<Value> {
+    fn has_whole_float(value: &Value) -> bool {
+        match value {
+            Value::Number(n) => n.is_f64() && whole::<i64>(n).is_some(),
+            Value::Array(items) => items.iter().any(has_whole_float),
+            Value::Object(map) => map.values().any(has_whole_float),
+            _ => false,
+        }
+    }
+    fn rewrite(value: &mut Value) {
+        match value {
+            Value::Number(n) if n.is_f64() => {
+                if let Some(whole) = whole::<i64>(n) {
+                    *n = whole.into();
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(rewrite),
+            Value::Object(map) => map.values_mut().for_each(rewrite),
+            _ => {}
+        }
+    }
+    has_whole_float(value).then(|| {
+        let mut value = value.clone();
+        rewrite(&mut value);
+        value
+    })
+}
+
 fn whole<T: TryFrom<i64> + TryFrom<u64>>(number: &Number) -> Option<T> {
     if let Some(n) = number.as_i64() {
         return T::try_from(n).ok();
@@ -54,6 +85,20 @@ fn whole<T: TryFrom<i64> + TryFrom<u64>>(number: &Number) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
+    use serde_json::json;
+
+    #[test]
+    fn whole_floats_become_integers_and_nothing_else_changes() {
+        let context = json!({ "id": 427.0, "lines": [{ "qty": 2e3, "price": 2.5 }], "n": 7 });
+        assert_eq!(
+            super::whole_numbers(&context),
+            Some(json!({ "id": 427, "lines": [{ "qty": 2000, "price": 2.5 }], "n": 7 }))
+        );
+        assert_eq!(
+            super::whole_numbers(&json!({ "n": 7, "x": 0.5, "big": 1e300 })),
+            None
+        );
+    }
 
     #[derive(Deserialize)]
     struct Row {

@@ -300,6 +300,12 @@ impl Registry {
 /// unchecked, so a context with 2^63 in an `i64` passed its schema and failed only when a step
 /// read it. Here the integer formats are checked: the value must be an integer written as one
 /// and fit the type.
+/// Whether a context schema takes `{}`, the context of a request that gives none.
+#[cfg(feature = "server")]
+pub(crate) fn accepts_empty_context(schema: &Value) -> bool {
+    context_validator(schema).is_ok_and(|validator| validator.is_valid(&serde_json::json!({})))
+}
+
 fn context_validator(
     schema: &Value,
 ) -> std::result::Result<jsonschema::Validator, jsonschema::ValidationError<'_>> {

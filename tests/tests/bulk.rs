@@ -579,7 +579,6 @@ async fn the_api_takes_an_array_of_task_requests(db: TestDatabase) {
             order(json!(1)),
             { "task": order(json!(2)) },
             order(json!("three")),
-            { "name": "order", "namespace": "shop", "version": "1.0.0", "tags": ["a", 5] },
             keyed,
             keyed,
             { "name": "missing" },
@@ -587,9 +586,9 @@ async fn the_api_takes_an_array_of_task_requests(db: TestDatabase) {
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let items = answer.as_array().expect("an array of results");
-    assert_eq!(items.len(), 7, "{answer}");
+    assert_eq!(items.len(), 6, "{answer}");
     let statuses: Vec<i64> = items.iter().filter_map(|i| i["status"].as_i64()).collect();
-    assert_eq!(statuses, [201, 201, 422, 422, 201, 200, 404], "{answer}");
+    assert_eq!(statuses, [201, 201, 422, 201, 200, 404], "{answer}");
     assert_eq!(items[0]["task"]["context"]["order_id"], 1, "{answer}");
     assert_eq!(items[0]["task"]["full_name"], "shop/order@1.0.0");
     assert_eq!(items[1]["task"]["context"]["order_id"], 2, "{answer}");
@@ -603,10 +602,24 @@ async fn the_api_takes_an_array_of_task_requests(db: TestDatabase) {
         }),
         "{answer}"
     );
-    assert_eq!(items[3]["error"]["code"], "invalid_body", "{answer}");
-    assert_eq!(items[3]["error"]["path"], "/tags/1", "{answer}");
-    assert_eq!(items[5]["task"]["task_id"], items[4]["task"]["task_id"]);
-    assert_eq!(items[6]["error"]["code"], "unknown_template", "{answer}");
+    assert_eq!(items[4]["task"]["task_id"], items[3]["task"]["task_id"]);
+    assert_eq!(items[5]["error"]["code"], "unknown_template", "{answer}");
+    assert_eq!(db.count("tasker_tasks"), 3);
+
+    // A request of the wrong shape breaks the documented body: the array is refused whole,
+    // naming the item and its field, and nothing is created.
+    let (status, answer) = api
+        .post(&json!([
+            order(json!(4)),
+            { "task": { "name": "order", "namespace": "shop", "version": "1.0.0", "tags": ["a", 5] } },
+        ]))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["code"], "invalid_body", "{answer}");
+    assert_eq!(answer["path"], "/1/task/tags/1", "{answer}");
+    let (status, answer) = api.post(&json!([order(json!(4)), [null, null]])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+    assert_eq!(answer["path"], "/1", "{answer}");
     assert_eq!(db.count("tasker_tasks"), 3);
 
     // One object is answered as before: the task itself, 201.

@@ -1580,6 +1580,124 @@ async fn analytics_report_a_period(db: TestDatabase) {
     }
 }
 
+/// The document describes the task request of each served template (its context schema, its
+/// `$defs` moved among the components, which fields it needs, which steps may be bypassed) and
+/// the step update's two forms; for every request here, the document and the server agree on
+/// whether it is taken.
+#[tokio::test]
+async fn the_document_and_the_server_agree_on_what_is_taken() {
+    let db = TestDatabase::sqlite();
+    let tasker = db
+        .builder()
+        .template(
+            TaskTemplate::new("shop", "ship", "2.0.0")
+                .schema(json!({
+                    "$schema": "https://json-schema.org/draft/2020-12/schema",
+                    "type": "object",
+                    "required": ["address"],
+                    "properties": { "address": { "$ref": "#/$defs/Address" } },
+                    "$defs": {
+                        "Address": {
+                            "type": "object",
+                            "required": ["city"],
+                            "properties": { "city": { "type": "string" } }
+                        }
+                    }
+                }))
+                .step(StepTemplate::new("label", "ok"))
+                .step(StepTemplate::new("notify", "ok").skippable(true)),
+        )
+        .template(
+            TaskTemplate::new("default", "ping", "0.1.0").step(StepTemplate::new("pong", "ok")),
+        )
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .build()
+        .await
+        .expect("build");
+    let api = start(tasker.clone(), ServerConfig::default()).await;
+    let (_, document) = api.get("/openapi.json").await;
+    let validator = |component: &str| {
+        jsonschema::validator_for(&json!({
+            "$ref": format!("#/components/schemas/{component}"),
+            "components": document["components"].clone(),
+        }))
+        .expect("schema")
+    };
+    let ship = |fields: Value| {
+        let mut body = json!({ "name": "ship", "namespace": "shop", "version": "2.0.0", "context": { "address": { "city": "Oslo" } } });
+        if let (Some(body), Value::Object(fields)) = (body.as_object_mut(), fields) {
+            body.extend(fields);
+        }
+        body
+    };
+    let requests = [
+        (ship(json!({})), true),
+        (ship(json!({ "bypass_steps": ["notify"] })), true),
+        (ship(json!({ "bypass_steps": ["label"] })), false),
+        (ship(json!({ "context": { "address": {} } })), false),
+        (
+            ship(json!({ "context": { "address": { "city": 5 } } })),
+            false,
+        ),
+        (
+            json!({ "name": "ship", "namespace": "shop", "context": { "address": { "city": "Oslo" } } }),
+            false,
+        ),
+        (
+            json!({ "name": "ship", "namespace": "shop", "version": "2.0.0" }),
+            false,
+        ),
+        (json!({ "name": "ping" }), true),
+        (json!({ "name": "ping", "version": "0.2.0" }), false),
+        (json!({ "name": "nope" }), false),
+    ];
+    let create = validator("TemplateRequest");
+    for (request, taken) in requests {
+        assert_eq!(create.is_valid(&request), taken, "document on {request}");
+        let (status, answer) = api
+            .call(Method::POST, "/tasks", Some(request.clone()), &[])
+            .await;
+        assert_eq!(
+            status.is_success(),
+            taken,
+            "server on {request}: {status} {answer}"
+        );
+    }
+
+    let id = tasker
+        .create_task(TaskRequest::new("ping"))
+        .await
+        .expect("task")
+        .id;
+    let step = tasker.steps(id).await.expect("steps")[0].step_id;
+    let updates = [
+        (json!({ "retry_limit": 5 }), true),
+        (json!({ "retry_limit": 5, "resolve": false }), true),
+        (json!({ "resolve": false, "retry_limit": null }), false),
+        (json!({ "results": { "n": 1 } }), false),
+        (json!({}), false),
+        (json!([5]), false),
+        (json!({ "resolve": true, "results": { "n": 1 } }), true),
+    ];
+    let update = validator("StepUpdate");
+    for (body, taken) in updates {
+        assert_eq!(update.is_valid(&body), taken, "document on {body}");
+        let (status, answer) = api
+            .call(
+                Method::PATCH,
+                &format!("/tasks/{id}/workflow_steps/{step}"),
+                Some(body.clone()),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            status.is_success(),
+            taken,
+            "server on {body}: {status} {answer}"
+        );
+    }
+}
+
 /// The document describes what requests carry: JSON bodies (a create body, a step update) and
 /// typed query parameters, and the error body every refusal has; real requests and a real
 /// refusal validate against those schemas.

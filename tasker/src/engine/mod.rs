@@ -16,6 +16,7 @@ use tokio::sync::{Notify, broadcast};
 
 use request::check_label;
 pub use request::{IdentityStrategy, TaskRequest};
+pub(crate) use request::{MAX_LABEL_CHARS, STORABLE};
 pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
@@ -1246,7 +1247,9 @@ fn check_context(
     registered: &RegisteredTemplate,
     max_bytes: usize,
 ) -> Result<String> {
-    let context = serde_json::to_string(&request.context)?;
+    let whole = crate::integral::whole_numbers(&request.context);
+    let value = whole.as_ref().unwrap_or(&request.context);
+    let context = serde_json::to_string(value)?;
     if context.len() > max_bytes {
         return Err(Error::ContextTooLarge {
             bytes: context.len(),
@@ -1255,7 +1258,7 @@ fn check_context(
     }
     if let Some(validator) = &registered.validator {
         let errors: Vec<ContextViolation> = validator
-            .iter_errors(&request.context)
+            .iter_errors(value)
             .map(|e| ContextViolation::new(e.instance_path().to_string(), e.to_string()))
             .collect();
         if !errors.is_empty() {

@@ -10,10 +10,12 @@ use crate::template::{DEFAULT_NAMESPACE, DEFAULT_VERSION};
 
 /// Longest `initiator`, `source_system` and `reason`, in characters.
 pub(crate) const MAX_LABEL_CHARS: usize = 128;
-/// Longest `correlation_id`, in bytes.
-const MAX_CORRELATION_ID_BYTES: usize = 128;
-/// Longest `idempotency_key`, in bytes.
-const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+/// Longest `correlation_id`, in characters.
+const MAX_CORRELATION_ID_CHARS: usize = 128;
+/// Longest `idempotency_key`, in characters.
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// The documented form of text a column can store: no NUL character (see `check_storable`).
+pub(crate) const STORABLE: &str = "^[^\\x00]*$";
 
 /// A request to run a workflow over a context, with the seed's fields and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -32,12 +34,15 @@ pub struct TaskRequest {
     pub context: Value,
     /// Who asked (default `unknown`).
     #[serde(default = "unknown")]
+    #[schemars(length(max = MAX_LABEL_CHARS), regex(pattern = STORABLE))]
     pub initiator: String,
     /// Which system asked (default `unknown`).
     #[serde(default = "unknown")]
+    #[schemars(length(max = MAX_LABEL_CHARS), regex(pattern = STORABLE))]
     pub source_system: String,
     /// Why (default `unknown`).
     #[serde(default = "unknown")]
+    #[schemars(length(max = MAX_LABEL_CHARS), regex(pattern = STORABLE))]
     pub reason: String,
     /// Free tags.
     #[serde(default)]
@@ -53,10 +58,12 @@ pub struct TaskRequest {
     pub priority: i32,
     /// Caller-provided idempotency key: a second request with the same key returns the first task.
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_IDEMPOTENCY_KEY_CHARS), regex(pattern = STORABLE))]
     pub idempotency_key: Option<String>,
     /// Carried to every span and event of the task (default: a new UUID), so its work can be
     /// followed across processes and into the caller's own logs.
     #[serde(default)]
+    #[schemars(length(min = 1, max = MAX_CORRELATION_ID_CHARS), regex(pattern = STORABLE))]
     pub correlation_id: Option<String>,
 }
 
@@ -190,19 +197,19 @@ impl TaskRequest {
             (
                 "correlation_id",
                 &self.correlation_id,
-                MAX_CORRELATION_ID_BYTES,
+                MAX_CORRELATION_ID_CHARS,
             ),
             (
                 "idempotency_key",
                 &self.idempotency_key,
-                MAX_IDEMPOTENCY_KEY_BYTES,
+                MAX_IDEMPOTENCY_KEY_CHARS,
             ),
         ] {
             let Some(value) = value else { continue };
-            if value.is_empty() || value.len() > max {
+            if value.is_empty() || value.chars().count() > max {
                 return Err(Error::InvalidField {
                     field,
-                    problem: format!("must be 1 to {max} bytes"),
+                    problem: format!("must be 1 to {max} characters"),
                 });
             }
             check_storable(field, value)?;

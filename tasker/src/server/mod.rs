@@ -9,6 +9,7 @@
 
 mod auth;
 mod error;
+mod openapi;
 mod views;
 
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use axum::{Json, Router};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use auth::{
     Access, ApiKey, Auth, AuthFuture, Authenticator, Authorizer, Caller, Forbidden, JwtConfig,
@@ -35,6 +36,7 @@ pub use auth::{
 /// The request headers an [`Authenticator`] reads.
 pub use axum::http::HeaderMap;
 pub use error::ApiError;
+pub use openapi::openapi_document;
 
 use crate::{StepInfo, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
 
@@ -175,6 +177,9 @@ struct Endpoint {
     query: Option<SchemaFn>,
     /// The success status and its body: JSON of a schema, or text.
     response: (u16, Answer),
+    /// Path parameters its success body supplies, each with the JSON pointer to its value: the
+    /// document links this route to the routes that take them, for clients and contract testers.
+    supplies: &'static [(&'static str, &'static str)],
 }
 
 /// A success body.
@@ -208,6 +213,12 @@ impl Endpoint {
         self.response = (200, Answer::Text);
         self
     }
+
+    /// The success body holds values of these path parameters, at these JSON pointers.
+    fn supplies(mut self, parameters: &'static [(&'static str, &'static str)]) -> Self {
+        self.supplies = parameters;
+        self
+    }
 }
 
 /// A table entry: the handler is attached for exactly the method the route names.
@@ -233,6 +244,7 @@ where
         body: None,
         query: None,
         response: (200, Answer::Text),
+        supplies: &[],
     }
 }
 
@@ -282,7 +294,8 @@ fn table() -> Vec<Endpoint> {
             list_tasks,
         )
         .answers::<views::TaskList>(200)
-        .query::<ListQuery>(),
+        .query::<ListQuery>()
+        .supplies(&[("id", "/tasks/0/task_id")]),
         endpoint(
             Post,
             "/tasks",
@@ -291,7 +304,8 @@ fn table() -> Vec<Endpoint> {
             create_task,
         )
         .answers::<views::Created>(201)
-        .body::<CreateBody>(),
+        .body::<CreateBody>()
+        .supplies(&[("id", "/task_id")]),
         endpoint(
             Get,
             "/tasks/{id}",
@@ -300,7 +314,8 @@ fn table() -> Vec<Endpoint> {
             show_task,
         )
         .answers::<views::TaskDetail>(200)
-        .query::<ShowQuery>(),
+        .query::<ShowQuery>()
+        .supplies(&[("id", "/task_id"), ("step_id", "/workflow_steps/0/step_id")]),
         endpoint(
             Patch,
             "/tasks/{id}",
@@ -341,7 +356,11 @@ fn table() -> Vec<Endpoint> {
             "A task's steps.",
             list_steps,
         )
-        .answers::<views::StepList>(200),
+        .answers::<views::StepList>(200)
+        .supplies(&[
+            ("id", "/workflow_steps/0/task_id"),
+            ("step_id", "/workflow_steps/0/step_id"),
+        ]),
         endpoint(
             Get,
             "/tasks/{id}/workflow_steps/{step_id}",
@@ -392,7 +411,11 @@ fn table() -> Vec<Endpoint> {
             "Every registered template.",
             list_handlers,
         )
-        .answers::<views::HandlerList>(200),
+        .answers::<views::HandlerList>(200)
+        .supplies(&[
+            ("namespace", "/handlers/0/namespace"),
+            ("name", "/handlers/0/name"),
+        ]),
         endpoint(
             Get,
             "/handlers/{namespace}",
@@ -598,15 +621,45 @@ async fn correlate(mut request: Request, next: Next) -> Response {
 
 // --- extractors whose rejections are JSON errors -------------------------------------------
 
-/// A JSON body; malformed JSON is 400, JSON of the wrong shape 422, too large 413.
+/// A JSON object body read into `T`; malformed JSON is 400, JSON of the wrong shape 422 (an
+/// array too, which serde would otherwise read into a struct field by field), too large 413.
 struct Body<T>(T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
+        let AnyJson(value) = AnyJson::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "the body must be a JSON object",
+            )
+            .at("/"));
+        }
+        serde_path_to_error::deserialize(value)
+            .map(Body)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.inner().to_string(),
+                )
+                .at(json_pointer(e.path()))
+            })
+    }
+}
+
+/// Any JSON body, for a route that reads its shape itself.
+struct AnyJson(Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnyJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<Value>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(AnyJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
@@ -616,10 +669,8 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     let text = rejection.body_text();
     match rejection {
-        JsonRejection::JsonDataError(ref data) => {
-            let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text);
-            error.path = data_error_path(data);
-            error
+        JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", text)
         }
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", text)
@@ -634,14 +685,6 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         _ => ApiError::new(status, "invalid_body", text),
     }
-}
-
-/// The field a body of the wrong shape got wrong, from the path axum's deserialiser tracked.
-fn data_error_path(error: &axum::extract::rejection::JsonDataError) -> Option<String> {
-    // The rejection wraps axum's error, which wraps serde_path_to_error's.
-    let tracked = std::error::Error::source(error)?.source()?;
-    let tracked = tracked.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>()?;
-    Some(json_pointer(tracked.path()))
 }
 
 /// A deserialiser's path as a JSON pointer into the body: `/context/lines/0`, `/` for the body
@@ -664,6 +707,15 @@ fn json_pointer(path: &serde_path_to_error::Path) -> String {
         pointer.push('/');
     }
     pointer
+}
+
+/// `pointer` (`/` for the whole value) within the value at `prefix` (empty for the body).
+fn nested(prefix: &str, pointer: &str) -> String {
+    match (prefix, pointer) {
+        ("", pointer) => pointer.to_owned(),
+        (prefix, "/") => prefix.to_owned(),
+        (prefix, pointer) => format!("{prefix}{pointer}"),
+    }
 }
 
 /// Path parameters; a malformed one is 400.
@@ -795,126 +847,10 @@ async fn metrics(State(state): Shared) -> Result<Response, ApiError> {
 }
 
 async fn openapi(State(state): Shared) -> Json<Value> {
-    Json(openapi_document(&state.config.prefix))
-}
-
-/// The OpenAPI 3.1 document of [`routes`] under `prefix`.
-pub fn openapi_document(prefix: &str) -> Value {
-    let prefix = prefix.trim_end_matches('/');
-    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
-        .with(|settings| settings.definitions_path = "/components/schemas".into())
-        .into_generator();
-    let error_body = generator.subschema_for::<ApiError>().to_value();
-    let error = |description: &str| {
-        json!({
-            "description": description,
-            "content": { "application/json": { "schema": error_body.clone() } },
-        })
-    };
-    let mut paths = serde_json::Map::new();
-    for endpoint in table() {
-        let route = endpoint.route;
-        let mut parameters: Vec<Value> = route
-            .path
-            .split('/')
-            .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter_schema(name) }))
-            .collect();
-        if let Some(query) = endpoint.query {
-            parameters.extend(query_parameters(query(&mut generator).to_value()));
-        }
-        let mut responses = serde_json::Map::new();
-        let (status, answer) = endpoint.response;
-        let content = match answer {
-            Answer::Json(schema) => {
-                json!({ "application/json": { "schema": schema(&mut generator).to_value() } })
-            }
-            Answer::Text => json!({ "text/plain": { "schema": { "type": "string" } } }),
-        };
-        responses.insert(
-            status.to_string(),
-            json!({ "description": "Success", "content": content }),
-        );
-        if status == 201 {
-            // A create answers 200 too: the earlier task an idempotency key names, or an
-            // array's answers.
-            responses.insert(
-                "200".to_owned(),
-                json!({ "description": "An earlier task, or one answer per request of an array", "content": content }),
-            );
-        }
-        responses.insert(
-            "4XX".to_owned(),
-            error("The request is refused: `{code, message, path}`, `path` a JSON pointer to the field at fault"),
-        );
-        let mut operation = json!({ "summary": route.summary, "parameters": parameters });
-        if let Some(body) = endpoint.body {
-            operation["requestBody"] = json!({
-                "required": true,
-                "content": { "application/json": { "schema": body(&mut generator).to_value() } },
-            });
-        }
-        if let Some(permission) = route.permission {
-            responses.insert("401".to_owned(), error("No valid credentials"));
-            responses.insert(
-                "403".to_owned(),
-                error(&format!("The caller may not `{permission}`")),
-            );
-            operation["security"] = json!([{ "apiKey": [] }, { "bearer": [] }]);
-            operation["x-tasker-permission"] = json!(permission);
-        }
-        operation["responses"] = Value::Object(responses);
-        let entry = paths
-            .entry(format!("{prefix}{}", route.path))
-            .or_insert_with(|| json!({}));
-        entry[route.method.to_ascii_lowercase()] = operation;
-    }
-    json!({
-        "openapi": "3.1.0",
-        "info": { "title": "tasker", "version": env!("CARGO_PKG_VERSION") },
-        "paths": paths,
-        "components": {
-            "schemas": generator.take_definitions(true),
-            "securitySchemes": {
-                "apiKey": { "type": "apiKey", "in": "header", "name": "X-API-Key" },
-                "bearer": { "type": "http", "scheme": "bearer", "bearerFormat": "JWT" },
-            }
-        },
-    })
-}
-
-/// The query parameters a struct's schema describes: one per property, required when the
-/// struct requires it.
-fn query_parameters(schema: Value) -> Vec<Value> {
-    let required: Vec<&str> = schema["required"]
-        .as_array()
-        .map(|names| names.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    schema["properties"]
-        .as_object()
-        .map(|properties| {
-            properties
-                .iter()
-                .map(|(name, property)| {
-                    json!({
-                        "name": name,
-                        "in": "query",
-                        "required": required.contains(&name.as_str()),
-                        "schema": property,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A path parameter's schema: ids are 64-bit integers, names are strings.
-fn path_parameter_schema(name: &str) -> Value {
-    if name == "id" || name.ends_with("_id") {
-        json!({ "type": "integer", "format": "int64", "minimum": 1 })
-    } else {
-        json!({ "type": "string" })
-    }
+    Json(openapi_document(
+        &state.config.prefix,
+        &state.tasker.registry().templates(),
+    ))
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -927,6 +863,8 @@ struct ListQuery {
     /// Page size (default 20).
     #[schemars(range(min = 1, max = 100))]
     limit: Option<usize>,
+    /// Tasks to skip (default 0).
+    #[schemars(range(max = i64::MAX))]
     offset: Option<u64>,
     /// The order (default `task_id`).
     #[schemars(extend("enum" = ["task_id", "requested_at", "created_at", "priority"]))]
@@ -967,6 +905,12 @@ async fn list_tasks(
         return Err(ApiError::bad_request("limit must be 1 to 100").at("/limit"));
     }
     let offset = query.offset.unwrap_or(0);
+    // Past i64 no database can skip: refused as the document bounds it.
+    if i64::try_from(offset).is_err() {
+        return Err(
+            ApiError::bad_request(format!("offset must be at most {}", i64::MAX)).at("/offset"),
+        );
+    }
     let tasks = state
         .tasker
         .tasks(TaskFilter {
@@ -994,9 +938,24 @@ async fn list_tasks(
 #[serde(untagged, deny_unknown_fields)]
 #[expect(dead_code, reason = "the OpenAPI document's description of the body")]
 enum CreateBody {
-    One(TaskRequest),
-    Enveloped { task: TaskRequest },
+    One(TemplateRequest),
+    Enveloped { task: TemplateRequest },
+    // An array's requests are answered one by one: only their shape is the body's.
     Many(#[schemars(length(min = 1, max = MAX_BULK_REQUESTS))] Vec<TaskRequest>),
+}
+
+/// A task request for a template the server runs: the document names each one
+/// (`openapi::describe_templates`); here, the generic request.
+struct TemplateRequest;
+
+impl JsonSchema for TemplateRequest {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TemplateRequest".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        generator.subschema_for::<TaskRequest>()
+    }
 }
 
 /// Most task requests one `POST /tasks` array may hold.
@@ -1005,9 +964,9 @@ pub const MAX_BULK_REQUESTS: usize = 1000;
 async fn create_task(
     State(state): Shared,
     axum::Extension(correlation): axum::Extension<CorrelationId>,
-    body: Result<Body<Value>, ApiError>,
+    body: Result<AnyJson, ApiError>,
 ) -> Result<Response, ApiError> {
-    let Body(body) = body?;
+    let AnyJson(body) = body?;
     match body {
         Value::Array(requests) => create_tasks(&state, requests, &correlation).await,
         request => create_one(&state, request, &correlation).await,
@@ -1037,7 +996,8 @@ async fn create_one(
 
 /// An array of task requests, created in one transaction: 200 with one result per request, in
 /// order, each `{status, task}` or `{status, error}` with the status and error a single create
-/// would answer (an error's `path` is within its request).
+/// would answer (an error's `path` is within its request). A request of the wrong shape refuses
+/// the whole array with 422, its `path` starting with the request's index.
 async fn create_tasks(
     state: &AppState,
     requests: Vec<Value>,
@@ -1053,23 +1013,27 @@ async fn create_tasks(
         ))
         .at("/"));
     }
-    let mut answers: Vec<(usize, views::BatchItem)> = Vec::with_capacity(requests.len());
-    let mut positions = Vec::new();
-    let mut valid = Vec::new();
-    for (position, request) in requests.into_iter().enumerate() {
-        match task_request(request, correlation) {
-            Ok(request) => {
-                positions.push(position);
-                valid.push(request);
-            }
-            Err(error) => answers.push((position, error_item(error))),
-        }
-    }
-    let results = state.tasker.create_many(valid).await?;
+    // A request of the wrong shape breaks the documented body: the array is refused whole,
+    // naming the item, before anything is written.
+    let requests = requests
+        .into_iter()
+        .enumerate()
+        .map(|(position, request)| {
+            task_request(request, correlation).map_err(|error| {
+                let path = nested(
+                    &format!("/{position}"),
+                    error.path.as_deref().unwrap_or("/"),
+                );
+                error.at(path)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = state.tasker.create_many(requests).await?;
     let ids: Vec<i64> = results.iter().flatten().map(|c| c.id).collect();
     let tasks = state.tasker.tasks_by_id(ids).await?;
-    for (position, result) in positions.into_iter().zip(results) {
-        let item = match result {
+    let items = results
+        .into_iter()
+        .map(|result| match result {
             // Two requests with one idempotency key share a task: each is answered with it.
             Ok(created) => match tasks.get(&created.id).cloned() {
                 Some(task) => {
@@ -1087,12 +1051,8 @@ async fn create_tasks(
                 None => error_item(crate::Error::TaskNotFound(created.id).into()),
             },
             Err(error) => error_item(error.into()),
-        };
-        answers.push((position, item));
-    }
-    // Refused and created answers, each in request order, merged back into it.
-    answers.sort_by_key(|(position, _)| *position);
-    let items = answers.into_iter().map(|(_, item)| item).collect();
+        })
+        .collect();
     Ok((StatusCode::OK, Json(views::Created::Many(items))).into_response())
 }
 
@@ -1109,19 +1069,35 @@ fn error_item(error: ApiError) -> views::BatchItem {
 /// the request's correlation id unless it names its own. A body of the wrong shape is 422,
 /// naming the field at fault.
 fn task_request(body: Value, correlation: &CorrelationId) -> Result<TaskRequest, ApiError> {
-    let request = match body {
+    let (request, envelope) = match body {
         Value::Object(mut map) if map.len() == 1 && map.contains_key("task") => {
-            map.remove("task").unwrap_or(Value::Null)
+            (map.remove("task").unwrap_or(Value::Null), "/task")
         }
-        other => other,
+        other => (other, ""),
     };
+    // serde reads an array into a struct field by field: only an object is a request.
+    if !request.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "a task request must be a JSON object",
+        )
+        .at(nested(envelope, "/")));
+    }
     let mut request: TaskRequest = serde_path_to_error::deserialize(request).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
             e.inner().to_string(),
         )
-        .at(json_pointer(e.path()))
+        .at(nested(envelope, &json_pointer(e.path())))
+    })?;
+    // The fields' bounds are the document's too: checked here, with the shape, so an array
+    // holding a request outside them is refused whole.
+    request.check_fields().map_err(|error| {
+        let error = ApiError::from(error);
+        let path = nested(envelope, error.path.as_deref().unwrap_or("/"));
+        error.at(path)
     })?;
     request
         .correlation_id
@@ -1159,6 +1135,7 @@ async fn show_task(
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TaskUpdate {
+    #[schemars(length(max = crate::engine::MAX_LABEL_CHARS), regex(pattern = crate::engine::STORABLE))]
     reason: Option<String>,
     tags: Option<Vec<String>>,
 }
@@ -1245,8 +1222,20 @@ async fn show_step(
     Ok(Json(find_step(&state, id, step_id).await?))
 }
 
+/// A step update: `resolve: true` (with optional `results`), or a `retry_limit` alone.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [
+    { "required": ["resolve"], "properties": { "resolve": { "const": true } } },
+    {
+        "required": ["retry_limit"],
+        "properties": {
+            "retry_limit": { "type": "integer" },
+            "resolve": { "const": false },
+            "results": { "type": "null" }
+        }
+    }
+]))]
 struct StepUpdate {
     #[schemars(range(min = 1, max = crate::template::MAX_RETRY_LIMIT))]
     #[serde(default, deserialize_with = "crate::integral::option")]

@@ -1,0 +1,193 @@
+//! The served OpenAPI document under a real contract tester: schemathesis generates requests
+//! from `/openapi.json` (valid and invalid ones, and chains that follow its links) and checks
+//! every answer: no 5xx, each response matching its documented schema, schema-violating
+//! requests refused, schema-valid ones accepted.
+//!
+//! schemathesis comes from the Python registry: `.ci/run` installs it and sets
+//! `TASKER_TEST_SCHEMATHESIS` and `TASKER_TEST_REQUIRE_SCHEMATHESIS=1`; without it these tests
+//! print a notice and pass, as the PostgreSQL ones do without a server.
+
+use std::io::Write as _;
+use std::process::Command;
+use std::sync::Once;
+
+use tasker::prelude::*;
+use tasker::serde_json::{Value, json};
+use tasker::server::{ApiKey, Auth, ServerConfig};
+use tasker_tests::{ApiServer, TestDatabase, conformance};
+
+/// Requests generated per operation and phase: enough to find what a new user found by hand,
+/// few enough that both backends finish in well under a minute.
+const MAX_EXAMPLES: &str = "30";
+
+conformance!(the_served_api_holds_to_its_document);
+
+async fn the_served_api_holds_to_its_document(db: TestDatabase) {
+    let Some(schemathesis) = schemathesis() else {
+        return;
+    };
+    let tasker = db
+        .builder()
+        .template(
+            TaskTemplate::new("shop", "order", "1.0.0")
+                .schema(json!({
+                    "type": "object",
+                    "required": ["order_id"],
+                    "properties": { "order_id": { "type": "integer", "format": "int64" } }
+                }))
+                .step(StepTemplate::new("fetch", "ok"))
+                .step(StepTemplate::new("charge", "charge").depends_on(["fetch"])),
+        )
+        .handler("ok", handler_fn(|_| async { Ok(json!({ "ok": true })) }))
+        .handler(
+            "charge",
+            handler_fn(|cx| async move {
+                if cx.context()["order_id"] == 2 {
+                    Err(StepError::permanent("card declined"))
+                } else {
+                    Ok(json!({ "charged": true }))
+                }
+            }),
+        )
+        .build()
+        .await
+        .expect("build");
+    // Tasks complete, in error and pending, so the generated ids reach real records.
+    let worker = tasker.start_worker();
+    let mut tasks = Vec::new();
+    for order_id in 1..=2 {
+        let id = tasker
+            .create_task(order(order_id))
+            .await
+            .expect("create")
+            .id;
+        tasker
+            .wait_for_task(id, std::time::Duration::from_secs(30))
+            .await
+            .expect("finished");
+        tasks.push(id);
+    }
+    worker.shutdown().await;
+    tasks.push(tasker.create_task(order(3)).await.expect("create").id);
+    let mut steps = Vec::new();
+    for &task in &tasks {
+        steps.extend(
+            tasker
+                .steps(task)
+                .await
+                .expect("steps")
+                .iter()
+                .map(|s| s.step_id),
+        );
+    }
+
+    let api = ApiServer::start(
+        tasker,
+        ServerConfig {
+            auth: Auth::none().api_key(ApiKey::from_secret("contract", "k-contract", ["*"])),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(&config, config_file(&tasks, &steps)).expect("write config");
+    let document = format!("{}/openapi.json", api.base);
+    let workdir = dir.path().to_owned();
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(schemathesis)
+            // Its cache directory goes with the temporary one.
+            .current_dir(&workdir)
+            .arg("--config-file")
+            .arg(&config)
+            .args(["run", &document, "--checks", "all", "--max-examples"])
+            .arg(MAX_EXAMPLES)
+            // DELETE cancels, as the seed's API does: the task or step stays, with its
+            // history, and answers 200 after. This check assumes a DELETE removes it.
+            .args(["--exclude-checks", "use_after_free"])
+            .args(["--header", "X-API-Key: k-contract", "--no-color"])
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run schemathesis");
+    let output = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "schemathesis found failures:\n{output}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The counts, written past the test harness's capture so CI's log shows them.
+    let counts = output
+        .lines()
+        .find(|line| line.contains(" generated"))
+        .unwrap_or("no count printed");
+    let _ = writeln!(
+        std::io::stderr(),
+        "schemathesis ({:?}): {}",
+        db.kind,
+        counts.trim()
+    );
+}
+
+/// A request for order `order_id`.
+fn order(order_id: i64) -> TaskRequest {
+    TaskRequest::new("order")
+        .context(json!({ "order_id": order_id }))
+        .namespace("shop")
+        .version("1.0.0")
+}
+
+/// schemathesis's settings: path parameters and template names drawn, half the time, from the
+/// records that exist (the rest generated), so the tester gets past 404 to the code behind it.
+fn config_file(tasks: &[i64], steps: &[i64]) -> String {
+    let values = |values: Vec<Value>| Value::Array(values).to_string();
+    format!(
+        r#"
+[dictionaries]
+tasks = {{ values = {tasks} }}
+steps = {{ values = {steps} }}
+namespaces = {{ values = ["shop"] }}
+names = {{ values = ["order"] }}
+versions = {{ values = ["1.0.0"] }}
+
+[parameters]
+"path.id" = {{ dictionary = "tasks", probability = 0.5 }}
+"path.step_id" = {{ dictionary = "steps", probability = 0.5 }}
+"path.namespace" = {{ dictionary = "namespaces", probability = 0.5 }}
+"path.name" = {{ dictionary = "names", probability = 0.5 }}
+"query.namespace" = {{ dictionary = "namespaces", probability = 0.5 }}
+"query.name" = {{ dictionary = "names", probability = 0.5 }}
+"body.namespace" = {{ dictionary = "namespaces", probability = 0.5 }}
+"body.name" = {{ dictionary = "names", probability = 0.5 }}
+"body.version" = {{ dictionary = "versions", probability = 0.5 }}
+"#,
+        tasks = values(tasks.iter().map(|&id| json!(id)).collect()),
+        steps = values(steps.iter().map(|&id| json!(id)).collect()),
+    )
+}
+
+/// The schemathesis to run: `TASKER_TEST_SCHEMATHESIS`, else `schemathesis` on the `PATH`;
+/// `None` with a notice when there is none, unless `TASKER_TEST_REQUIRE_SCHEMATHESIS=1`.
+fn schemathesis() -> Option<String> {
+    let program =
+        std::env::var("TASKER_TEST_SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".to_owned());
+    let found = Command::new(&program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(program);
+    }
+    if std::env::var("TASKER_TEST_REQUIRE_SCHEMATHESIS").is_ok_and(|v| v == "1") {
+        panic!("TASKER_TEST_REQUIRE_SCHEMATHESIS=1 but `{program} --version` does not run");
+    }
+    static NOTICE: Once = Once::new();
+    NOTICE.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "notice: contract tests skipped: `pip install schemathesis` (or set TASKER_TEST_SCHEMATHESIS) to run them"
+        );
+    });
+    None
+}
