@@ -15,7 +15,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `cargo tasker …` as cargo invokes it (`cargo-tasker tasker …`).
 #[derive(Debug, Parser)]
@@ -104,6 +104,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the API's schema for client generators: the GraphQL schema (SDL), or the OpenAPI
+    /// document with the task requests of the YAML templates found.
+    Schema {
+        /// Which schema.
+        #[arg(value_enum)]
+        kind: SchemaKind,
+        /// Templates to describe the task requests of (OpenAPI; default: `config/tasker/tasks`
+        /// if present).
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+        /// The API's path prefix (OpenAPI).
+        #[arg(long, default_value = "/tasker")]
+        prefix: String,
+    },
+}
+
+/// A schema `cargo tasker schema` prints.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SchemaKind {
+    /// The GraphQL schema of `POST /graphql`, in SDL.
+    Graphql,
+    /// The OpenAPI 3.1 document of the REST API, as `/openapi.json` serves it.
+    Openapi,
 }
 
 /// What `generate` makes.
@@ -371,6 +394,11 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             database_url,
             json,
         } => ops::events(out, templates.as_deref(), database_url.as_deref(), json)?,
+        Command::Schema {
+            kind,
+            templates,
+            prefix,
+        } => ops::schema(out, kind, templates.as_deref(), &prefix)?,
     }
     Ok(())
 }

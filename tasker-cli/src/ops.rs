@@ -9,7 +9,7 @@ use tasker::{TaskFilter, Tasker};
 
 use tasker::diagram;
 
-use crate::{CliError, Tasks, scaffold, table};
+use crate::{CliError, SchemaKind, Tasks, scaffold, table};
 
 /// Runs `f` on a runtime of its own: the commands are one-shot.
 fn block_on<T>(f: impl std::future::Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
@@ -403,6 +403,43 @@ pub(crate) fn resolve_step(
     Ok(())
 }
 
+/// The YAML templates of `dir`, or of `config/tasker/tasks` when there is one.
+fn project_templates(dir: Option<&Path>) -> Result<Vec<tasker::TaskTemplate>, CliError> {
+    let default = PathBuf::from(scaffold::TASKS_DIR);
+    let dir = match dir {
+        Some(dir) => dir.to_path_buf(),
+        None if default.is_dir() => default,
+        None => return Ok(Vec::new()),
+    };
+    template_files(&[dir])?
+        .iter()
+        .map(|file| {
+            tasker::template::load_template_file(file, None)
+                .map_err(|e| CliError::failure(e.to_string()))
+        })
+        .collect()
+}
+
+/// `cargo tasker schema`: the GraphQL SDL, or the OpenAPI document over the project's
+/// templates.
+pub(crate) fn schema(
+    out: &mut impl Write,
+    kind: SchemaKind,
+    templates: Option<&Path>,
+    prefix: &str,
+) -> Result<(), CliError> {
+    match kind {
+        SchemaKind::Graphql => write!(out, "{}", tasker::server::graphql_sdl())?,
+        SchemaKind::Openapi => {
+            let templates = project_templates(templates)?;
+            let templates: Vec<&tasker::TaskTemplate> = templates.iter().collect();
+            let document = tasker::server::openapi_document(prefix, &templates);
+            writeln!(out, "{}", to_json(&document)?)?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn events(
     out: &mut impl Write,
     templates: Option<&Path>,
@@ -435,23 +472,14 @@ pub(crate) fn events(
             ));
         }
     }
-    let default = PathBuf::from(scaffold::TASKS_DIR);
-    let dir = match templates {
-        Some(dir) => Some(dir.to_path_buf()),
-        None => default.is_dir().then_some(default),
-    };
-    if let Some(dir) = dir {
-        for file in template_files(&[dir])? {
-            let template = tasker::template::load_template_file(&file, None)
-                .map_err(|e| CliError::failure(e.to_string()))?;
-            for step in &template.step_templates {
-                for event in &step.custom_events {
-                    rows.push((
-                        event.name.clone(),
-                        format!("custom ({}, step {})", template.full_name(), step.name),
-                        event.description.clone().unwrap_or_default(),
-                    ));
-                }
+    for template in project_templates(templates)? {
+        for step in &template.step_templates {
+            for event in &step.custom_events {
+                rows.push((
+                    event.name.clone(),
+                    format!("custom ({}, step {})", template.full_name(), step.name),
+                    event.description.clone().unwrap_or_default(),
+                ));
             }
         }
     }

@@ -423,3 +423,43 @@ fn the_init_configuration_states_the_defaults() {
         format!("{:?}", tasker::TaskerConfig::default())
     );
 }
+
+/// `schema graphql` prints the SDL the server runs; `schema openapi` the document with the
+/// project's YAML templates, each with its context schema.
+#[test]
+fn schema_prints_the_api_schemas_for_client_generators() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = tasker(dir.path(), &["schema", "graphql"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let sdl = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "type Query",
+        "tasksByAnnotation(",
+        "createTask(input: CreateTaskInput!): Task!",
+        "enum TaskStatus",
+    ] {
+        assert!(sdl.contains(expected), "{expected} missing from\n{sdl}");
+    }
+
+    let tasks = dir.path().join("config/tasker/tasks");
+    std::fs::create_dir_all(&tasks).expect("dir");
+    std::fs::write(
+        tasks.join("ship.yaml"),
+        "name: ship\nnamespace_name: shop\nversion: 2.0.0\nschema:\n  type: object\n  required: [city]\n  properties:\n    city: { type: string }\nstep_templates:\n  - name: label\n    handler_class: label\n",
+    )
+    .expect("template");
+    let output = tasker(dir.path(), &["schema", "openapi", "--prefix", "/api"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("JSON document");
+    assert!(document["paths"]["/api/tasks"]["post"].is_object());
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["Context_shop_ship_2.0.0"]["required"],
+        serde_json::json!(["city"])
+    );
+    assert_eq!(
+        schemas["TemplateRequest"]["anyOf"][0]["title"],
+        "shop/ship@2.0.0"
+    );
+}

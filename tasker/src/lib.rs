@@ -81,9 +81,9 @@ pub use error::{ContextViolation, Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use model::{
-    ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure, FailureReason,
-    MigrationStatus, NewTask, Outcome, ParentOutput, StepInfo, TaskFilter, TaskRow, TaskSort,
-    TemplateFilter, TransitionInfo, WorkerInfo,
+    AnnotationFilter, ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure,
+    FailureReason, MigrationStatus, NewTask, Outcome, ParentOutput, StepInfo, TaskAnnotation,
+    TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo, WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};

@@ -1,7 +1,8 @@
-//! The served OpenAPI document under a real contract tester: schemathesis generates requests
-//! from `/openapi.json` (valid and invalid ones, and chains that follow its links) and checks
-//! every answer: no 5xx, each response matching its documented schema, schema-violating
-//! requests refused, schema-valid ones accepted.
+//! The served API under a real contract tester: schemathesis generates requests from
+//! `/openapi.json` (valid and invalid ones, and chains that follow its links) and from the
+//! GraphQL schema it introspects at `/graphql`, and checks every answer: no 5xx and no GraphQL
+//! server error, each response matching its documented schema, schema-violating requests
+//! refused, schema-valid ones accepted.
 //!
 //! schemathesis comes from the Python registry: `.ci/run` installs it and sets
 //! `TASKER_TEST_SCHEMATHESIS` and `TASKER_TEST_REQUIRE_SCHEMATHESIS=1`; without it these tests
@@ -90,44 +91,73 @@ async fn the_served_api_holds_to_its_document(db: TestDatabase) {
     )
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("schemathesis.toml");
-    std::fs::write(&config, config_file(&tasks, &steps)).expect("write config");
-    let document = format!("{}/openapi.json", api.base);
-    let workdir = dir.path().to_owned();
-    let run = tokio::task::spawn_blocking(move || {
-        Command::new(schemathesis)
-            // Its cache directory goes with the temporary one.
-            .current_dir(&workdir)
-            .arg("--config-file")
-            .arg(&config)
-            .args(["run", &document, "--checks", "all", "--max-examples"])
-            .arg(MAX_EXAMPLES)
-            // DELETE cancels, as the seed's API does: the task or step stays, with its
-            // history, and answers 200 after. This check assumes a DELETE removes it.
-            .args(["--exclude-checks", "use_after_free"])
-            .args(["--header", "X-API-Key: k-contract", "--no-color"])
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run schemathesis");
-    let output = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "schemathesis found failures:\n{output}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    // The counts, written past the test harness's capture so CI's log shows them.
-    let counts = output
-        .lines()
-        .find(|line| line.contains(" generated"))
-        .unwrap_or("no count printed");
-    let _ = writeln!(
-        std::io::stderr(),
-        "schemathesis ({:?}): {}",
-        db.kind,
-        counts.trim()
-    );
+    let rest = Run {
+        target: format!("{}/openapi.json", api.base),
+        config: rest_config(&tasks, &steps),
+        // DELETE cancels, as the seed's API does: the task or step stays, with its history,
+        // and answers 200 after. This check assumes a DELETE removes it.
+        excluded: "use_after_free",
+    };
+    let graphql = Run {
+        target: format!("{}/graphql", api.base),
+        config: graphql_config(&tasks, &steps),
+        // A valid operation on a record that does not exist, or a cancel of a cancelled task,
+        // is refused (`BAD_USER_INPUT`), as it should be; this check expects it to succeed.
+        excluded: "positive_data_acceptance",
+    };
+    for (name, run) in [("REST", rest), ("GraphQL", graphql)] {
+        let counts = run.run(&schemathesis, dir.path()).await;
+        // Written past the test harness's capture, so CI's log shows them.
+        let _ = writeln!(
+            std::io::stderr(),
+            "schemathesis {name} ({:?}): {counts}",
+            db.kind
+        );
+    }
+}
+
+/// One schemathesis run: what it reads (the OpenAPI document, or the GraphQL endpoint it
+/// introspects), its settings, and the one check left out, with the reason where it is built.
+struct Run {
+    target: String,
+    config: String,
+    excluded: &'static str,
+}
+
+impl Run {
+    /// Runs it in `dir` and fails on any failure it reports; the counts it printed.
+    async fn run(self, schemathesis: &str, dir: &std::path::Path) -> String {
+        let config = dir.join(format!("{}.toml", self.excluded));
+        std::fs::write(&config, &self.config).expect("write config");
+        let (schemathesis, workdir) = (schemathesis.to_owned(), dir.to_owned());
+        let run = tokio::task::spawn_blocking(move || {
+            Command::new(schemathesis)
+                // Its cache directory goes with the temporary one.
+                .current_dir(&workdir)
+                .arg("--config-file")
+                .arg(&config)
+                .args(["run", &self.target, "--checks", "all", "--max-examples"])
+                .arg(MAX_EXAMPLES)
+                .args(["--exclude-checks", self.excluded])
+                .args(["--header", "X-API-Key: k-contract", "--no-color"])
+                .output()
+        })
+        .await
+        .expect("join")
+        .expect("run schemathesis");
+        let output = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "schemathesis found failures:\n{output}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        output
+            .lines()
+            .find(|line| line.contains(" generated"))
+            .unwrap_or("no count printed")
+            .trim()
+            .to_owned()
+    }
 }
 
 /// A request for order `order_id`.
@@ -138,10 +168,9 @@ fn order(order_id: i64) -> TaskRequest {
         .version("1.0.0")
 }
 
-/// schemathesis's settings: path parameters and template names drawn, half the time, from the
-/// records that exist (the rest generated), so the tester gets past 404 to the code behind it.
-fn config_file(tasks: &[i64], steps: &[i64]) -> String {
-    let values = |values: Vec<Value>| Value::Array(values).to_string();
+/// The records that exist, as schemathesis dictionaries.
+fn dictionaries(tasks: &[i64], steps: &[i64]) -> String {
+    let list = |ids: &[i64]| Value::from(ids.to_vec()).to_string();
     format!(
         r#"
 [dictionaries]
@@ -150,21 +179,42 @@ steps = {{ values = {steps} }}
 namespaces = {{ values = ["shop"] }}
 names = {{ values = ["order"] }}
 versions = {{ values = ["1.0.0"] }}
-
-[parameters]
-"path.id" = {{ dictionary = "tasks", probability = 0.5 }}
-"path.step_id" = {{ dictionary = "steps", probability = 0.5 }}
-"path.namespace" = {{ dictionary = "namespaces", probability = 0.5 }}
-"path.name" = {{ dictionary = "names", probability = 0.5 }}
-"query.namespace" = {{ dictionary = "namespaces", probability = 0.5 }}
-"query.name" = {{ dictionary = "names", probability = 0.5 }}
-"body.namespace" = {{ dictionary = "namespaces", probability = 0.5 }}
-"body.name" = {{ dictionary = "names", probability = 0.5 }}
-"body.version" = {{ dictionary = "versions", probability = 0.5 }}
 "#,
-        tasks = values(tasks.iter().map(|&id| json!(id)).collect()),
-        steps = values(steps.iter().map(|&id| json!(id)).collect()),
+        tasks = list(tasks),
+        steps = list(steps),
     )
+}
+
+/// Settings for the REST run: path parameters and template names drawn, half the time, from
+/// the records that exist (the rest generated), so the tester gets past 404 to the code behind.
+fn rest_config(tasks: &[i64], steps: &[i64]) -> String {
+    dictionaries(tasks, steps)
+        + r#"
+[parameters]
+"path.id" = { dictionary = "tasks", probability = 0.5 }
+"path.step_id" = { dictionary = "steps", probability = 0.5 }
+"path.namespace" = { dictionary = "namespaces", probability = 0.5 }
+"path.name" = { dictionary = "names", probability = 0.5 }
+"query.namespace" = { dictionary = "namespaces", probability = 0.5 }
+"query.name" = { dictionary = "names", probability = 0.5 }
+"body.namespace" = { dictionary = "namespaces", probability = 0.5 }
+"body.name" = { dictionary = "names", probability = 0.5 }
+"body.version" = { dictionary = "versions", probability = 0.5 }
+"#
+}
+
+/// Settings for the GraphQL run: the same, for every operation's ids and the created task's
+/// template.
+fn graphql_config(tasks: &[i64], steps: &[i64]) -> String {
+    dictionaries(tasks, steps)
+        + r#"
+[parameters]
+"*.*.taskId" = { dictionary = "tasks", probability = 0.5 }
+"*.*.stepId" = { dictionary = "steps", probability = 0.5 }
+"Mutation.createTask.input.namespace" = { dictionary = "namespaces", probability = 0.5 }
+"Mutation.createTask.input.name" = { dictionary = "names", probability = 0.5 }
+"Mutation.createTask.input.version" = { dictionary = "versions", probability = 0.5 }
+"#
 }
 
 /// The schemathesis to run: `TASKER_TEST_SCHEMATHESIS`, else `schemathesis` on the `PATH`;

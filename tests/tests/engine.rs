@@ -54,6 +54,7 @@ conformance!(
     histories_are_exact,
     prefetch_shrinks_when_steps_run_long,
     workers_are_listed_while_they_run,
+    annotations_are_checked_and_kept,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1589,4 +1590,54 @@ async fn workers_are_listed_while_they_run(db: TestDatabase) {
     assert_eq!(seen[0].worker_id, worker.id());
     worker.shutdown().await;
     assert_eq!(tasker.workers(recent).await.expect("workers"), []);
+}
+
+/// Annotations are JSON objects of a named type, kept in order; what cannot be stored or
+/// looked up by key is refused, naming the field, and nothing is written.
+async fn annotations_are_checked_and_kept(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(TaskTemplate::new("test", "note", "1.0.0").step(StepTemplate::new("a", "echo")))
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let id = tasker
+        .create_task(request("note"))
+        .await
+        .expect("create")
+        .id;
+    tasker
+        .annotate(id, "audit", json!({ "by": "ann" }))
+        .await
+        .expect("annotate");
+    tasker
+        .annotate(id, "audit", json!({ "by": "bob" }))
+        .await
+        .expect("annotate");
+    let refused = [
+        ("audit", json!(["not", "an", "object"]), "annotation"),
+        ("audit", json!({ "by": "a\u{0}b" }), "annotation"),
+        ("audit", json!({ "a\u{0}": 1 }), "annotation"),
+        ("", json!({}), "annotation_type"),
+        (&*"t".repeat(65), json!({}), "annotation_type"),
+    ];
+    for (annotation_type, annotation, field) in refused {
+        match tasker
+            .annotate(id, annotation_type, annotation.clone())
+            .await
+        {
+            Err(Error::InvalidField { field: f, .. }) => assert_eq!(f, field, "{annotation}"),
+            other => panic!("{annotation}: {other:?}"),
+        }
+    }
+    assert!(matches!(
+        tasker.annotate(id + 1000, "audit", json!({})).await,
+        Err(Error::TaskNotFound(_))
+    ));
+    let kept = tasker.annotations(id).await.expect("annotations");
+    let by: Vec<&Value> = kept.iter().map(|a| &a.annotation["by"]).collect();
+    assert_eq!(by, [&json!("ann"), &json!("bob")]);
+    assert!(kept.iter().all(|a| a.annotation_type == "audit"));
+    assert_eq!(tasker.annotation_types().await.expect("types"), ["audit"]);
 }

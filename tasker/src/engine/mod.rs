@@ -16,6 +16,7 @@ use tokio::sync::{Notify, broadcast};
 
 use request::check_label;
 pub use request::{IdentityStrategy, TaskRequest};
+#[cfg(feature = "server")]
 pub(crate) use request::{MAX_LABEL_CHARS, STORABLE};
 pub use worker::{Worker, WorkerOptions};
 
@@ -265,6 +266,48 @@ fn holds_nul(parts: [&Option<String>; 3]) -> bool {
     parts
         .iter()
         .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
+}
+
+/// Longest annotation type name, in characters (the column's).
+const MAX_ANNOTATION_TYPE_CHARS: usize = 64;
+
+/// Refuses an annotation type that is empty, too long or unstorable, and an annotation that is
+/// not an object, is over `max_bytes`, or holds a NUL character (PostgreSQL's `jsonb`, which
+/// the lookup by key reads it as, refuses one).
+fn check_annotation(annotation_type: &str, annotation: &Value, max_bytes: usize) -> Result<()> {
+    fn holds_nul(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(holds_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+            _ => false,
+        }
+    }
+    let invalid = |field, problem: String| Err(Error::InvalidField { field, problem });
+    let chars = annotation_type.chars().count();
+    if chars == 0 || chars > MAX_ANNOTATION_TYPE_CHARS || annotation_type.contains('\0') {
+        return invalid(
+            "annotation_type",
+            format!("must be 1 to {MAX_ANNOTATION_TYPE_CHARS} characters, none of them NUL"),
+        );
+    }
+    if !annotation.is_object() {
+        return invalid("annotation", "must be a JSON object".to_owned());
+    }
+    if holds_nul(annotation) {
+        return invalid(
+            "annotation",
+            "contains the NUL character (U+0000), which cannot be stored".to_owned(),
+        );
+    }
+    let bytes = serde_json::to_string(annotation)?.len();
+    if bytes > max_bytes {
+        return invalid(
+            "annotation",
+            format!("is {bytes} bytes, over the limit of {max_bytes}"),
+        );
+    }
+    Ok(())
 }
 
 /// A retry limit as stored: clamped to 1 to `MAX_RETRY_LIMIT`.
@@ -842,7 +885,14 @@ impl Tasker {
     /// Tasks matching `filter`, newest first. A filter with a NUL character matches nothing
     /// (no stored name can hold one; PostgreSQL would refuse to compare it).
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
-        if holds_nul([&filter.namespace, &filter.name, &filter.version]) {
+        let annotation = filter.annotation.as_ref();
+        if holds_nul([&filter.namespace, &filter.name, &filter.version])
+            || annotation.is_some_and(|a| {
+                [&a.annotation_type, &a.key, &a.value]
+                    .iter()
+                    .any(|p| p.contains('\0'))
+            })
+        {
             return Ok(Vec::new());
         }
         self.inner
@@ -1030,6 +1080,40 @@ impl Tasker {
             .store
             .run(move |store| store.task_transitions(task_id))
             .await
+    }
+
+    /// Adds an annotation of `annotation_type` to a task: a JSON object of notes (the type is
+    /// created on its first use). [`TaskFilter::annotation`] finds tasks by one of its keys.
+    pub async fn annotate(
+        &self,
+        task_id: i64,
+        annotation_type: &str,
+        annotation: Value,
+    ) -> Result<()> {
+        check_annotation(
+            annotation_type,
+            &annotation,
+            self.inner.config.max_context_bytes,
+        )?;
+        let annotation_type = annotation_type.to_owned();
+        let annotation = serde_json::to_string(&annotation)?;
+        self.inner
+            .store
+            .run(move |store| store.annotate(task_id, &annotation_type, &annotation))
+            .await
+    }
+
+    /// A task's annotations, oldest first.
+    pub async fn annotations(&self, task_id: i64) -> Result<Vec<crate::TaskAnnotation>> {
+        self.inner
+            .store
+            .run(move |store| store.annotations(task_id))
+            .await
+    }
+
+    /// The annotation types in use, by name.
+    pub async fn annotation_types(&self) -> Result<Vec<String>> {
+        self.inner.store.run(|store| store.annotation_types()).await
     }
 
     /// Cancels a task and its unfinished steps; workers claim nothing more from it. Returns

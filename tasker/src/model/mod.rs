@@ -132,6 +132,31 @@ pub struct TaskFilter {
     pub sort: TaskSort,
     /// Oldest (or lowest) first instead of newest first.
     pub ascending: bool,
+    /// Only tasks with an annotation of this type whose key holds this value.
+    pub annotation: Option<AnnotationFilter>,
+}
+
+/// Tasks annotated with `key: value` in an annotation of `annotation_type` (the seed's
+/// `Task.by_annotation`); the value is compared as text, so `5` matches the number 5 too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationFilter {
+    /// The annotation type.
+    pub annotation_type: String,
+    /// A top-level key of the annotation.
+    pub key: String,
+    /// The value it holds, as text.
+    pub value: String,
+}
+
+/// A note on a task: typed JSON (the seed's task annotation).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TaskAnnotation {
+    /// Its type.
+    pub annotation_type: String,
+    /// What it says.
+    pub annotation: Value,
+    /// When it was added (UTC, database clock).
+    pub created_at: chrono::NaiveDateTime,
 }
 
 /// What tasks are listed by.

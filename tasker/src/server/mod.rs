@@ -9,6 +9,8 @@
 
 mod auth;
 mod error;
+#[cfg(feature = "graphql")]
+mod graphql;
 mod openapi;
 mod views;
 
@@ -36,6 +38,8 @@ pub use auth::{
 /// The request headers an [`Authenticator`] reads.
 pub use axum::http::HeaderMap;
 pub use error::ApiError;
+#[cfg(feature = "graphql")]
+pub use graphql::{MAX_COMPLEXITY, MAX_DEPTH, sdl as graphql_sdl};
 pub use openapi::openapi_document;
 
 use crate::{StepInfo, TaskFilter, TaskRequest, TaskRow, TaskSort, TaskState, Tasker};
@@ -112,18 +116,29 @@ impl Default for ServerConfig {
     }
 }
 
-/// One route: method, path (under the prefix), the permission it needs (`None`: public) and
-/// what it does.
+/// One route: method, path (under the prefix), who may call it and what it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// `GET`, `POST`, `PATCH` or `DELETE`.
     pub method: &'static str,
     /// The path, with `{id}`-style parameters.
     pub path: &'static str,
-    /// The `resource:action` a caller needs, or `None` for public routes.
-    pub permission: Option<&'static str>,
+    /// Who may call it.
+    pub guard: Guard,
     /// What it does.
     pub summary: &'static str,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Anyone.
+    Public,
+    /// A caller granted this `resource:action`, on the records the path names.
+    Permission(&'static str),
+    /// Any authenticated caller; each operation the request holds is then authorized as its
+    /// REST route is (GraphQL).
+    PerOperation,
 }
 
 /// The methods the API serves.
@@ -225,7 +240,7 @@ impl Endpoint {
 fn endpoint<H, T>(
     verb: Verb,
     path: &'static str,
-    permission: Option<&'static str>,
+    guard: Guard,
     summary: &'static str,
     handler: H,
 ) -> Endpoint
@@ -237,7 +252,7 @@ where
         route: Route {
             method: verb.as_str(),
             path,
-            permission,
+            guard,
             summary,
         },
         handler: on(verb.filter(), handler),
@@ -250,14 +265,15 @@ where
 
 /// The one route table.
 fn table() -> Vec<Endpoint> {
+    use Guard::{Permission, Public};
     use Verb::{Delete, Get, Patch, Post};
-    vec![
-        endpoint(Get, "/health/live", None, "The process is up.", health_live)
+    let mut table = vec![
+        endpoint(Get, "/health/live", Public, "The process is up.", health_live)
             .answers::<views::Health>(200),
         endpoint(
             Get,
             "/health/ready",
-            None,
+            Public,
             "The database answers (503 when it does not).",
             health_ready,
         )
@@ -265,7 +281,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/health/status",
-            Some("tasker.health_status:index"),
+            Permission("tasker.health_status:index"),
             "Tasks and steps by state, the steps ready now and the oldest one's wait, and the workers seen within three heartbeats.",
             health_status,
         )
@@ -273,7 +289,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/metrics",
-            Some("tasker.metrics:index"),
+            Permission("tasker.metrics:index"),
             "Prometheus metrics.",
             metrics,
         )
@@ -281,7 +297,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/openapi.json",
-            None,
+            Public,
             "This API's OpenAPI document.",
             openapi,
         )
@@ -289,7 +305,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/tasks",
-            Some("tasker.task:index"),
+            Permission("tasker.task:index"),
             "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
             list_tasks,
         )
@@ -299,7 +315,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Post,
             "/tasks",
-            Some("tasker.task:create"),
+            Permission("tasker.task:create"),
             "Create a task from a task request; 201 with the task. An array of up to 1000 requests creates them in one transaction; 200 with one result per request, `{status, task}` or `{status, error}`.",
             create_task,
         )
@@ -309,7 +325,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/tasks/{id}",
-            Some("tasker.task:show"),
+            Permission("tasker.task:show"),
             "A task.",
             show_task,
         )
@@ -319,7 +335,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Patch,
             "/tasks/{id}",
-            Some("tasker.task:update"),
+            Permission("tasker.task:update"),
             "Change a task's reason and tags.",
             update_task,
         )
@@ -328,7 +344,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Delete,
             "/tasks/{id}",
-            Some("tasker.task:cancel"),
+            Permission("tasker.task:cancel"),
             "Cancel a task and its unfinished steps.",
             cancel_task,
         )
@@ -336,7 +352,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Post,
             "/tasks/{id}/retry",
-            Some("tasker.task:retry"),
+            Permission("tasker.task:retry"),
             "Send a task in error back to pending.",
             retry_task,
         )
@@ -344,7 +360,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/tasks/{id}/diagram",
-            Some("tasker.task:show"),
+            Permission("tasker.task:show"),
             "A Mermaid flowchart of the task, coloured by step state.",
             task_diagram,
         )
@@ -352,7 +368,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/tasks/{id}/workflow_steps",
-            Some("tasker.workflow_step:index"),
+            Permission("tasker.workflow_step:index"),
             "A task's steps.",
             list_steps,
         )
@@ -364,7 +380,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/tasks/{id}/workflow_steps/{step_id}",
-            Some("tasker.workflow_step:show"),
+            Permission("tasker.workflow_step:show"),
             "A step.",
             show_step,
         )
@@ -372,7 +388,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Patch,
             "/tasks/{id}/workflow_steps/{step_id}",
-            Some("tasker.workflow_step:update"),
+            Permission("tasker.workflow_step:update"),
             "Set a step's retry_limit, or resolve it by hand (`resolve: true`, optional `results`).",
             update_step,
         )
@@ -381,7 +397,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Delete,
             "/tasks/{id}/workflow_steps/{step_id}",
-            Some("tasker.workflow_step:cancel"),
+            Permission("tasker.workflow_step:cancel"),
             "Cancel a step for good.",
             cancel_step,
         )
@@ -389,7 +405,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/analytics/performance",
-            Some("tasker.analytics:index"),
+            Permission("tasker.analytics:index"),
             "How the tasks created in the last `period` hours (default 24, at most 720) fared: tasks and steps by state, completion and error rates, throughput, duration percentiles, retries.",
             analytics_performance,
         )
@@ -398,7 +414,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/analytics/bottlenecks",
-            Some("tasker.analytics:index"),
+            Permission("tasker.analytics:index"),
             "The slowest complete tasks and steps among those created in the last `period` hours, of the templates `namespace`, `name`, `version` name; `limit` (default 10, at most 100) of each.",
             analytics_bottlenecks,
         )
@@ -407,7 +423,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/handlers",
-            Some("tasker.handler:index"),
+            Permission("tasker.handler:index"),
             "Every registered template.",
             list_handlers,
         )
@@ -419,7 +435,7 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/handlers/{namespace}",
-            Some("tasker.handler:index"),
+            Permission("tasker.handler:index"),
             "The templates of a namespace.",
             namespace_handlers,
         )
@@ -427,13 +443,26 @@ fn table() -> Vec<Endpoint> {
         endpoint(
             Get,
             "/handlers/{namespace}/{name}",
-            Some("tasker.handler:show"),
+            Permission("tasker.handler:show"),
             "A template (`?version=`; default the highest) with its dependency graph.",
             show_handler,
         )
         .answers::<views::TemplateDetail>(200)
         .query::<VersionQuery>(),
-    ]
+    ];
+    #[cfg(feature = "graphql")]
+    table.push(
+        endpoint(
+            Post,
+            "/graphql",
+            Guard::PerOperation,
+            "GraphQL: the seed's queries and mutations over tasks, steps, transitions and annotations. Each operation needs the permission of the REST route that does the same; a refused one is answered in `errors` with `extensions.code`.",
+            graphql::execute,
+        )
+        .answers::<graphql::GraphQlResponse>(200)
+        .body::<graphql::GraphQlRequest>(),
+    );
+    table
 }
 
 /// Every route of the API, in the order of its table.
@@ -446,6 +475,8 @@ struct AppState {
     config: ServerConfig,
     authenticator: Arc<dyn Authenticator>,
     authorizer: Arc<dyn Authorizer>,
+    #[cfg(feature = "graphql")]
+    graphql: graphql::TaskerSchema,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -467,12 +498,15 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
         config,
         authenticator,
         authorizer,
+        #[cfg(feature = "graphql")]
+        graphql: graphql::schema(),
     });
     let mut paths: Vec<(&'static str, MethodRouter<Arc<AppState>>)> = Vec::new();
     for Endpoint { route, handler, .. } in table() {
-        let handler = match route.permission {
-            Some(permission) => guarded(handler, &state, permission),
-            None => handler,
+        let handler = match route.guard {
+            Guard::Public => handler,
+            Guard::Permission(permission) => guarded(handler, &state, Some(permission)),
+            Guard::PerOperation => guarded(handler, &state, None),
         };
         match paths.iter_mut().find(|(path, _)| *path == route.path) {
             Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
@@ -496,13 +530,14 @@ pub fn router(tasker: Tasker, config: ServerConfig) -> Router {
     routed.layer(axum::middleware::from_fn(correlate))
 }
 
-/// `handler` behind the check that its caller may `permission` (on the records its path
-/// names). It runs before the handler's extractors, so a caller without credentials gets 401
-/// whatever else is wrong with the request.
+/// `handler` behind the check that its caller is who it says and may `permission` (on the
+/// records its path names; with `None`, the handler authorizes each operation itself, with the
+/// [`Caller`] it finds among the request's extensions). It runs before the handler's
+/// extractors, so a caller without credentials gets 401 whatever else is wrong.
 fn guarded(
     handler: MethodRouter<Arc<AppState>>,
     state: &Arc<AppState>,
-    permission: &'static str,
+    permission: Option<&'static str>,
 ) -> MethodRouter<Arc<AppState>> {
     let state = Arc::clone(state);
     handler.route_layer(axum::middleware::from_fn(
@@ -510,19 +545,18 @@ fn guarded(
             let state = Arc::clone(&state);
             async move {
                 let (mut parts, body) = request.into_parts();
-                let access = access(&mut parts, permission).await;
-                let allowed = match state.authenticator.authenticate(&parts.headers).await {
-                    Ok(caller) => state
-                        .authorizer
-                        .authorize(&caller, access)
-                        .await
-                        .map_err(ApiError::from),
-                    Err(refused) => Err(ApiError::from(refused)),
+                let caller = match state.authenticator.authenticate(&parts.headers).await {
+                    Ok(caller) => caller,
+                    Err(refused) => return ApiError::from(refused).into_response(),
                 };
-                match allowed {
-                    Ok(()) => next.run(Request::from_parts(parts, body)).await,
-                    Err(refused) => refused.into_response(),
+                if let Some(permission) = permission {
+                    let access = access(&mut parts, permission).await;
+                    if let Err(refused) = state.authorizer.authorize(&caller, access).await {
+                        return ApiError::from(refused).into_response();
+                    }
                 }
+                parts.extensions.insert(caller);
+                next.run(Request::from_parts(parts, body)).await
             }
         },
     ))
@@ -861,7 +895,7 @@ struct ListQuery {
     version: Option<String>,
     state: Option<TaskState>,
     /// Page size (default 20).
-    #[schemars(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     limit: Option<usize>,
     /// Tasks to skip (default 0).
     #[schemars(range(max = i64::MAX))]
@@ -901,8 +935,8 @@ async fn list_tasks(
         }
     };
     let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be 1 to 100").at("/limit"));
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(page_limit_refused());
     }
     let offset = query.offset.unwrap_or(0);
     // Past i64 no database can skip: refused as the document bounds it.
@@ -922,6 +956,7 @@ async fn list_tasks(
             offset,
             sort,
             ascending,
+            annotation: None,
         })
         .await?;
     Ok(Json(views::TaskList {
@@ -929,6 +964,14 @@ async fn list_tasks(
         limit,
         offset,
     }))
+}
+
+/// Most tasks a page of a listing holds (REST's `limit`, GraphQL's).
+const MAX_PAGE: usize = 100;
+
+/// The refusal of a page `limit` outside 1 to [`MAX_PAGE`].
+fn page_limit_refused() -> ApiError {
+    ApiError::bad_request(format!("limit must be 1 to {MAX_PAGE}")).at("/limit")
 }
 
 /// What `POST /tasks` takes: a task request, bare or in the seed's `{"task": …}`, or a
@@ -1251,7 +1294,18 @@ async fn update_step(
     body: Result<Body<StepUpdate>, ApiError>,
 ) -> Result<Json<views::StepView>, ApiError> {
     let Body(update) = body?;
-    find_step(&state, id, step_id).await?;
+    apply_step_update(&state, id, step_id, update).await?;
+    Ok(Json(find_step(&state, id, step_id).await?))
+}
+
+/// Applies a step update (REST's and GraphQL's), in one transaction.
+async fn apply_step_update(
+    state: &AppState,
+    id: i64,
+    step_id: i64,
+    update: StepUpdate,
+) -> Result<(), ApiError> {
+    find_step(state, id, step_id).await?;
     if update.retry_limit.is_none() && !update.resolve {
         return Err(ApiError::bad_request(
             "give `retry_limit`, or `resolve: true` (with optional `results`)",
@@ -1276,7 +1330,7 @@ async fn update_step(
         .tasker
         .update_step(id, step_id, update.retry_limit, resolve)
         .await?;
-    Ok(Json(find_step(&state, id, step_id).await?))
+    Ok(())
 }
 
 async fn cancel_step(

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Answer, ApiError, Endpoint, Route, table};
+use super::{Answer, ApiError, Endpoint, Guard, Route, table};
 use crate::TaskTemplate;
 use crate::template::{DEFAULT_NAMESPACE, DEFAULT_VERSION};
 
@@ -69,13 +69,15 @@ pub fn openapi_document(prefix: &str, templates: &[&TaskTemplate]) -> Value {
                 "content": { "application/json": { "schema": body(&mut generator).to_value() } },
             });
         }
-        if let Some(permission) = route.permission {
+        if route.guard != Guard::Public {
             responses.insert("401".to_owned(), error("No valid credentials"));
+            operation["security"] = json!([{ "apiKey": [] }, { "bearer": [] }]);
+        }
+        if let Guard::Permission(permission) = route.guard {
             responses.insert(
                 "403".to_owned(),
                 error(&format!("The caller may not `{permission}`")),
             );
-            operation["security"] = json!([{ "apiKey": [] }, { "bearer": [] }]);
             operation["x-tasker-permission"] = json!(permission);
         }
         operation["responses"] = Value::Object(responses);

@@ -7,6 +7,7 @@
 //! [`Error::CorruptData`] naming its table, row and column.
 
 mod analytics;
+mod annotations;
 mod claim;
 mod complete;
 mod conn;
@@ -419,6 +420,26 @@ impl Store {
     /// Records worker `id` as alive now (see `operate::worker_seen`).
     pub(crate) fn worker_seen(&self, id: &str, concurrency: i32, running: i32) -> Result<()> {
         self.write(|c| operate::worker_seen(c, id, concurrency, running))
+    }
+
+    /// Adds an annotation (JSON text) to a task (see `annotations::annotate`).
+    pub(crate) fn annotate(
+        &self,
+        task_id: i64,
+        annotation_type: &str,
+        annotation: &str,
+    ) -> Result<()> {
+        self.write(|c| annotations::annotate(c, task_id, annotation_type, annotation))
+    }
+
+    /// A task's annotations, oldest first.
+    pub(crate) fn annotations(&self, task_id: i64) -> Result<Vec<crate::model::TaskAnnotation>> {
+        self.with(|c| annotations::annotations(c, task_id))
+    }
+
+    /// Every annotation type, by name.
+    pub(crate) fn annotation_types(&self) -> Result<Vec<String>> {
+        self.with(annotations::annotation_types)
     }
 
     /// Forgets worker `id`.

@@ -52,7 +52,7 @@ pub(crate) fn load_tasks(c: &mut Conn<'_>, ids: &[i64]) -> Result<HashMap<i64, T
 pub(crate) fn list_tasks(c: &mut Conn<'_>, filter: &TaskFilter) -> Result<Vec<TaskRow>> {
     // A boxed query is typed for one backend, so the listing is built once per backend here.
     macro_rules! listing {
-        ($conn:expr) => {{
+        ($conn:expr, |$annotation:ident| $holds:expr) => {{
             use tasker_tasks::dsl as t;
             let mut query = t::tasker_tasks
                 .inner_join(tasker_named_tasks::table.inner_join(tasker_task_namespaces::table))
@@ -69,6 +69,15 @@ pub(crate) fn list_tasks(c: &mut Conn<'_>, filter: &TaskFilter) -> Result<Vec<Ta
             }
             if let Some(state) = filter.state {
                 query = query.filter(t::state.eq(state.as_str()));
+            }
+            if let Some($annotation) = &filter.annotation {
+                use tasker_task_annotations::dsl as a;
+                let annotated = a::tasker_task_annotations
+                    .inner_join(tasker_annotation_types::table)
+                    .filter(a::task_id.eq(t::task_id))
+                    .filter(tasker_annotation_types::name.eq($annotation.annotation_type.clone()))
+                    .filter($holds);
+                query = query.filter(diesel::dsl::exists(annotated));
             }
             query = match (filter.sort, filter.ascending) {
                 (TaskSort::Id, false) => query.order(t::task_id.desc()),
@@ -91,10 +100,30 @@ pub(crate) fn list_tasks(c: &mut Conn<'_>, filter: &TaskFilter) -> Result<Vec<Ta
             query.limit(limit).offset(offset).load::<TaskRecord>($conn)
         }};
     }
+    use diesel::dsl::sql;
+    use diesel::sql_types::{Bool, Text};
+    // An annotation's key as PostgreSQL's `->>` gives it: a string's text, any other value's
+    // JSON (`12`, `true`). SQLite's `->>` gives a number or a boolean as an SQL number, so its
+    // text is taken from `->` (the value's JSON) unless the value is a string.
     let records = match c {
-        Conn::Sqlite(c) => listing!(*c)?,
+        Conn::Sqlite(c) => listing!(*c, |annotation| {
+            let key = || annotation.key.clone();
+            sql::<Bool>("(CASE WHEN substr(tasker_task_annotations.annotation -> ")
+                .bind::<Text, _>(key())
+                .sql(", 1, 1) = '\"' THEN tasker_task_annotations.annotation ->> ")
+                .bind::<Text, _>(key())
+                .sql(" ELSE tasker_task_annotations.annotation -> ")
+                .bind::<Text, _>(key())
+                .sql(" END) = ")
+                .bind::<Text, _>(annotation.value.clone())
+        })?,
         #[cfg(feature = "postgres")]
-        Conn::Postgres(c) => listing!(*c)?,
+        Conn::Postgres(c) => listing!(*c, |annotation| {
+            sql::<Bool>("(tasker_task_annotations.annotation::jsonb ->> ")
+                .bind::<Text, _>(annotation.key.clone())
+                .sql(") = ")
+                .bind::<Text, _>(annotation.value.clone())
+        })?,
     };
     records.into_iter().map(TaskRow::try_from).collect()
 }

@@ -188,6 +188,7 @@ diesel::table! {
 }
 
 diesel::joinable!(tasker_named_tasks -> tasker_task_namespaces (task_namespace_id));
+diesel::joinable!(tasker_task_annotations -> tasker_annotation_types (annotation_type_id));
 diesel::joinable!(tasker_tasks -> tasker_named_tasks (named_task_id));
 diesel::joinable!(tasker_workflow_steps -> tasker_tasks (task_id));
 diesel::joinable!(tasker_task_transition_log -> tasker_tasks (task_id));
