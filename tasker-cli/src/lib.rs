@@ -157,6 +157,24 @@ pub enum Generate {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// An authenticator for the API (who is calling, from the request's headers), with tests;
+    /// turns on the tasker dependency's `server` feature.
+    Authenticator {
+        /// Its name, in snake_case (`sessions`).
+        name: String,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// An authorizer for the API (may this caller do `resource:action` on this record), with
+    /// tests; turns on the tasker dependency's `server` feature.
+    Authorizer {
+        /// Its name, in snake_case (`task_owners`).
+        name: String,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// A subscriber that reacts to events of the catalog, with its test.
     Subscriber {
         /// The subscriber's name, in snake_case.
@@ -368,8 +386,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
                     scaffold::subscriber(&target.crate_dir, &name, &events)?,
                     target,
                 ),
+                Generate::Authenticator { name, target } => (
+                    scaffold::auth(&target.crate_dir, scaffold::AuthKind::Authenticator, &name)?,
+                    target,
+                ),
+                Generate::Authorizer { name, target } => (
+                    scaffold::auth(&target.crate_dir, scaffold::AuthKind::Authorizer, &name)?,
+                    target,
+                ),
             };
             plan.check(&target.crate_dir, target.force)?;
+            if !plan.features.is_empty() {
+                project::add_features(&target.crate_dir, &plan.features)?;
+                writeln!(out, "  tasker features: {}", plan.features.join(", "))?;
+            }
             let written = plan.write(&target.crate_dir)?;
             report(out, &written)?;
         }

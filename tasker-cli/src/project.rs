@@ -146,6 +146,26 @@ pub(crate) fn add_dependency(root: &Path, tasker_path: Option<&Path>) -> Result<
     }
 }
 
+/// Turns on `features` of the crate's tasker dependency with `cargo add` (which keeps the
+/// dependency's source and its other features; a crate without tasker gets it).
+pub(crate) fn add_features(root: &Path, features: &[&str]) -> Result<(), CliError> {
+    let output = Command::new(cargo())
+        .current_dir(root)
+        .args(["add", "tasker", "--features"])
+        .arg(features.join(","))
+        .output()
+        .map_err(|e| CliError::failure(format!("cannot run `cargo add`: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(CliError::failure(format!(
+            "`cargo add tasker --features {}` failed; nothing was written:\n{}",
+            features.join(","),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
 /// Formats generated Rust files in place when `rustfmt` is installed; without it they are
 /// left as generated, which compiles the same.
 pub(crate) fn rustfmt(files: &[PathBuf]) {

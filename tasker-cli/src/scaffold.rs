@@ -24,6 +24,8 @@ pub struct PlannedFile {
 pub struct Plan {
     /// The files, in the order they are written.
     pub files: Vec<PlannedFile>,
+    /// Features of the tasker dependency the files need (`server`), added with `cargo add`.
+    pub features: Vec<&'static str>,
 }
 
 impl Plan {
@@ -113,6 +115,8 @@ mod templates {
     pub(super) const STEP_HANDLER: &str = include_str!("../templates/step_handler/module.rs");
     pub(super) const SUBSCRIBER: &str = include_str!("../templates/subscriber/module.rs");
     pub(super) const SUBSCRIBER_ARM: &str = include_str!("../templates/subscriber/arm.rs");
+    pub(super) const AUTHENTICATOR: &str = include_str!("../templates/authenticator/module.rs");
+    pub(super) const AUTHORIZER: &str = include_str!("../templates/authorizer/module.rs");
 }
 
 /// Where templates of generated workflows live, relative to the crate root.
@@ -373,6 +377,37 @@ pub fn step_handler(root: &Path, name: &str) -> Result<Plan, CliError> {
         render(templates::STEP_HANDLER, &[("name", name)]),
     );
     add_module(&mut plan, root, name)?;
+    Ok(plan)
+}
+
+/// What an API auth scaffold implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// `tasker::server::Authenticator`: who is calling.
+    Authenticator,
+    /// `tasker::server::Authorizer`: what a caller may do, record by record.
+    Authorizer,
+}
+
+/// Plans an authenticator or authorizer module for the API, with its tests; the tasker
+/// dependency gets the `server` feature.
+pub fn auth(root: &Path, kind: AuthKind, name: &str) -> Result<Plan, CliError> {
+    let (what, template) = match kind {
+        AuthKind::Authenticator => ("authenticator name", templates::AUTHENTICATOR),
+        AuthKind::Authorizer => ("authorizer name", templates::AUTHORIZER),
+    };
+    names::check(what, name).map_err(CliError::usage)?;
+    project::crate_name(root)?;
+    let mut plan = Plan::default();
+    plan.create(
+        format!("src/{name}.rs"),
+        render(
+            template,
+            &[("name", name), ("Name", &names::camel_case(name))],
+        ),
+    );
+    add_module(&mut plan, root, name)?;
+    plan.features.push("server");
     Ok(plan)
 }
 

@@ -256,8 +256,8 @@ fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// `cargo new`, `cargo tasker init`, `cargo tasker generate task-handler …`, then
-/// `cargo build` and `cargo test` pass without edits.
+/// `cargo new`, `cargo tasker init`, `cargo tasker generate task-handler …`, `… authenticator`
+/// and `… authorizer`, then `cargo build` and `cargo test` pass without edits.
 #[test]
 fn a_fresh_crate_builds_and_passes_its_generated_tests() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -299,8 +299,20 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
             insta::assert_snapshot!(format!("init__{}", path.replace(['/', '.'], "_")), contents);
         }
     }
+    // The API's auth scaffolds turn on the dependency's `server` feature, keeping its path.
+    for (kind, name) in [("authenticator", "sessions"), ("authorizer", "task_owners")] {
+        let output = tasker(&krate, &["generate", kind, name]);
+        assert!(output.status.success(), "{}", text(&output));
+        assert!(
+            text(&output).contains("tasker features: server"),
+            "{}",
+            text(&output)
+        );
+    }
     let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).expect("manifest");
     assert!(manifest.contains("tasker = {"), "{manifest}");
+    assert!(manifest.contains(r#"features = ["server"]"#), "{manifest}");
+    assert!(manifest.contains("path = "), "{manifest}");
 
     // The workspace's lock pins the same versions, so the shared target directory (trybuild's,
     // which is not locked while these tests run) already holds the dependencies.
@@ -329,10 +341,15 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
                 out.contains("order_process_runs_to_completion ... ok"),
                 "{out}"
             );
-            assert!(
-                out.contains("hello_world_runs_to_completion ... ok"),
-                "{out}"
-            );
+            for test in [
+                "hello_world_runs_to_completion",
+                "sessions_names_the_caller_of_a_known_session",
+                "sessions_refuses_a_missing_or_unknown_session",
+                "task_owners_lets_owners_act_on_their_tasks",
+                "task_owners_refuses_what_permissions_do_not_grant",
+            ] {
+                assert!(out.contains(&format!("{test} ... ok")), "{test}:\n{out}");
+            }
         }
     }
 }

@@ -84,7 +84,7 @@ pub(super) async fn execute(
 /// send nests 13 deep (its type references' `ofType` chain).
 pub const MAX_DEPTH: usize = 16;
 /// Most a query may cost: a field costs 1, a list of tasks its `limit` times its fields, and a
-/// task's steps or a record's transitions [`NESTED_LIST`] times theirs.
+/// task's steps or a record's transitions 10 times theirs.
 pub const MAX_COMPLEXITY: usize = 5_000;
 
 /// What a nested list (a task's steps, a record's transitions) is taken to hold, for a query's
