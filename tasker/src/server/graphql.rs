@@ -2,7 +2,7 @@
 //! steps, transitions and annotations at `POST /graphql`, with each operation authorized as
 //! its REST route is, and limits on a query's depth and complexity.
 //!
-//! [`sdl`] prints the schema (`cargo tasker graphql-schema`) for client generators.
+//! [`sdl`] prints the schema (`cargo tasker schema graphql`) for client generators.
 
 use std::sync::Arc;
 
@@ -42,8 +42,9 @@ pub(super) struct GraphQlRequest {
 pub(super) struct GraphQlResponse {
     /// What the operation selected.
     data: Option<Value>,
-    /// What went wrong: `message`, `locations`, `path`, and `extensions` with the API's error
-    /// `code`, `status` and field `path` where there is one.
+    /// What went wrong: `message`, `locations`, `path`, and `extensions` with a GraphQL `code`
+    /// (`BAD_USER_INPUT`, `FORBIDDEN`, `INTERNAL_SERVER_ERROR`) and, from the API, its `error`
+    /// code, `status` and field `path` where there is one.
     errors: Option<Vec<Map<String, Value>>>,
 }
 
