@@ -1,6 +1,8 @@
-//! Growth: what claiming and completing steps costs with little and with much finished history
-//! in the tables. History is copied in bulk SQL from one real diamond task that ran to the end,
-//! so every row (task, steps, edges, transitions) looks like what the engine writes.
+//! Growth: what claiming and completing steps costs with little and with much in the tables
+//! besides the work measured: finished history, or delayed tasks waiting for their time. The
+//! backlog is copied in bulk SQL from one real task (a diamond that ran to the end, or a
+//! one-step task delayed by a day), so every row (task, steps, edges, transitions) looks like
+//! what the engine writes.
 
 use std::time::{Duration, Instant};
 
@@ -9,11 +11,22 @@ use tasker::{Outcome, TemplateFilter};
 
 use crate::probe::Probe;
 
-/// What one history size measured (medians over the rounds).
+/// What the tables hold besides the measured work.
+#[derive(Clone, Copy)]
+pub(crate) enum Backlog {
+    /// About this many complete steps (diamond tasks that ran to the end, two days old).
+    Finished(usize),
+    /// This many one-step tasks delayed by a day.
+    Future(usize),
+    /// About this many complete steps, as `Finished`, pruned while the rounds run.
+    Pruning(usize),
+}
+
+/// What one backlog measured (medians over the rounds).
 pub(crate) struct Figures {
-    /// Complete steps in the tables before the rounds.
-    pub(crate) finished: i64,
-    /// Seconds spent copying the history and analysing the tables.
+    /// Complete steps (finished history) or delayed tasks (future backlog) before the rounds.
+    pub(crate) backlog: i64,
+    /// Seconds spent copying the backlog and analysing the tables.
     pub(crate) seed_seconds: f64,
     /// Steps claimed and completed per second, in batches of 32, one claimer.
     pub(crate) claim_complete: f64,
@@ -22,6 +35,9 @@ pub(crate) struct Figures {
     /// Milliseconds for `Tasker::performance` plus `Tasker::bottlenecks` over the last hour,
     /// which holds one round's tasks (the history is two days old).
     pub(crate) analytics_ms: f64,
+    /// With `Pruning`: the tasks pruned by the time the rounds ended, and whether the prune
+    /// was still running then (so every round ran beside it).
+    pub(crate) pruned: Option<(u64, bool)>,
 }
 
 /// The shape whose history is seeded and whose tasks are measured.
@@ -39,36 +55,69 @@ fn request() -> TaskRequest {
         .version("1.0.0")
 }
 
-/// Seeds `history_steps` finished steps into the empty database at `url`, then runs `rounds`
-/// rounds of `tasks` diamond tasks: created one by one, then claimed and completed until done.
-/// Each round's tasks are deleted after it, so every round sees the same history.
+/// The one-step shape of the delayed backlog.
+fn later() -> TaskTemplate {
+    TaskTemplate::new("bench", "later", "1.0.0").step(StepTemplate::new("only", "noop"))
+}
+
+/// Seeds `backlog` into the empty database at `url`, then runs `rounds` rounds of `tasks`
+/// diamond tasks: created one by one, then claimed and completed until done. Each round's
+/// tasks are deleted after it, so every round sees the same backlog.
 pub(crate) async fn measure(
     url: &str,
     sqlite: bool,
-    history_steps: usize,
+    backlog: Backlog,
     tasks: usize,
     rounds: usize,
 ) -> Result<Figures, String> {
     let template = diamond();
     let width = template.step_templates.len();
-    let tasker = crate::engine(url, vec![template], 16).await?;
+    let tasker = crate::engine(url, vec![template, later()], 16).await?;
     let mut probe = Probe::connect(url, sqlite)?;
-    let pattern = tasker
-        .create_task(request())
-        .await
-        .map_err(|e| e.to_string())?
-        .id;
-    drain(&tasker, width).await?;
+    let (pattern, copies) = match backlog {
+        Backlog::Finished(steps) | Backlog::Pruning(steps) => {
+            let pattern = tasker
+                .create_task(request())
+                .await
+                .map_err(|e| e.to_string())?;
+            drain(&tasker, width).await?;
+            (pattern.id, (steps / width).saturating_sub(1))
+        }
+        Backlog::Future(tasks) => {
+            let delayed = TaskRequest::new("later")
+                .namespace("bench")
+                .version("1.0.0")
+                .delay(Duration::from_secs(86_400));
+            let pattern = tasker
+                .create_task(delayed)
+                .await
+                .map_err(|e| e.to_string())?;
+            (pattern.id, tasks.saturating_sub(1))
+        }
+    };
     let started = Instant::now();
-    seed(
-        &mut probe,
-        pattern,
-        (history_steps / width).saturating_sub(1),
-    )?;
+    seed(&mut probe, pattern, copies)?;
     let seed_seconds = started.elapsed().as_secs_f64();
-    let finished =
-        probe.count("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE state = 'complete'")?;
+    let pruning = matches!(backlog, Backlog::Pruning(_));
+    let backlog = probe.count(match backlog {
+        Backlog::Finished(_) | Backlog::Pruning(_) => {
+            "SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE state = 'complete'"
+        }
+        Backlog::Future(_) => "SELECT COUNT(*) AS n FROM tasker_tasks WHERE run_at IS NOT NULL",
+    })?;
     let last_history = probe.count("SELECT MAX(task_id) AS n FROM tasker_tasks")?;
+    // The history is two days old: a prune of what finished a day ago takes all of it and
+    // none of the rounds' tasks.
+    let pruner = pruning.then(|| {
+        let tasker = tasker.clone();
+        tokio::spawn(async move {
+            tasker
+                .prune(tasker::PruneOptions::older_than(Duration::from_secs(
+                    86_400,
+                )))
+                .await
+        })
+    });
     let mut claim_complete = Vec::with_capacity(rounds);
     let mut create = Vec::with_capacity(rounds);
     let mut analytics = Vec::with_capacity(rounds);
@@ -96,8 +145,23 @@ pub(crate) async fn measure(
             "DELETE FROM tasker_tasks WHERE task_id > {last_history}"
         ))?;
     }
+    let pruned = match pruner {
+        Some(pruner) => {
+            let running = !pruner.is_finished();
+            let left = probe.count(&format!(
+                "SELECT COUNT(*) AS n FROM tasker_tasks WHERE task_id <= {last_history}"
+            ))?;
+            pruner
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            Some(((last_history - left).max(0) as u64, running))
+        }
+        None => None,
+    };
     Ok(Figures {
-        finished,
+        pruned,
+        backlog,
         seed_seconds,
         claim_complete: median(claim_complete),
         create: median(create),
@@ -148,8 +212,8 @@ async fn drain(tasker: &Tasker, steps: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies the finished task `pattern` (with its steps, edges and transitions) `copies` times in
-/// one transaction, then analyses the tables.
+/// Copies the task `pattern` (with its steps, edges and transitions) `copies` times in one
+/// transaction, then analyses the tables.
 fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
     if copies == 0 {
         return Ok(());
@@ -174,21 +238,25 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
     // Copy k of step `id` gets a fresh id after every existing one, in blocks of `width`.
     let step = |id: &str| format!("{top_step} + (g.k - 1) * {width} + ({id} - {first}) + 1");
     let steps_of_pattern = format!("BETWEEN {first} AND {last}");
-    // History is two days old, so analytics over the last hour read none of it.
-    let two_days_before = if probe.is_sqlite() {
-        "strftime('%Y-%m-%d %H:%M:%f', created_at, '-2 days')"
-    } else {
-        "created_at - interval '2 days'"
+    // History is two days old, so analytics over the last hour read none of it, and a prune
+    // of what finished a day ago takes it all.
+    let two_days_before = |column: &str| {
+        if probe.is_sqlite() {
+            format!("strftime('%Y-%m-%d %H:%M:%f', {column}, '-2 days')")
+        } else {
+            format!("{column} - interval '2 days'")
+        }
     };
+    let (created, updated) = (two_days_before("created_at"), two_days_before("updated_at"));
     let mut sql = String::from("BEGIN;\n");
     sql.push_str(&format!(
         "INSERT INTO tasker_tasks (task_id, named_task_id, state, complete, concurrent, \
            running_step_id, requested_at, initiator, source_system, reason, bypass_steps, tags, \
            context, identity_hash, idempotency_key, priority, created_at, updated_at, \
-           correlation_id) \
+           correlation_id, run_at) \
          SELECT {top_task} + g.k, named_task_id, state, complete, concurrent, NULL, requested_at, \
            initiator, source_system, reason, bypass_steps, tags, context, 'history-' || g.k, \
-           NULL, priority, {two_days_before}, updated_at, 'history-' || g.k \
+           NULL, priority, {created}, {updated}, 'history-' || g.k, run_at \
          FROM {series} CROSS JOIN tasker_tasks t WHERE t.task_id = {pattern};\n"
     ));
     sql.push_str(&format!(
@@ -196,11 +264,11 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
            state, retryable, retry_limit, in_process, processed, processed_at, attempts, \
            last_attempted_at, backoff_request_seconds, inputs, results, skippable, \
            remaining_parents, ready_at, lease_owner, lease_expires_at, priority, created_at, \
-           updated_at) \
+           updated_at, scheduled_at) \
          SELECT {}, {top_task} + g.k, named_step_id, name, state, retryable, retry_limit, \
            in_process, processed, processed_at, attempts, last_attempted_at, \
            backoff_request_seconds, inputs, results, skippable, remaining_parents, ready_at, \
-           lease_owner, lease_expires_at, priority, created_at, updated_at \
+           lease_owner, lease_expires_at, priority, created_at, updated_at, scheduled_at \
          FROM {series} CROSS JOIN tasker_workflow_steps s \
          WHERE s.workflow_step_id {steps_of_pattern};\n",
         step("s.workflow_step_id"),

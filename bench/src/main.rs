@@ -1,5 +1,5 @@
 //! `cargo run --release -p tasker-bench -- [--backend sqlite|postgres|both] [--scale quick|full]
-//! [--section all|standard|drain] [--only LABEL]`
+//! [--section all|standard|time|drain] [--only LABEL]`
 //!
 //! Measures, on each backend, the database's own floor (one small UPDATE per transaction) and
 //! then the engine on trivial workflows: end-to-end steps/s and tasks/s from the first create
@@ -7,7 +7,9 @@
 //! a 4-step linear task, and peak RSS. After each throughput run it reads from the database
 //! the ready → start latency of every step, and counts the statements the engine sent
 //! (client-side, see `statements.rs`). Last, the growth ratio: claim-and-complete cost with
-//! 1,000 and with 1,000,000 finished steps in the tables (100,000 at `--scale quick`). Then the
+//! 1,000 and with 1,000,000 finished steps in the tables (100,000 at `--scale quick`). Then
+//! time: the same cost with 1,000 and with 1,000,000 delayed tasks waiting, and with 1,000,000
+//! finished steps while a prune deletes them. Then the
 //! backlog drain (`drain.rs`): tasks created first, then drained by one or 4 worker processes.
 //! Figures are rates and ratios to the floor, so they can be compared across machines.
 //! `--top-statements N` also prints each run's N most frequent statement shapes. PostgreSQL is `TASKER_BENCH_POSTGRES_URL` (default
@@ -606,20 +608,27 @@ async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), St
         } else {
             postgres_database(server)?
         };
-        let result = growth::measure(&db.url, sqlite, history, tasks, rounds).await;
+        let result = growth::measure(
+            &db.url,
+            sqlite,
+            growth::Backlog::Finished(history),
+            tasks,
+            rounds,
+        )
+        .await;
         (db.cleanup)();
         let f = result?;
         println!(
             "{label:<8} growth: {:>9} finished steps  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  analytics {:>6.1} ms  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
-            f.finished, f.claim_complete, f.create, f.analytics_ms, f.seed_seconds,
+            f.backlog, f.claim_complete, f.create, f.analytics_ms, f.seed_seconds,
         );
         figures.push(f);
     }
     if let [small, large] = figures.as_slice() {
         println!(
             "{label:<8} growth ratio (cost with {} ÷ with {} finished steps): claim+complete {:.2}  create {:.2}  analytics {:.2}  (target < 1.5{})",
-            large.finished,
-            small.finished,
+            large.backlog,
+            small.backlog,
             small.claim_complete / large.claim_complete,
             small.create / large.create,
             large.analytics_ms / small.analytics_ms,
@@ -628,6 +637,105 @@ async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), St
             } else {
                 "; quick scale: 100k, full: 1M"
             },
+        );
+    }
+    Ok(())
+}
+
+/// Claim-and-complete cost with a few and with many delayed tasks waiting, and their ratio.
+async fn delayed_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
+    let label = if sqlite { "sqlite" } else { "postgres" };
+    let large = if scale == Scale::Full {
+        1_000_000
+    } else {
+        100_000
+    };
+    let (tasks, rounds) = (if scale == Scale::Full { 1000 } else { 250 }, 3);
+    let mut figures = Vec::new();
+    for waiting in [1_000, large] {
+        let db = if sqlite {
+            sqlite_database()
+        } else {
+            postgres_database(server)?
+        };
+        let result = growth::measure(
+            &db.url,
+            sqlite,
+            growth::Backlog::Future(waiting),
+            tasks,
+            rounds,
+        )
+        .await;
+        (db.cleanup)();
+        let f = result?;
+        println!(
+            "{label:<8} delayed: {:>9} tasks waiting a day  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
+            f.backlog, f.claim_complete, f.create, f.seed_seconds,
+        );
+        figures.push(f);
+    }
+    if let [small, large] = figures.as_slice() {
+        println!(
+            "{label:<8} delayed ratio (cost with {} ÷ with {} delayed tasks): claim+complete {:.2}  create {:.2}  (target < 1.5{})",
+            large.backlog,
+            small.backlog,
+            small.claim_complete / large.claim_complete,
+            small.create / large.create,
+            if scale == Scale::Full {
+                ""
+            } else {
+                "; quick scale: 100k, full: 1M"
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Claim-and-complete cost with a million finished steps in the tables, with and without a
+/// prune deleting them meanwhile, and their ratio.
+async fn pruning_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
+    let label = if sqlite { "sqlite" } else { "postgres" };
+    let history = if scale == Scale::Full {
+        1_000_000
+    } else {
+        100_000
+    };
+    let (tasks, rounds) = (if scale == Scale::Full { 1000 } else { 250 }, 3);
+    let mut figures = Vec::new();
+    for backlog in [
+        growth::Backlog::Finished(history),
+        growth::Backlog::Pruning(history),
+    ] {
+        let db = if sqlite {
+            sqlite_database()
+        } else {
+            postgres_database(server)?
+        };
+        let result = growth::measure(&db.url, sqlite, backlog, tasks, rounds).await;
+        (db.cleanup)();
+        let f = result?;
+        let pruning = match f.pruned {
+            Some((pruned, running)) => format!(
+                "  while pruning ({pruned} tasks gone when the rounds ended, {})",
+                if running {
+                    "prune still running"
+                } else {
+                    "prune done before the last round"
+                }
+            ),
+            None => String::new(),
+        };
+        println!(
+            "{label:<8} pruning: {:>9} finished steps  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s{pruning}  (diamond4, {rounds} rounds of {tasks} tasks, median)",
+            f.backlog, f.claim_complete, f.create,
+        );
+        figures.push(f);
+    }
+    if let [quiet, pruning] = figures.as_slice() {
+        println!(
+            "{label:<8} pruning ratio (cost while pruning ÷ without): claim+complete {:.2}  create {:.2}  (target < 1.5)",
+            quiet.claim_complete / pruning.claim_complete,
+            quiet.create / pruning.create,
         );
     }
     Ok(())
@@ -642,6 +750,8 @@ enum Section {
     Standard,
     /// The backlog drain only.
     Drain,
+    /// Time: claiming with a backlog of delayed tasks, and while pruning.
+    Time,
 }
 
 /// The floors, then `section`'s measurements on one backend.
@@ -675,10 +785,14 @@ async fn run_backend(
             "{label:<8} floor: one UPDATE per commit  {one:.0} commits/s (WAL, synchronous=NORMAL, the engine's setting)"
         ),
     }
-    if section != Section::Drain {
+    if matches!(section, Section::All | Section::Standard) {
         standard(sqlite, scale, server, top, one, four, only).await?;
     }
-    if section != Section::Standard {
+    if matches!(section, Section::All | Section::Time) && only.is_none() {
+        delayed_ratio(sqlite, scale, server).await?;
+        pruning_ratio(sqlite, scale, server).await?;
+    }
+    if matches!(section, Section::All | Section::Drain) {
         let floors = drain::Floors {
             one_client: one,
             four_clients: four,
@@ -782,9 +896,10 @@ async fn main() -> Result<(), String> {
         None | Some("all") => Section::All,
         Some("standard") => Section::Standard,
         Some("drain") => Section::Drain,
+        Some("time") => Section::Time,
         Some(other) => {
             return Err(format!(
-                "--section {other}: expected all, standard or drain"
+                "--section {other}: expected all, standard, time or drain"
             ));
         }
     };

@@ -3,6 +3,7 @@
 //! The binary is a thin shim over [`run`], which parses arguments, runs one command and writes
 //! its output; errors come back as a [`CliError`] with the process exit code.
 
+mod duration;
 mod names;
 mod ops;
 mod project;
@@ -103,6 +104,22 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Delete finished tasks (complete, cancelled, resolved) unchanged for a while, with their
+    /// steps, edges, transitions and annotations, in small batches.
+    Prune {
+        /// How long a task must have been finished (`30d`, `12h`, `90m`).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        older_than: std::time::Duration,
+        /// Also delete tasks in `error` (kept by default: they may be retried).
+        #[arg(long)]
+        include_errors: bool,
+        /// Count what would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
     /// Print the API's schema for client generators: the GraphQL schema (SDL), or the OpenAPI
     /// document with the task requests of the YAML templates found.
@@ -270,6 +287,35 @@ pub enum Tasks {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Create a task of a template the workers on this database stored, now or later.
+    Create {
+        /// The template's name.
+        name: String,
+        /// The template's namespace.
+        #[arg(long, default_value = tasker_rules::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// The template's version.
+        #[arg(long, default_value = tasker_rules::DEFAULT_VERSION)]
+        version: String,
+        /// The task's context, as JSON.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        context: String,
+        /// Start its steps at this time (RFC 3339: `2026-12-24T18:00:00Z`).
+        #[arg(long, value_name = "TIME", conflicts_with = "delay")]
+        run_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Start its steps after this long (`90s`, `15m`, `2h`, `7d`).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        delay: Option<std::time::Duration>,
+        /// Why (the task's `reason`).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Print the task as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// `steps` subcommands.
@@ -429,6 +475,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             templates,
             prefix,
         } => ops::schema(out, kind, templates.as_deref(), &prefix)?,
+        Command::Prune {
+            older_than,
+            include_errors,
+            dry_run,
+            database,
+        } => {
+            let options = tasker::PruneOptions {
+                older_than,
+                include_errors,
+                dry_run,
+            };
+            ops::prune(out, options, &database.database_url)?;
+        }
     }
     Ok(())
 }

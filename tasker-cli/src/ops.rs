@@ -45,6 +45,12 @@ fn connect(url: &str) -> Result<tasker::Store, CliError> {
 
 /// An engine over an existing, migrated database, running no workflows of its own.
 async fn engine(url: &str) -> Result<Tasker, CliError> {
+    engine_with(url, false).await
+}
+
+/// An engine over the database at `url`, which must exist and be migrated; with `templates`,
+/// it knows the templates the workers on it stored (to create their tasks).
+async fn engine_with(url: &str, templates: bool) -> Result<Tasker, CliError> {
     check_exists(url)?;
     let owned = url.to_owned();
     let pending = tokio::task::spawn_blocking(move || -> Result<usize, CliError> {
@@ -63,6 +69,7 @@ async fn engine(url: &str) -> Result<Tasker, CliError> {
     Tasker::builder()
         .database_url(url)
         .auto_register(false)
+        .templates_from_database(templates)
         .configure(|c| {
             c.migrate_on_start = false;
             c.pool_size = 2;
@@ -371,8 +378,103 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 writeln!(out, "task {id} was already cancelled")?;
             }
         }
+        Tasks::Create {
+            name,
+            namespace,
+            version,
+            context,
+            run_at,
+            delay,
+            reason,
+            json,
+            database,
+        } => {
+            let context: serde_json::Value = serde_json::from_str(&context)
+                .map_err(|e| CliError::usage(format!("`--context` is not JSON: {e}")))?;
+            let mut request = tasker::TaskRequest::new(name)
+                .namespace(namespace)
+                .version(version)
+                .context(context)
+                .initiator("cargo tasker")
+                .source_system("cli");
+            if let Some(reason) = reason {
+                request = request.reason(reason);
+            }
+            if let Some(at) = run_at {
+                request = request.run_at(at);
+            }
+            if let Some(delay) = delay {
+                request = request.delay(delay);
+            }
+            let url = database.database_url;
+            let task = block_on(async {
+                // The templates are the ones the workers on this database stored.
+                let tasker = engine_with(&url, true).await?;
+                let created = tasker.create_task(request).await.map_err(db_error(&url))?;
+                tasker.task(created.id).await.map_err(db_error(&url))
+            })?;
+            if json {
+                writeln!(out, "{}", to_json(&task)?)?;
+                return Ok(());
+            }
+            match task.run_at {
+                Some(at) => writeln!(
+                    out,
+                    "created task {} ({}/{}@{}); its steps start at {} UTC",
+                    task.task_id,
+                    task.namespace,
+                    task.name,
+                    task.version,
+                    at.format("%Y-%m-%d %H:%M:%S")
+                )?,
+                None => writeln!(
+                    out,
+                    "created task {} ({}/{}@{})",
+                    task.task_id, task.namespace, task.name, task.version
+                )?,
+            }
+        }
     }
     Ok(())
+}
+
+/// `cargo tasker prune`.
+pub(crate) fn prune(
+    out: &mut impl Write,
+    options: tasker::PruneOptions,
+    url: &str,
+) -> Result<(), CliError> {
+    let pruned = block_on(async {
+        engine(url)
+            .await?
+            .prune(options)
+            .await
+            .map_err(db_error(url))
+    })?;
+    let verb = if options.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    writeln!(
+        out,
+        "{verb} {} task(s) and {} step(s) finished more than {} ago",
+        pruned.tasks,
+        pruned.steps,
+        describe(options.older_than)
+    )?;
+    Ok(())
+}
+
+/// A duration as the operator would write it back.
+fn describe(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 pub(crate) fn resolve_step(

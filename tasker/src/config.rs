@@ -89,6 +89,17 @@ pub struct TaskerConfig {
     pub shutdown_grace: Duration,
     /// Retry delays.
     pub backoff: BackoffConfig,
+    /// Finished tasks (complete, cancelled, resolved by hand) unchanged for this long are
+    /// deleted with everything of theirs by every worker, a small batch at a time, once a
+    /// minute. Default: none (kept forever); `cargo tasker prune` does it by hand.
+    #[serde(
+        rename = "retention_seconds",
+        deserialize_with = "crate::seconds::option"
+    )]
+    pub retention: Option<Duration>,
+    /// Whether retention deletes tasks in `error` too. Default: `false` (they may still be
+    /// retried or resolved).
+    pub retention_includes_errors: bool,
     /// Largest accepted task context, in bytes of JSON. Default: 1 MiB.
     pub max_context_bytes: usize,
     /// Largest accepted step result, in bytes of JSON. Default: 1 MiB.
@@ -125,6 +136,8 @@ impl Default for TaskerConfig {
             default_step_timeout: Duration::from_secs(300),
             shutdown_grace: Duration::from_secs(30),
             backoff: BackoffConfig::default(),
+            retention: None,
+            retention_includes_errors: false,
             max_context_bytes: 1 << 20,
             max_result_bytes: 1 << 20,
             environment: environment_from_env(),

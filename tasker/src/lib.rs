@@ -82,8 +82,8 @@ pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use model::{
     AnnotationFilter, ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure,
-    FailureReason, MigrationStatus, NewTask, Outcome, ParentOutput, StepInfo, TaskAnnotation,
-    TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo, WorkerInfo,
+    FailureReason, MigrationStatus, NewTask, Outcome, ParentOutput, PruneOptions, Pruned, StepInfo,
+    TaskAnnotation, TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo, WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
 pub use state::{StepState, TaskState};

@@ -20,3 +20,18 @@ pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         )))
     }
 }
+
+/// As [`deserialize`], for an optional duration (`null` or absent: none).
+pub(crate) fn option<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    match Option::<f64>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(seconds) if (0.0..MAX_SECONDS).contains(&seconds) => {
+            Ok(Some(Duration::from_secs_f64(seconds)))
+        }
+        Some(seconds) => Err(D::Error::custom(format!(
+            "must be a number of seconds, not {seconds}"
+        ))),
+    }
+}

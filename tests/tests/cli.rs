@@ -223,6 +223,87 @@ async fn operations_on_a_live_database(db: TestDatabase) {
     assert!(events.contains("task.before_transition") && events.contains("Not published"));
     let _ = ORDER_AUDITED;
 
+    // A task created from the command line, later: it exists at once and waits.
+    let created = cli(
+        url,
+        &[
+            "tasks",
+            "create",
+            "ping",
+            "--namespace",
+            "shop",
+            "--version",
+            "1.0.0",
+            "--delay",
+            "2h",
+            "--json",
+        ],
+    )
+    .await
+    .expect("create");
+    let created: Value = serde_json::from_str(&created).expect("task JSON");
+    let later = created["task_id"].as_i64().expect("id");
+    assert_eq!(created["state"], "pending");
+    assert!(created["run_at"].is_string(), "{created}");
+    assert_eq!(tasker.steps(later).await.expect("steps")[0].ready_at, None);
+    let at = cli(
+        url,
+        &[
+            "tasks",
+            "create",
+            "ping",
+            "--namespace",
+            "shop",
+            "--version",
+            "1.0.0",
+            "--run-at",
+            "2999-01-01T00:00:00Z",
+        ],
+    )
+    .await
+    .expect("create at");
+    assert!(
+        at.contains("its steps start at 2999-01-01 00:00:00 UTC"),
+        "{at}"
+    );
+    let unknown = cli(url, &["tasks", "create", "nope"])
+        .await
+        .expect_err("unknown");
+    assert!(unknown.message.contains("nope"), "{}", unknown.message);
+    let bad = cli(url, &["tasks", "create", "ping", "--delay", "soon"])
+        .await
+        .expect_err("bad delay");
+    assert_eq!(bad.code, 2, "{}", bad.message);
+
+    // Pruning: a dry run counts, then the finished tasks go and the others stay.
+    let preview = cli(url, &["prune", "--older-than", "0s", "--dry-run"])
+        .await
+        .expect("dry run");
+    let finished = db.number("SELECT COUNT(*) AS n FROM tasker_tasks WHERE state IN ('complete', 'cancelled', 'resolved_manually')");
+    assert!(
+        preview.starts_with(&format!("would delete {finished} task(s)")),
+        "{preview} ({finished} finished)"
+    );
+    let kept = cli(url, &["prune", "--older-than", "30d"])
+        .await
+        .expect("prune");
+    assert!(kept.starts_with("deleted 0 task(s)"), "{kept}");
+    let pruned = cli(url, &["prune", "--older-than", "0s"])
+        .await
+        .expect("prune");
+    assert!(
+        pruned.starts_with(&format!("deleted {finished} task(s)")),
+        "{pruned}"
+    );
+    assert!(
+        tasker.task(done.id).await.is_err(),
+        "a complete task was kept"
+    );
+    assert!(
+        tasker.task(later).await.is_ok(),
+        "a pending task was pruned"
+    );
+
     // Migrations and errors.
     let status = cli(url, &["status"]).await.expect("status");
     assert!(

@@ -9,7 +9,7 @@ use diesel::connection::SimpleConnection;
 use serde_json::{Value, json};
 use tasker::Error;
 use tasker::prelude::*;
-use tasker::{CompletionOutcome, Outcome};
+use tasker::{CompletionOutcome, Outcome, PruneOptions, Pruned};
 use tasker_tests::{Kind, TestDatabase, assert_history_consistent, conformance, states};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,6 +55,8 @@ conformance!(
     prefetch_shrinks_when_steps_run_long,
     workers_are_listed_while_they_run,
     annotations_are_checked_and_kept,
+    delayed_tasks_start_at_their_time,
+    pruning_deletes_finished_tasks_whole,
 );
 
 /// A handler that records its parents' results and returns `{"step": name, "seen": [...]}`.
@@ -1640,4 +1642,223 @@ async fn annotations_are_checked_and_kept(db: TestDatabase) {
     assert_eq!(by, [&json!("ann"), &json!("bob")]);
     assert!(kept.iter().all(|a| a.annotation_type == "audit"));
     assert_eq!(tasker.annotation_types().await.expect("types"), ["audit"]);
+}
+
+/// A delayed task exists at once and is durable, but its steps start only at its `run_at`
+/// (never before, on the database clock) and soon after; one cancelled before then never runs.
+async fn delayed_tasks_start_at_their_time(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .template(TaskTemplate::new("test", "later", "1.0.0").step(StepTemplate::new("a", "echo")))
+        .handler("echo", echo())
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let delayed = tasker
+        .create_task(request("later").delay(Duration::from_millis(1500)))
+        .await
+        .expect("create")
+        .id;
+    let at_once = tasker
+        .create_task(request("later"))
+        .await
+        .expect("create")
+        .id;
+    let far = tasker
+        .create_task(request("later").run_at(chrono::Utc::now() + chrono::Duration::hours(1)))
+        .await
+        .expect("create")
+        .id;
+    let past = tasker
+        .create_task(request("later").run_at(chrono::Utc::now() - chrono::Duration::hours(1)))
+        .await
+        .expect("create")
+        .id;
+    tasker.wait_for_task(at_once, WAIT).await.expect("at once");
+    tasker
+        .wait_for_task(past, WAIT)
+        .await
+        .expect("a time already past");
+
+    let waiting = tasker.task(delayed).await.expect("task");
+    let run_at = waiting.run_at.expect("a delayed task has its run_at");
+    let steps = tasker.steps(delayed).await.expect("steps");
+    // Finished work came first only if the clock had reached the delayed task's time.
+    if waiting.state != TaskState::Complete {
+        assert_eq!(waiting.state, TaskState::Pending);
+        assert_eq!(steps[0].attempts, 0, "claimed before its time");
+        assert_eq!(steps[0].ready_at, None, "ready before its time");
+    }
+    let done = tasker.wait_for_task(delayed, WAIT).await.expect("delayed");
+    assert_eq!(done.state, TaskState::Complete);
+    let step = &tasker.steps(delayed).await.expect("steps")[0];
+    assert!(
+        step.last_attempted_at.expect("attempted") >= run_at,
+        "started at {:?}, before its run_at {run_at}",
+        step.last_attempted_at
+    );
+    assert_history_consistent(&tasker, delayed).await;
+
+    // Cancelled before its time: it stays cancelled, and its time never starts it.
+    assert!(tasker.cancel_task(far).await.expect("cancel"));
+    assert_eq!(
+        tasker.task(far).await.expect("task").state,
+        TaskState::Cancelled
+    );
+    assert_eq!(tasker.start_due_tasks().await.expect("promote"), 0);
+    worker.shutdown().await;
+    let steps = tasker.steps(far).await.expect("steps");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s.attempts == 0 && s.state == StepState::Cancelled)
+    );
+
+    // Both ways of saying when are refused together, and a time out of range.
+    let both = request("later")
+        .run_at(chrono::Utc::now())
+        .delay(Duration::from_secs(1));
+    assert!(
+        both.run_at.is_none(),
+        "the last one given wins in the builder"
+    );
+    let mut both = request("later");
+    both.run_at = Some(chrono::Utc::now());
+    both.delay_seconds = Some(1.0);
+    assert!(matches!(
+        tasker.create_task(both).await,
+        Err(Error::InvalidField {
+            field: "delay_seconds",
+            ..
+        })
+    ));
+    let mut negative = request("later");
+    negative.delay_seconds = Some(-1.0);
+    assert!(matches!(
+        tasker.create_task(negative).await,
+        Err(Error::InvalidField {
+            field: "delay_seconds",
+            ..
+        })
+    ));
+}
+
+/// A prune deletes the finished tasks past the period with every row of theirs and keeps the
+/// rest: tasks in error (unless asked), unfinished ones, recent ones. A worker with a retention
+/// period prunes on its own.
+async fn pruning_deletes_finished_tasks_whole(db: TestDatabase) {
+    let template = |name: &str| {
+        TaskTemplate::new("test", name, "1.0.0")
+            .step(StepTemplate::new("a", "echo"))
+            .step(
+                StepTemplate::new("b", name)
+                    .depends_on(["a"])
+                    .retry_limit(1),
+            )
+    };
+    let build = |retention: Option<Duration>| {
+        db.builder()
+            .template(template("ok"))
+            .template(template("fails"))
+            .handler("echo", echo())
+            .handler("ok", echo())
+            .handler(
+                "fails",
+                handler_fn(|_| async { Err(StepError::permanent("no")) }),
+            )
+            .configure(move |c| c.retention = retention)
+    };
+    let tasker = build(None).build().await.expect("build");
+    let complete = run_to_end(&tasker, request("ok")).await.task_id;
+    let failed = run_to_end(&tasker, request("fails")).await.task_id;
+    let cancelled = tasker.create_task(request("ok")).await.expect("create").id;
+    tasker.cancel_task(cancelled).await.expect("cancel");
+    let pending = tasker.create_task(request("ok")).await.expect("create").id;
+    tasker
+        .annotate(complete, "audit", json!({ "by": "ann" }))
+        .await
+        .expect("annotate");
+    let rows_of = |tasks: &[i64]| {
+        let ids = tasks
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let steps =
+            format!("SELECT workflow_step_id FROM tasker_workflow_steps WHERE task_id IN ({ids})");
+        [
+            format!("SELECT COUNT(*) AS n FROM tasker_tasks WHERE task_id IN ({ids})"),
+            format!("SELECT COUNT(*) AS n FROM tasker_workflow_steps WHERE task_id IN ({ids})"),
+            format!("SELECT COUNT(*) AS n FROM tasker_workflow_step_edges WHERE from_step_id IN ({steps}) OR to_step_id IN ({steps})"),
+            format!("SELECT COUNT(*) AS n FROM tasker_workflow_step_transition_log WHERE workflow_step_id IN ({steps})"),
+            format!("SELECT COUNT(*) AS n FROM tasker_task_transition_log WHERE task_id IN ({ids})"),
+            format!("SELECT COUNT(*) AS n FROM tasker_task_annotations WHERE task_id IN ({ids})"),
+        ]
+        .iter()
+        .map(|q| db.number(q))
+        .collect::<Vec<i64>>()
+    };
+    let before = rows_of(&[complete, cancelled]);
+    assert!(before.iter().all(|&n| n > 0), "{before:?}");
+    let total_steps = db.number("SELECT COUNT(*) AS n FROM tasker_workflow_steps");
+    let edges_before = db.number("SELECT COUNT(*) AS n FROM tasker_workflow_step_edges");
+
+    // Nothing is an hour old yet.
+    let hour = PruneOptions::older_than(Duration::from_secs(3600));
+    assert_eq!(tasker.prune(hour).await.expect("prune"), Pruned::default());
+    // A dry run counts what would go and deletes nothing.
+    let now = PruneOptions {
+        dry_run: true,
+        ..PruneOptions::older_than(Duration::ZERO)
+    };
+    let preview = tasker.prune(now).await.expect("preview");
+    assert_eq!(preview, Pruned { tasks: 2, steps: 4 });
+    assert_eq!(rows_of(&[complete, cancelled]), before);
+
+    let pruned = tasker
+        .prune(PruneOptions::older_than(Duration::ZERO))
+        .await
+        .expect("prune");
+    assert_eq!(pruned, preview);
+    assert_eq!(
+        rows_of(&[complete, cancelled]),
+        [0; 6],
+        "rows of pruned tasks left"
+    );
+    for kept in [failed, pending] {
+        assert!(tasker.task(kept).await.is_ok(), "task {kept} was pruned");
+    }
+    assert_eq!(
+        db.number("SELECT COUNT(*) AS n FROM tasker_workflow_steps"),
+        total_steps - 4
+    );
+    assert_eq!(
+        db.number("SELECT COUNT(*) AS n FROM tasker_workflow_step_edges"),
+        edges_before - 2
+    );
+
+    // Tasks in error go when asked; unfinished ones never.
+    let errors = PruneOptions {
+        include_errors: true,
+        ..PruneOptions::older_than(Duration::ZERO)
+    };
+    assert_eq!(
+        tasker.prune(errors).await.expect("prune"),
+        Pruned { tasks: 1, steps: 2 }
+    );
+    assert!(tasker.task(failed).await.is_err());
+    assert!(tasker.task(pending).await.is_ok());
+
+    // A worker of an engine with a retention period prunes as it starts (then once a minute).
+    let done = run_to_end(&tasker, request("ok")).await.task_id;
+    let retaining = build(Some(Duration::ZERO)).build().await.expect("build");
+    let worker = retaining.start_worker();
+    let deadline = std::time::Instant::now() + WAIT;
+    while retaining.task(done).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await;
+    assert_eq!(rows_of(&[done]), [0; 6]);
 }

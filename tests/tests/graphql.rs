@@ -306,6 +306,40 @@ async fn the_seed_queries_and_mutations(db: TestDatabase) {
         json!({ "name": "charge", "status": "CANCELLED" })
     );
 
+    // A delayed task, from GraphQL and from REST: created at once, waiting for its time.
+    let (_, answer) = graphql(
+        &api,
+        r#"mutation { createTask(input: { name: "order", namespace: "shop", version: "1.0.0",
+                                          context: { order_id: 4 }, delaySeconds: 3600 }) {
+                        taskId status runAt } }"#,
+        json!({}),
+        &[],
+    )
+    .await;
+    let delayed = &data(&answer)["createTask"];
+    assert_eq!(delayed["status"], "PENDING");
+    assert!(delayed["runAt"].is_string(), "{answer}");
+    let run_at = "2999-01-01T00:00:00Z";
+    let response = api
+        .client
+        .post(format!("{}/tasks", api.base))
+        .json(
+            &json!({ "name": "order", "namespace": "shop", "version": "1.0.0",
+                       "context": { "order_id": 5 }, "run_at": run_at }),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.expect("JSON");
+    assert_eq!(created["run_at"], "2999-01-01T00:00:00", "{created}");
+    let id = created["task_id"].as_i64().expect("id");
+    assert_eq!(
+        tasker.steps(id).await.expect("steps")[0].ready_at,
+        None,
+        "ready before its time"
+    );
+
     // Errors carry the API's codes: an unknown task, a context that fails its schema.
     let (_, answer) = graphql(&api, "{ task(taskId: 999999) { taskId } }", json!({}), &[]).await;
     assert_eq!(error_code(&answer), "not_found", "{answer}");

@@ -103,7 +103,8 @@ conformance!(
     ordinary_bad_input_is_refused_never_a_server_error,
     the_correlation_header_follows_a_request,
     steps_name_their_parents_and_children,
-    analytics_report_a_period
+    analytics_report_a_period,
+    delayed_tasks_and_pruning_over_http,
 );
 
 async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
@@ -1904,4 +1905,67 @@ async fn every_answer_matches_its_documented_schema() {
     check(Method::GET, "/tasks/{id}", "/tasks/999".into(), None).await;
     check(Method::POST, "/tasks", "/tasks".into(), Some(json!({ "name": "order", "namespace": "shop", "version": "1.0.0", "context": { "order_id": "x" } }))).await;
     worker.shutdown().await;
+}
+
+/// `run_at` and `delay_seconds` on create, and `POST /prune` with its dry run.
+async fn delayed_tasks_and_pruning_over_http(db: TestDatabase) {
+    let tasker = succeeding(db.builder()).await;
+    let api = start(tasker.clone(), ServerConfig::default()).await;
+    let (status, later) = api
+        .call(
+            Method::POST,
+            "/tasks",
+            Some(order(json!({ "delay_seconds": 3600 }))),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{later}");
+    assert!(later["run_at"].is_string(), "{later}");
+    let (status, refused) = api
+        .call(
+            Method::POST,
+            "/tasks",
+            Some(order(
+                json!({ "delay_seconds": 5, "run_at": "2999-01-01T00:00:00Z" }),
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["path"], "/delay_seconds", "{refused}");
+
+    let worker = tasker.start_worker();
+    let (_, done) = api
+        .call(Method::POST, "/tasks", Some(order(json!({}))), &[])
+        .await;
+    let done = done["task_id"].as_i64().expect("id");
+    tasker.wait_for_task(done, WAIT).await.expect("done");
+    worker.shutdown().await;
+    let (status, preview) = api
+        .call(
+            Method::POST,
+            "/prune",
+            Some(json!({ "older_than_seconds": 0, "dry_run": true })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview, json!({ "tasks": 1, "steps": 2 }));
+    let (_, pruned) = api
+        .call(
+            Method::POST,
+            "/prune",
+            Some(json!({ "older_than_seconds": 0 })),
+            &[],
+        )
+        .await;
+    assert_eq!(pruned, preview);
+    let (status, _) = api.get(&format!("/tasks/{done}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.get(&format!("/tasks/{}", later["task_id"])).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the delayed task is not finished: it stays"
+    );
 }

@@ -26,12 +26,12 @@ use crate::events::{Event, EventKind};
 use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
 use crate::model::{
-    ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, StepInfo, TaskFilter, TaskRow,
-    TemplateFilter, TransitionInfo, WorkerInfo,
+    ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, PruneOptions, Pruned, StepInfo,
+    TaskFilter, TaskRow, TemplateFilter, TransitionInfo, WorkerInfo,
 };
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::{StepState, TaskState};
-use crate::store::{self, PreparedStep, PreparedTask, Store};
+use crate::store::{self, PreparedStep, PreparedTask, Start, Store};
 use crate::subscriber::{DynSubscriber, Subscriber, SubscriberStats, Subscribers};
 use crate::template::TaskTemplate;
 use crate::workflow::TaskHandler;
@@ -663,6 +663,11 @@ impl Tasker {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             steps,
             edges,
+            start: match (request.run_at, request.delay_seconds) {
+                (Some(at), _) => Some(Start::At(at.naive_utc())),
+                (None, Some(seconds)) => Some(Start::After(seconds)),
+                (None, None) => None,
+            },
         })
     }
 
@@ -1310,6 +1315,57 @@ impl Tasker {
         shutdown_signal().await;
         tracing::info!(worker = worker.id(), "shutting down");
         worker.shutdown().await;
+    }
+
+    /// Deletes the tasks finished (complete, cancelled, resolved; in error with
+    /// `include_errors`) and unchanged for `older_than`, with their steps, edges, transitions
+    /// and annotations, in batches of 500 tasks, each its own short transaction; returns what
+    /// went (with `dry_run`, what would, and deletes nothing). Workers do this on their own
+    /// when [`TaskerConfig::retention`](crate::TaskerConfig::retention) is set.
+    pub async fn prune(&self, options: PruneOptions) -> Result<Pruned> {
+        const BATCH: usize = 500;
+        let seconds = options.older_than.as_secs_f64();
+        let errors = options.include_errors;
+        if options.dry_run {
+            return self
+                .inner
+                .store
+                .run(move |store| store.prune_preview(seconds, errors))
+                .await;
+        }
+        let mut total = Pruned::default();
+        loop {
+            let batch = self
+                .inner
+                .store
+                .run(move |store| store.prune_batch(seconds, errors, BATCH))
+                .await?;
+            total.tasks += batch.tasks;
+            total.steps += batch.steps;
+            if batch.tasks < BATCH as u64 {
+                return Ok(total);
+            }
+            // Between batches, the claims and completions waiting for the database go first.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Starts the delayed tasks whose `run_at` has come (their steps become ready to claim), as
+    /// each worker does every `max_poll_interval`; returns how many steps left the schedule.
+    pub async fn start_due_tasks(&self) -> Result<usize> {
+        const BATCH: usize = 1000;
+        let mut started = 0;
+        loop {
+            let moved = self
+                .inner
+                .store
+                .run(|store| store.promote_due(BATCH))
+                .await?;
+            started += moved;
+            if moved < BATCH {
+                return Ok(started);
+            }
+        }
     }
 
     /// Fails every step whose lease has expired under its retry policy, as each worker's sweeper

@@ -14,6 +14,8 @@ pub(crate) const MAX_LABEL_CHARS: usize = 128;
 const MAX_CORRELATION_ID_CHARS: usize = 128;
 /// Longest `idempotency_key`, in characters.
 const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// Longest delay a request may ask for: 100 years, in seconds.
+pub(crate) const MAX_DELAY_SECONDS: f64 = 100.0 * 365.25 * 86_400.0;
 /// The documented form of text a column can store: no NUL character (see `check_storable`).
 pub(crate) const STORABLE: &str = "^[^\\x00]*$";
 
@@ -60,6 +62,13 @@ pub struct TaskRequest {
     #[serde(default)]
     #[schemars(length(min = 1, max = MAX_IDEMPOTENCY_KEY_CHARS), regex(pattern = STORABLE))]
     pub idempotency_key: Option<String>,
+    /// When its steps may start (UTC): the task is created at once, and waits until then.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Seconds from now (the database clock) until its steps may start; not with `run_at`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = MAX_DELAY_SECONDS))]
+    pub delay_seconds: Option<f64>,
     /// Carried to every span and event of the task (default: a new UUID), so its work can be
     /// followed across processes and into the caller's own logs.
     #[serde(default)]
@@ -103,6 +112,8 @@ impl TaskRequest {
             tags: Vec::new(),
             bypass_steps: Vec::new(),
             requested_at: None,
+            run_at: None,
+            delay_seconds: None,
             priority: 0,
             idempotency_key: None,
             correlation_id: None,
@@ -175,6 +186,21 @@ impl TaskRequest {
         self
     }
 
+    /// Starts the task's steps at `at` (UTC) instead of now; the task exists, durable and
+    /// cancellable, from the start.
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self.delay_seconds = None;
+        self
+    }
+
+    /// Starts the task's steps `delay` from now (the database clock) instead of at once.
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay_seconds = Some(delay.as_secs_f64());
+        self.run_at = None;
+        self
+    }
+
     /// Sets when the request was made.
     pub fn requested_at(mut self, at: DateTime<Utc>) -> Self {
         self.requested_at = Some(at);
@@ -192,6 +218,23 @@ impl TaskRequest {
         }
         if let Some(at) = self.requested_at {
             check_time("requested_at", at)?;
+        }
+        if let Some(at) = self.run_at {
+            check_time("run_at", at)?;
+        }
+        if let Some(delay) = self.delay_seconds {
+            if self.run_at.is_some() {
+                return Err(Error::InvalidField {
+                    field: "delay_seconds",
+                    problem: "give `run_at` or `delay_seconds`, not both".to_owned(),
+                });
+            }
+            if !(0.0..=MAX_DELAY_SECONDS).contains(&delay) {
+                return Err(Error::InvalidField {
+                    field: "delay_seconds",
+                    problem: format!("must be 0 to {MAX_DELAY_SECONDS} seconds (100 years)"),
+                });
+            }
         }
         for (field, value, max) in [
             (

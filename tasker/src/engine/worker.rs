@@ -205,7 +205,9 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
         Arc::clone(&shared.in_flight),
         bg_stopped.clone(),
     ));
-    let sweeper = tokio::spawn(sweep_loop(shared.tasker.clone(), bg_stopped));
+    let sweeper = tokio::spawn(sweep_loop(shared.tasker.clone(), bg_stopped.clone()));
+    let promoter = tokio::spawn(promote_loop(shared.tasker.clone(), bg_stopped.clone()));
+    let pruner = tokio::spawn(retention_loop(shared.tasker.clone(), bg_stopped));
     // Claims run ahead of the slots that start steps, so a claim overlaps running work and the
     // recording of finished work instead of waiting for a slot to free.
     let (queue, queued) = mpsc::unbounded_channel::<Queued>();
@@ -236,6 +238,68 @@ async fn run(tasker: Tasker, options: WorkerOptions, stopped: watch::Receiver<bo
     let _ = bg_stop.send(true);
     let _ = heartbeat.await;
     let _ = sweeper.await;
+    let _ = promoter.await;
+    let _ = pruner.await;
+}
+
+/// How often a worker applies the retention period.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes the tasks past the retention period once a minute, when one is set (every worker
+/// does; PostgreSQL's skip the tasks another is deleting, SQLite's take turns).
+async fn retention_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
+    let inner = Arc::clone(tasker.inner());
+    let Some(period) = inner.config.retention else {
+        return;
+    };
+    let options = crate::PruneOptions {
+        older_than: period,
+        include_errors: inner.config.retention_includes_errors,
+        dry_run: false,
+    };
+    let mut ticks = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {},
+            _ = stopped.changed() => return,
+        }
+        match tasker.prune(options).await {
+            Ok(pruned) if pruned.tasks > 0 => {
+                tracing::info!(
+                    tasks = pruned.tasks,
+                    steps = pruned.steps,
+                    "pruned finished tasks"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "pruning finished tasks failed"),
+        }
+    }
+}
+
+/// Starts delayed tasks whose time has come, every `max_poll_interval`: each worker does, so
+/// one that dies leaves the rest doing it, and a promotion is idempotent (PostgreSQL's skip
+/// their rows another is promoting).
+async fn promote_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
+    let inner = Arc::clone(tasker.inner());
+    let mut ticks = tokio::time::interval(
+        inner
+            .config
+            .max_poll_interval
+            .max(Duration::from_millis(10)),
+    );
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {},
+            _ = stopped.changed() => return,
+        }
+        match tasker.start_due_tasks().await {
+            // Steps this process can run: claim them now rather than at the next poll.
+            Ok(started) if started > 0 => inner.wake.notify_one(),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "starting delayed tasks failed"),
+        }
+    }
 }
 
 /// Claims ready steps while the worker holds fewer than `concurrency + prefetch` (at most

@@ -60,6 +60,8 @@ pub struct TaskRow {
     pub created_at: chrono::NaiveDateTime,
     /// When it last changed (UTC, database clock).
     pub updated_at: chrono::NaiveDateTime,
+    /// When a delayed task's steps start (UTC), if it was created with `run_at` or `delay`.
+    pub run_at: Option<chrono::NaiveDateTime>,
 }
 
 /// A workflow step as stored.
@@ -146,6 +148,37 @@ pub struct AnnotationFilter {
     pub key: String,
     /// The value it holds, as text.
     pub value: String,
+}
+
+/// What a prune deleted, or would delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct Pruned {
+    /// Tasks.
+    pub tasks: u64,
+    /// Their steps (with their edges and transitions).
+    pub steps: u64,
+}
+
+/// Which tasks [`Tasker::prune`](crate::Tasker::prune) deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Tasks finished (unchanged) for at least this long.
+    pub older_than: std::time::Duration,
+    /// Tasks in `error` too (kept by default: they may still be retried or resolved).
+    pub include_errors: bool,
+    /// Count what would go, and delete nothing.
+    pub dry_run: bool,
+}
+
+impl PruneOptions {
+    /// Complete, cancelled and resolved tasks unchanged for `older_than`.
+    pub fn older_than(older_than: std::time::Duration) -> Self {
+        Self {
+            older_than,
+            include_errors: false,
+            dry_run: false,
+        }
+    }
 }
 
 /// A note on a task: typed JSON (the seed's task annotation).

@@ -490,6 +490,10 @@ impl Task {
     async fn updated_at(&self) -> String {
         utc(self.row.updated_at)
     }
+    /// When a delayed task's steps start.
+    async fn run_at(&self) -> Option<String> {
+        self.row.run_at.map(utc)
+    }
     /// Its steps, in creation order.
     #[graphql(complexity = "NESTED_LIST.saturating_mul(child_complexity)")]
     async fn workflow_steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
@@ -695,6 +699,10 @@ pub(super) struct CreateTaskInput {
     priority: Option<i32>,
     /// An idempotency key.
     idempotency_key: Option<String>,
+    /// When its steps may start (RFC 3339, UTC); the task is created at once.
+    run_at: Option<String>,
+    /// Seconds from now until its steps may start; not with `runAt`.
+    delay_seconds: Option<f64>,
     /// A correlation id (default: the request's).
     correlation_id: Option<String>,
 }
@@ -719,6 +727,8 @@ impl CreateTaskInput {
         put("bypass_steps", self.bypass_steps.map(Value::from));
         put("priority", self.priority.map(Value::from));
         put("idempotency_key", self.idempotency_key.map(Value::from));
+        put("run_at", self.run_at.map(Value::from));
+        put("delay_seconds", self.delay_seconds.map(Value::from));
         put("correlation_id", self.correlation_id.map(Value::from));
         Value::Object(body)
     }

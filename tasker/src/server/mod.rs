@@ -403,6 +403,15 @@ fn table() -> Vec<Endpoint> {
         )
         .answers::<views::CancelledStep>(200),
         endpoint(
+            Post,
+            "/prune",
+            Permission("tasker.task:destroy"),
+            "Delete the tasks finished (complete, cancelled, resolved; in error with `include_errors`) and unchanged for `older_than_seconds`, with their steps, edges, transitions and annotations, in small batches; `dry_run` only counts.",
+            prune,
+        )
+        .answers::<crate::Pruned>(200)
+        .body::<PruneBody>(),
+        endpoint(
             Get,
             "/analytics/performance",
             Permission("tasker.analytics:index"),
@@ -1342,6 +1351,39 @@ async fn cancel_step(
         step: find_step(&state, id, step_id).await?,
         changed,
     }))
+}
+
+/// What `POST /prune` takes.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct PruneBody {
+    /// How long a task must have been finished, in seconds.
+    #[schemars(range(min = 0.0, max = 1e9))]
+    older_than_seconds: f64,
+    /// Delete tasks in `error` too (default: kept).
+    #[serde(default)]
+    include_errors: bool,
+    /// Only count what would be deleted.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn prune(
+    State(state): Shared,
+    body: Result<Body<PruneBody>, ApiError>,
+) -> Result<Json<crate::Pruned>, ApiError> {
+    let Body(body) = body?;
+    if !(0.0..=1e9).contains(&body.older_than_seconds) {
+        return Err(
+            ApiError::bad_request("older_than_seconds must be 0 to 1e9").at("/older_than_seconds")
+        );
+    }
+    let options = crate::PruneOptions {
+        older_than: std::time::Duration::from_secs_f64(body.older_than_seconds),
+        include_errors: body.include_errors,
+        dry_run: body.dry_run,
+    };
+    Ok(Json(state.tasker.prune(options).await?))
 }
 
 /// Most hours an analytics period may span (30 days).

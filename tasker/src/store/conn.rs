@@ -280,6 +280,25 @@ impl Conn<'_> {
         }
     }
 
+    /// A UTC time as a timestamp literal (chrono formats it, so nothing of a caller's reaches
+    /// the SQL text), in the form the backend's clock writes.
+    pub(crate) fn timestamp_sql(&self, at: chrono::NaiveDateTime) -> String {
+        match self {
+            Conn::Sqlite(_) => format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.3f")),
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => format!("TIMESTAMP '{}'", at.format("%Y-%m-%d %H:%M:%S%.6f")),
+        }
+    }
+
+    /// The lock a worker takes on rows it selects to update while others may do the same.
+    pub(crate) fn skip_locked(&self) -> &'static str {
+        match self {
+            Conn::Sqlite(_) => "",
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     /// A step's `ready_at` kept where it is, or the clock when it has none: a step given back
     /// keeps its place in the queue.
     pub(crate) fn ready_at_kept(&self) -> SqlLiteral<Nullable<Timestamp>> {

@@ -37,6 +37,17 @@ pub struct PreparedTask {
     pub(crate) steps: Vec<PreparedStep>,
     /// (parent index, child index) into `steps`.
     pub(crate) edges: Vec<(usize, usize)>,
+    /// When a delayed task's steps start; `None` starts them at once.
+    pub(crate) start: Option<Start>,
+}
+
+/// When a delayed task's runnable steps become ready.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Start {
+    /// At this time (UTC).
+    At(chrono::NaiveDateTime),
+    /// This many seconds after the database clock's now.
+    After(f64),
 }
 
 /// A step ready to insert.
@@ -162,6 +173,11 @@ pub(crate) fn create_tasks(
             .collect();
         let created = insert_tasks(c, &chunk, &mut known)?;
         write_children(c, &created, &mut events)?;
+        for (id, task) in &created {
+            if let Some(start) = task.start {
+                delay_start(c, *id, start)?;
+            }
+        }
         if !known.created.is_empty() {
             c.notify_ready()?;
         }
@@ -172,6 +188,66 @@ pub(crate) fn create_tasks(
             .collect();
         Ok((results, events.in_order_of(tasks, &known)))
     })
+}
+
+/// Holds new task `task_id`'s runnable steps until `start`: they wait in `scheduled_at`, out of
+/// the claim's index, until [`promote_due`] makes them ready. Two statements for a delayed
+/// task, none for the others.
+fn delay_start(c: &mut Conn<'_>, task_id: i64, start: Start) -> Result<()> {
+    let at = match start {
+        Start::At(at) => c.timestamp_sql(at),
+        Start::After(seconds) => c.now_plus_sql(seconds),
+    };
+    c.execute_sql(
+        &format!("UPDATE tasker_tasks SET run_at = {at} WHERE task_id = {task_id}"),
+        &[],
+    )?;
+    c.execute_sql(
+        &format!(
+            "UPDATE tasker_workflow_steps SET scheduled_at = {at}, ready_at = NULL \
+             WHERE task_id = {task_id} AND ready_at IS NOT NULL"
+        ),
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Makes ready the scheduled steps whose time has come (at most `limit`, oldest first): a
+/// pending one gets `ready_at` = its scheduled time, one cancelled or resolved meanwhile only
+/// leaves the schedule. Returns how many left the schedule.
+pub(crate) fn promote_due(c: &mut Conn<'_>, limit: usize) -> Result<usize> {
+    let now = c.now_sql();
+    let pending = crate::state::StepState::Pending.as_str();
+    // PostgreSQL skips rows another promoter holds; SQLite has one writer at a time.
+    let lock = c.skip_locked();
+    let ready = c.execute_sql(
+        &format!(
+            "UPDATE tasker_workflow_steps \
+             SET ready_at = CASE WHEN state = '{pending}' THEN scheduled_at END, \
+                 scheduled_at = NULL \
+             WHERE workflow_step_id IN ( \
+               SELECT workflow_step_id FROM tasker_workflow_steps \
+               WHERE scheduled_at IS NOT NULL AND scheduled_at <= {now} \
+               ORDER BY scheduled_at LIMIT {limit} {lock})"
+        ),
+        &[],
+    )?;
+    if ready > 0 {
+        c.notify_ready()?;
+    }
+    Ok(ready)
+}
+
+/// Whether a scheduled step's time has come (a read, so idle promoters write nothing).
+pub(crate) fn any_due(c: &mut Conn<'_>) -> Result<bool> {
+    use super::schema::tasker_workflow_steps::dsl as s;
+    use diesel::dsl::exists;
+    let now = c.now();
+    Ok(c.get_result(diesel::select(exists(
+        s::tasker_workflow_steps
+            .filter(s::scheduled_at.is_not_null())
+            .filter(s::scheduled_at.le(now.nullable())),
+    )))?)
 }
 
 /// For each task, whether it is the first of the batch with its idempotency key and identity

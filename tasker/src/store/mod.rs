@@ -19,6 +19,7 @@ mod operate;
 mod pool;
 mod prepared;
 mod read;
+mod retention;
 mod rows;
 pub(crate) mod schema;
 mod templates;
@@ -41,7 +42,7 @@ use crate::state::{StepState, TaskState};
 
 pub(crate) use analytics::{Scope, Timed};
 pub(crate) use conn::Conn;
-pub(crate) use create::{PreparedStep, PreparedTask};
+pub(crate) use create::{PreparedStep, PreparedTask, Start};
 #[cfg(feature = "postgres")]
 pub(crate) use listener::spawn_listener;
 pub(crate) use operate::ExpiredStep;
@@ -273,6 +274,35 @@ impl Store {
         lease: Duration,
     ) -> Result<HashSet<i64>> {
         self.write(|c| operate::heartbeat(c, owner, step_ids, lease))
+    }
+
+    /// Makes ready up to `limit` scheduled steps whose time has come; reads first, so an idle
+    /// store is not written to. Returns how many left the schedule.
+    pub(crate) fn promote_due(&self, limit: usize) -> Result<usize> {
+        if !self.with(create::any_due)? {
+            return Ok(0);
+        }
+        self.write(|c| create::promote_due(c, limit))
+    }
+
+    /// Deletes up to `limit` finished tasks unchanged for `older_than_seconds`, in one
+    /// transaction (see `retention::prune_batch`).
+    pub(crate) fn prune_batch(
+        &self,
+        older_than_seconds: f64,
+        include_errors: bool,
+        limit: usize,
+    ) -> Result<crate::model::Pruned> {
+        self.write(|c| retention::prune_batch(c, older_than_seconds, include_errors, limit))
+    }
+
+    /// What a prune would delete now.
+    pub(crate) fn prune_preview(
+        &self,
+        older_than_seconds: f64,
+        include_errors: bool,
+    ) -> Result<crate::model::Pruned> {
+        self.with(|c| retention::prune_preview(c, older_than_seconds, include_errors))
     }
 
     /// Up to `limit` steps whose lease expired.

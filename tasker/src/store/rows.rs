@@ -73,6 +73,7 @@ pub(crate) struct TaskRecord {
     requested_at: chrono::NaiveDateTime,
     created_at: chrono::NaiveDateTime,
     updated_at: chrono::NaiveDateTime,
+    run_at: Option<chrono::NaiveDateTime>,
 }
 
 impl TaskRecord {
@@ -104,6 +105,7 @@ impl TryFrom<TaskRecord> for TaskRow {
             requested_at: r.requested_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            run_at: r.run_at,
         })
     }
 }

@@ -79,6 +79,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         correlation_id -> Nullable<Text>,
+        run_at -> Nullable<Timestamp>,
     }
 }
 
@@ -126,6 +127,7 @@ diesel::table! {
         priority -> Integer,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        scheduled_at -> Nullable<Timestamp>,
     }
 }
 
