@@ -22,6 +22,11 @@ pub(crate) const STORABLE: &str = "^[^\\x00]*$";
 /// A request to run a workflow over a context, with the seed's fields and defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+// One way of saying when: `run_at` or `delay_seconds`, not both.
+#[schemars(extend("not" = {
+    "required": ["run_at", "delay_seconds"],
+    "properties": { "run_at": { "type": "string" }, "delay_seconds": { "type": "number" } }
+}))]
 pub struct TaskRequest {
     /// Task (template) name.
     pub name: String,
