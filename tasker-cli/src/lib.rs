@@ -306,6 +306,9 @@ pub enum Tasks {
         /// Start its steps after this long (`90s`, `15m`, `2h`, `7d`).
         #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
         delay: Option<std::time::Duration>,
+        /// End it in error if still open this long after it starts (default: the template's).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        timeout: Option<std::time::Duration>,
         /// Why (the task's `reason`).
         #[arg(long)]
         reason: Option<String>,

@@ -385,6 +385,7 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
             context,
             run_at,
             delay,
+            timeout,
             reason,
             json,
             database,
@@ -405,6 +406,9 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
             }
             if let Some(delay) = delay {
                 request = request.delay(delay);
+            }
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
             }
             let url = database.database_url;
             let task = block_on(async {

@@ -41,6 +41,7 @@ use proc_macro::TokenStream;
 /// Task options: `name` (required unless `template` names it), `namespace` (default
 /// `default`), `version` (default `0.1.0`), `context` (the context type; default JSON),
 /// `description` (default: the `impl`'s doc comment), `concurrent` (default `true`),
+/// `timeout` (the task's deadline after it starts, as a step's `timeout` is written),
 /// `template = "path.yaml"` (a YAML template, relative to the crate root, that must agree with
 /// the code), `crate = path` (where `tasker` is, for re-exporters).
 ///

@@ -8,6 +8,7 @@ pub(crate) const TASK_OPTIONS: &[&str] = &[
     "context",
     "description",
     "concurrent",
+    "timeout",
     "template",
     "crate",
 ];

@@ -24,7 +24,8 @@ fn task_handler_with_every_step_option() {
         namespace = "ecommerce",
         version = "1.0.0",
         context = OrderContext,
-        concurrent = false
+        concurrent = false,
+        timeout = "2h"
     );
     let item = quote! {
         /// Processes orders.

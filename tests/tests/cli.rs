@@ -236,6 +236,8 @@ async fn operations_on_a_live_database(db: TestDatabase) {
             "1.0.0",
             "--delay",
             "2h",
+            "--timeout",
+            "1h",
             "--json",
         ],
     )
@@ -245,6 +247,16 @@ async fn operations_on_a_live_database(db: TestDatabase) {
     let later = created["task_id"].as_i64().expect("id");
     assert_eq!(created["state"], "pending");
     assert!(created["run_at"].is_string(), "{created}");
+    // Its deadline counts from its start, an hour after its run_at.
+    let task = tasker
+        .task(created["task_id"].as_i64().expect("id"))
+        .await
+        .expect("task");
+    let (run_at, deadline) = (
+        task.run_at.expect("run_at"),
+        task.deadline_at.expect("deadline"),
+    );
+    assert_eq!((deadline - run_at).num_seconds(), 3600, "{created}");
     assert_eq!(tasker.steps(later).await.expect("steps")[0].ready_at, None);
     let at = cli(
         url,

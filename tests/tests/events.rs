@@ -127,7 +127,10 @@ fn diamond() -> TaskTemplate {
         .step(StepTemplate::new("join", "ok").depends_on(["left", "right"]))
 }
 
-conformance!(a_diamond_with_a_retry_publishes_exactly_these_events);
+conformance!(
+    a_diamond_with_a_retry_publishes_exactly_these_events,
+    a_deadline_ends_an_overdue_task
+);
 
 async fn a_diamond_with_a_retry_publishes_exactly_these_events(db: TestDatabase) {
     let recorder = Recorder::new(&["task.*", "step.*"]);
@@ -454,4 +457,107 @@ async fn a_subscriber_declared_with_the_macro_registers_itself() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(SEEN_BY_MACRO.load(Ordering::SeqCst) > before);
+}
+
+/// Past its deadline an open task ends in `error`: its running and waiting steps are cancelled
+/// (the running attempt's late result is refused), every transition and event saying
+/// `deadline_exceeded`. A task that finishes in time, or whose request gives it more time, is
+/// untouched.
+async fn a_deadline_ends_an_overdue_task(db: TestDatabase) {
+    let recorder = Recorder::new(&["task.failed", "step.cancelled"]);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let held = Arc::clone(&release);
+    let tasker = db
+        .builder()
+        .template(
+            TaskTemplate::new("shop", "slow", "1.0.0")
+                .timeout_seconds(2.0)
+                .step(StepTemplate::new("wait", "wait"))
+                .step(StepTemplate::new("after", "ok").depends_on(["wait"])),
+        )
+        .handler("ok", handler_fn(|_| async { Ok(json!({ "ok": true })) }))
+        .handler(
+            "wait",
+            handler_fn(move |cx| {
+                let held = Arc::clone(&held);
+                async move {
+                    if cx.context()["hold"] == true {
+                        held.notified().await;
+                    }
+                    Ok(json!({ "waited": true }))
+                }
+            }),
+        )
+        .subscriber(recorder.clone())
+        .build()
+        .await
+        .expect("build");
+    let worker = tasker.start_worker();
+    let request = |hold: bool| {
+        TaskRequest::new("slow")
+            .namespace("shop")
+            .version("1.0.0")
+            .context(json!({ "hold": hold }))
+    };
+    let overdue = tasker.create_task(request(true)).await.expect("create").id;
+    let in_time = tasker.create_task(request(false)).await.expect("create").id;
+    let longer = tasker
+        .create_task(request(false).timeout(Duration::from_secs(3600)))
+        .await
+        .expect("create")
+        .id;
+
+    let ended = tasker.wait_for_task(overdue, WAIT).await.expect("ended");
+    assert_eq!(ended.state, TaskState::Error);
+    let deadline = ended.deadline_at.expect("a deadline");
+    assert!(
+        deadline >= ended.created_at,
+        "{deadline} before {}",
+        ended.created_at
+    );
+    let last = tasker.task_transitions(overdue).await.expect("transitions");
+    let last = last.last().expect("a transition");
+    assert_eq!(last.to_state, "error");
+    assert_eq!(last.metadata, json!({ "reason": "deadline_exceeded" }));
+    for step in tasker.steps(overdue).await.expect("steps") {
+        assert_eq!(step.state, StepState::Cancelled, "{}", step.name);
+        let transitions = tasker
+            .step_transitions(step.step_id)
+            .await
+            .expect("transitions");
+        let cancelled = transitions.last().expect("a transition");
+        assert_eq!(cancelled.metadata, json!({ "reason": "deadline_exceeded" }));
+    }
+    // The held attempt finishes after its task ended: its result is refused, nothing changes.
+    release.notify_waiters();
+    for id in [in_time, longer] {
+        let done = tasker.wait_for_task(id, WAIT).await.expect("done");
+        assert_eq!(done.state, TaskState::Complete, "task {id}");
+    }
+    assert_eq!(tasker.enforce_deadlines().await.expect("enforce"), 0);
+    worker.shutdown().await;
+    assert_eq!(
+        tasker.task(overdue).await.expect("task").state,
+        TaskState::Error
+    );
+    assert_eq!(
+        tasker.steps(overdue).await.expect("steps")[0].state,
+        StepState::Cancelled
+    );
+
+    let events = recorder.wait_for(3).await;
+    let failed: Vec<&Event> = events.iter().filter(|e| e.name == "task.failed").collect();
+    assert_eq!(failed.len(), 1, "{events:?}");
+    assert_eq!(failed[0].task_id, Some(overdue));
+    assert_eq!(failed[0].payload, json!({ "reason": "deadline_exceeded" }));
+    let cancelled: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.name == "step.cancelled")
+        .collect();
+    assert_eq!(cancelled.len(), 2, "{events:?}");
+    assert!(
+        cancelled
+            .iter()
+            .all(|e| e.payload["reason"] == "deadline_exceeded")
+    );
 }

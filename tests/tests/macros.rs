@@ -68,7 +68,7 @@ impl Diamond {
 #[derive(Default)]
 pub struct Fragile;
 
-#[task_handler(name = "fragile", namespace = "tests")]
+#[task_handler(name = "fragile", namespace = "tests", timeout = "90s")]
 impl Fragile {
     #[step]
     async fn first(&self, _cx: &StepContext) -> Result<i64, StepError> {
@@ -377,4 +377,35 @@ async fn a_registry_built_elsewhere_keeps_its_task_handlers() {
     let done = tasker.wait_for_task(task.id, WAIT).await.expect("wait");
     worker.shutdown().await;
     assert_eq!(done.state, TaskState::Complete);
+}
+
+/// `#[task_handler(timeout = …)]` is the template's deadline, which each task gets from its
+/// start.
+#[tokio::test]
+async fn a_task_handler_timeout_gives_its_tasks_a_deadline() {
+    let db = TestDatabase::sqlite();
+    let tasker = db
+        .builder()
+        .auto_register(false)
+        .task_handler(Fragile)
+        .build()
+        .await
+        .expect("build");
+    let template = tasker
+        .registry()
+        .template("tests", "fragile", "0.1.0")
+        .expect("registered");
+    assert_eq!(template.timeout_seconds, Some(90.0));
+    let id = tasker
+        .create::<Fragile>(&tasker::serde_json::json!({}))
+        .await
+        .expect("create")
+        .id;
+    let task = tasker.task(id).await.expect("task");
+    let deadline = task.deadline_at.expect("a deadline");
+    let seconds = (deadline - task.created_at).num_milliseconds() as f64 / 1000.0;
+    assert!(
+        (89.0..=91.0).contains(&seconds),
+        "deadline {seconds} s after creation"
+    );
 }

@@ -181,12 +181,17 @@ fn code_template(
         Some(d) => quote!(template.description = ::core::option::Option::Some(#string::from(#d));),
         None => quote!(),
     };
+    let timeout = match model.options.timeout_seconds.get() {
+        Some(seconds) => quote!(template.timeout_seconds = ::core::option::Option::Some(#seconds);),
+        None => quote!(),
+    };
     quote! {
         let _ = environment;
         let mut template = #template_ty::new(Self::NAMESPACE, Self::NAME, Self::VERSION)
             .schema(#context_schema::<Self>())
             .concurrent(#concurrent);
         #description
+        #timeout
         template.task_handler_class = ::core::option::Option::Some(#string::from(
             ::core::concat!(::core::module_path!(), "::", #type_name),
         ));

@@ -32,6 +32,8 @@ pub(crate) struct TaskOptions {
     pub(crate) context: Attr<Type>,
     pub(crate) description: Option<String>,
     pub(crate) concurrent: Attr<bool>,
+    /// The task's deadline in seconds after it starts.
+    pub(crate) timeout_seconds: Attr<f64>,
     pub(crate) template: Attr<LitStr>,
     pub(crate) krate: Attr<syn::Path>,
 }
@@ -157,6 +159,7 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream, attrs: &[Attribute]) -> TaskO
         context: Attr::none("context"),
         description: None,
         concurrent: Attr::none("concurrent"),
+        timeout_seconds: Attr::none("timeout"),
         template: Attr::none("template"),
         krate: Attr::none("crate"),
     };
@@ -181,6 +184,9 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream, attrs: &[Attribute]) -> TaskO
         } else if meta.path.is_ident("concurrent") {
             let value = attr::flag(&meta)?;
             options.concurrent.set(cx, span, value);
+        } else if meta.path.is_ident("timeout") {
+            let value = parse_timeout(&meta)?;
+            options.timeout_seconds.set(cx, span, value);
         } else if meta.path.is_ident("template") {
             let value = attr::string(&meta)?;
             options.template.set(cx, span, value);

@@ -37,6 +37,7 @@ struct YamlTemplate {
     namespace_name: Option<String>,
     version: Option<String>,
     concurrent: Option<bool>,
+    timeout_seconds: Option<f64>,
     #[serde(default)]
     step_templates: Vec<YamlStep>,
 }
@@ -124,6 +125,17 @@ pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option
                 format!("`concurrent` is `{code}` here but `{file}` in `{written}`"),
             );
         }
+    }
+    if let (Some(code), Some(span), Some(file)) = (
+        options.timeout_seconds.get(),
+        options.timeout_seconds.span(),
+        yaml.timeout_seconds,
+    ) && (code - file).abs() > f64::EPSILON
+    {
+        cx.error_span(
+            span,
+            format!("`timeout` is {code} s here but `timeout_seconds: {file}` in `{written}`"),
+        );
     }
     check_file_identity(cx, path, &written, options, &yaml);
     check_steps(cx, path, &written, &model.steps, &yaml.step_templates);

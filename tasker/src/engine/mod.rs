@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
+pub(crate) use request::MAX_DELAY_SECONDS;
 use request::check_label;
 pub use request::{IdentityStrategy, TaskRequest};
 #[cfg(feature = "server")]
@@ -663,6 +664,7 @@ impl Tasker {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             steps,
             edges,
+            timeout_seconds: request.timeout_seconds.or(template.timeout_seconds),
             start: match (request.run_at, request.delay_seconds) {
                 (Some(at), _) => Some(Start::At(at.naive_utc())),
                 (None, Some(seconds)) => Some(Start::After(seconds)),
@@ -1126,6 +1128,33 @@ impl Tasker {
     pub async fn cancel_task(&self, task_id: i64) -> Result<bool> {
         self.commit(move |store| store.cancel_task(task_id).map(changed))
             .await
+    }
+
+    /// Ends the open tasks whose deadline has passed in `error`, their open steps cancelled,
+    /// recorded and published with reason `deadline_exceeded`, as each worker does every
+    /// `max_poll_interval`; returns how many it ended.
+    pub async fn enforce_deadlines(&self) -> Result<usize> {
+        const BATCH: usize = 100;
+        let mut ended = 0;
+        loop {
+            let overdue = self
+                .inner
+                .store
+                .run(|store| store.overdue_tasks(BATCH))
+                .await?;
+            let full = overdue.len() == BATCH;
+            for task_id in overdue {
+                if self
+                    .commit(move |store| store.expire_task(task_id).map(changed))
+                    .await?
+                {
+                    ended += 1;
+                }
+            }
+            if !full {
+                return Ok(ended);
+            }
+        }
     }
 
     /// Retries a task in `error`: it goes back to `pending` and its failed steps get a fresh

@@ -74,6 +74,11 @@ pub struct TaskRequest {
     #[serde(default)]
     #[schemars(range(min = 0.0, max = MAX_DELAY_SECONDS))]
     pub delay_seconds: Option<f64>,
+    /// Seconds from its start until its deadline (default: the template's `timeout_seconds`):
+    /// past it, its open steps are cancelled and it ends in `error` (`deadline_exceeded`).
+    #[serde(default)]
+    #[schemars(range(min = 0.0, max = MAX_DELAY_SECONDS))]
+    pub timeout_seconds: Option<f64>,
     /// Carried to every span and event of the task (default: a new UUID), so its work can be
     /// followed across processes and into the caller's own logs.
     #[serde(default)]
@@ -119,6 +124,7 @@ impl TaskRequest {
             requested_at: None,
             run_at: None,
             delay_seconds: None,
+            timeout_seconds: None,
             priority: 0,
             idempotency_key: None,
             correlation_id: None,
@@ -206,6 +212,12 @@ impl TaskRequest {
         self
     }
 
+    /// Gives the task a deadline, `timeout` after it starts (instead of its template's).
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout_seconds = Some(timeout.as_secs_f64());
+        self
+    }
+
     /// Sets when the request was made.
     pub fn requested_at(mut self, at: DateTime<Utc>) -> Self {
         self.requested_at = Some(at);
@@ -240,6 +252,14 @@ impl TaskRequest {
                     problem: format!("must be 0 to {MAX_DELAY_SECONDS} seconds (100 years)"),
                 });
             }
+        }
+        if let Some(timeout) = self.timeout_seconds
+            && !(0.0..=MAX_DELAY_SECONDS).contains(&timeout)
+        {
+            return Err(Error::InvalidField {
+                field: "timeout_seconds",
+                problem: format!("must be 0 to {MAX_DELAY_SECONDS} seconds (100 years)"),
+            });
         }
         for (field, value, max) in [
             (

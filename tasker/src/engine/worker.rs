@@ -277,9 +277,9 @@ async fn retention_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Starts delayed tasks whose time has come, every `max_poll_interval`: each worker does, so
-/// one that dies leaves the rest doing it, and a promotion is idempotent (PostgreSQL's skip
-/// their rows another is promoting).
+/// Starts delayed tasks whose time has come and ends overdue ones, every `max_poll_interval`:
+/// each worker does, so one that dies leaves the rest doing it; both are idempotent (a
+/// promotion skips rows another holds, an expiry checks the task is still open and overdue).
 async fn promote_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
     let inner = Arc::clone(tasker.inner());
     let mut ticks = tokio::time::interval(
@@ -298,6 +298,9 @@ async fn promote_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
             Ok(started) if started > 0 => inner.wake.notify_one(),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "starting delayed tasks failed"),
+        }
+        if let Err(error) = tasker.enforce_deadlines().await {
+            tracing::warn!(%error, "ending overdue tasks failed");
         }
     }
 }

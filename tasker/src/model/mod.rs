@@ -62,6 +62,8 @@ pub struct TaskRow {
     pub updated_at: chrono::NaiveDateTime,
     /// When a delayed task's steps start (UTC), if it was created with `run_at` or `delay`.
     pub run_at: Option<chrono::NaiveDateTime>,
+    /// When it ends in error if still open (UTC), if it has a `timeout_seconds`.
+    pub deadline_at: Option<chrono::NaiveDateTime>,
 }
 
 /// A workflow step as stored.

@@ -76,6 +76,8 @@ pub(crate) enum Metadata {
     TaskRetry { retry_limit: i32 },
     /// The step was bypassed at creation.
     Bypassed,
+    /// The task's deadline passed while it was open.
+    DeadlineExceeded,
 }
 
 impl Metadata {
@@ -122,6 +124,7 @@ impl Metadata {
                 json!({ "reason": "task_retry", "retry_limit": retry_limit })
             }
             Metadata::Bypassed => json!({ "reason": "bypassed" }),
+            Metadata::DeadlineExceeded => json!({ "reason": "deadline_exceeded" }),
         }
     }
 
@@ -265,11 +268,12 @@ impl StepTransition {
 }
 
 /// A checked change of a task's state (task transitions carry no metadata).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct TaskTransition {
     task_id: i64,
     from: Option<TaskState>,
     to: TaskState,
+    metadata: Metadata,
 }
 
 impl TaskTransition {
@@ -279,7 +283,14 @@ impl TaskTransition {
             task_id,
             from: None,
             to: TaskState::Pending,
+            metadata: Metadata::None,
         }
+    }
+
+    /// The transition, recorded and published with `metadata`.
+    pub(crate) fn with(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     /// `from → to`, refused with [`Error::TaskTransitionRefused`] unless the task machine
@@ -290,6 +301,7 @@ impl TaskTransition {
                 task_id,
                 from: Some(from),
                 to,
+                metadata: Metadata::None,
             }),
             Transition::Same | Transition::Refused => {
                 Err(Error::TaskTransitionRefused { task_id, from, to })
@@ -307,13 +319,13 @@ impl TaskTransition {
             id: self.task_id,
             from: change.left(),
             to: change.entered(),
-            metadata: Metadata::None.to_row(),
+            metadata: self.metadata.to_row(),
         };
         let event = EventRecord {
             task_id: self.task_id,
             step: None,
             change,
-            metadata: Metadata::None,
+            metadata: self.metadata,
             correlation_id: None,
         };
         (row, event)

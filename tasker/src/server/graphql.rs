@@ -494,6 +494,10 @@ impl Task {
     async fn run_at(&self) -> Option<String> {
         self.row.run_at.map(utc)
     }
+    /// When it ends in error if still open.
+    async fn deadline_at(&self) -> Option<String> {
+        self.row.deadline_at.map(utc)
+    }
     /// Its steps, in creation order.
     #[graphql(complexity = "NESTED_LIST.saturating_mul(child_complexity)")]
     async fn workflow_steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
@@ -703,6 +707,8 @@ pub(super) struct CreateTaskInput {
     run_at: Option<String>,
     /// Seconds from now until its steps may start; not with `runAt`.
     delay_seconds: Option<f64>,
+    /// Seconds from its start until its deadline (default: the template's).
+    timeout_seconds: Option<f64>,
     /// A correlation id (default: the request's).
     correlation_id: Option<String>,
 }
@@ -729,6 +735,7 @@ impl CreateTaskInput {
         put("idempotency_key", self.idempotency_key.map(Value::from));
         put("run_at", self.run_at.map(Value::from));
         put("delay_seconds", self.delay_seconds.map(Value::from));
+        put("timeout_seconds", self.timeout_seconds.map(Value::from));
         put("correlation_id", self.correlation_id.map(Value::from));
         Value::Object(body)
     }

@@ -280,6 +280,17 @@ impl Conn<'_> {
         }
     }
 
+    /// The timestamp expression `base` plus `seconds`, for hand-written SQL.
+    pub(crate) fn plus_seconds_sql(&self, base: &str, seconds: f64) -> String {
+        match self {
+            Conn::Sqlite(_) => {
+                format!("strftime('%Y-%m-%d %H:%M:%f', {base}, '{seconds:+.6} seconds')")
+            }
+            #[cfg(feature = "postgres")]
+            Conn::Postgres(_) => format!("({base} + interval '{seconds:.6} seconds')"),
+        }
+    }
+
     /// A UTC time as a timestamp literal (chrono formats it, so nothing of a caller's reaches
     /// the SQL text), in the form the backend's clock writes.
     pub(crate) fn timestamp_sql(&self, at: chrono::NaiveDateTime) -> String {

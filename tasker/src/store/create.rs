@@ -39,6 +39,8 @@ pub struct PreparedTask {
     pub(crate) edges: Vec<(usize, usize)>,
     /// When a delayed task's steps start; `None` starts them at once.
     pub(crate) start: Option<Start>,
+    /// Seconds from its start to its deadline, if it has one.
+    pub(crate) timeout_seconds: Option<f64>,
 }
 
 /// When a delayed task's runnable steps become ready.
@@ -177,6 +179,9 @@ pub(crate) fn create_tasks(
             if let Some(start) = task.start {
                 delay_start(c, *id, start)?;
             }
+            if let Some(seconds) = task.timeout_seconds {
+                set_deadline(c, *id, seconds)?;
+            }
         }
         if !known.created.is_empty() {
             c.notify_ready()?;
@@ -207,6 +212,17 @@ fn delay_start(c: &mut Conn<'_>, task_id: i64, start: Start) -> Result<()> {
             "UPDATE tasker_workflow_steps SET scheduled_at = {at}, ready_at = NULL \
              WHERE task_id = {task_id} AND ready_at IS NOT NULL"
         ),
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Sets new task `task_id`'s deadline `seconds` after its start (its `run_at`, else now).
+fn set_deadline(c: &mut Conn<'_>, task_id: i64, seconds: f64) -> Result<()> {
+    let start = format!("COALESCE(run_at, {})", c.now_sql());
+    let deadline = c.plus_seconds_sql(&start, seconds);
+    c.execute_sql(
+        &format!("UPDATE tasker_tasks SET deadline_at = {deadline} WHERE task_id = {task_id}"),
         &[],
     )?;
     Ok(())

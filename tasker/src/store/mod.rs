@@ -320,6 +320,16 @@ impl Store {
         self.write(|c| operate::cancel_task(c, task_id))
     }
 
+    /// Ends an overdue task in error (see `operate::expire_task`).
+    pub(crate) fn expire_task(&self, task_id: i64) -> Result<Vec<EventRecord>> {
+        self.write(|c| operate::expire_task(c, task_id))
+    }
+
+    /// Up to `limit` open tasks whose deadline has passed.
+    pub(crate) fn overdue_tasks(&self, limit: usize) -> Result<Vec<i64>> {
+        self.with(|c| operate::overdue_tasks(c, limit))
+    }
+
     /// Cancels one step of a task for good.
     pub(crate) fn cancel_step(&self, task_id: i64, step_id: i64) -> Result<Vec<EventRecord>> {
         self.write(|c| operate::cancel_step(c, task_id, step_id))

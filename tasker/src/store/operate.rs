@@ -171,11 +171,22 @@ fn move_task(
     from: TaskState,
     to: TaskState,
 ) -> Result<Vec<EventRecord>> {
+    move_task_with(c, task_id, from, to, Metadata::None)
+}
+
+/// [`move_task`], recording `metadata` with the transition.
+fn move_task_with(
+    c: &mut Conn<'_>,
+    task_id: i64,
+    from: TaskState,
+    to: TaskState,
+    metadata: Metadata,
+) -> Result<Vec<EventRecord>> {
     use tasker_tasks::dsl as t;
-    let transition = TaskTransition::new(task_id, from, to)?;
+    let transition = TaskTransition::new(task_id, from, to)?.with(metadata);
     let now = c.now();
     let target = t::tasker_tasks.filter(t::task_id.eq(task_id));
-    if to == TaskState::Cancelled {
+    if matches!(to, TaskState::Cancelled | TaskState::Error) {
         c.execute(diesel::update(target).set((
             t::state.eq(to.as_str()),
             t::running_step_id.eq(None::<i64>),
@@ -210,9 +221,68 @@ pub(crate) fn cancel_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRec
             }
         }
         let mut events = move_task(c, task_id, current, TaskState::Cancelled)?;
-        events.extend(cancel_open_steps(c, task_id, &open)?);
+        events.extend(cancel_open_steps(c, task_id, &open, Metadata::None)?);
         Ok(events)
     })
+}
+
+/// Ends task `task_id` in `error` because its deadline passed, cancelling its open steps (a
+/// running attempt's late result is then refused), all recorded with `deadline_exceeded`.
+/// Does nothing when the task is no longer open or its deadline has moved.
+pub(crate) fn expire_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRecord>> {
+    use tasker_tasks::dsl as t;
+    use tasker_workflow_steps::dsl as s;
+    c.write(|c| {
+        let current = task_state(c, task_id)?;
+        let now = c.now();
+        let overdue: i64 = c.get_result(
+            t::tasker_tasks
+                .filter(t::task_id.eq(task_id))
+                .filter(t::deadline_at.le(now.nullable()))
+                .count(),
+        )?;
+        if overdue == 0 || !matches!(current, TaskState::Pending | TaskState::InProgress) {
+            return Ok(Vec::new());
+        }
+        let steps: Vec<(i64, String, String)> = c.load(
+            s::tasker_workflow_steps
+                .filter(s::task_id.eq(task_id))
+                .select((s::workflow_step_id, s::name, s::state)),
+        )?;
+        let mut open = Vec::with_capacity(steps.len());
+        for (id, name, state) in steps {
+            let state: StepState = Cell::new(STEPS, id, "state").state(&state)?;
+            if !state.is_terminal() {
+                open.push((id, name, state));
+            }
+        }
+        let mut events = cancel_open_steps(c, task_id, &open, Metadata::DeadlineExceeded)?;
+        events.extend(move_task_with(
+            c,
+            task_id,
+            current,
+            TaskState::Error,
+            Metadata::DeadlineExceeded,
+        )?);
+        Ok(events)
+    })
+}
+
+/// Up to `limit` open tasks whose deadline has passed.
+pub(crate) fn overdue_tasks(c: &mut Conn<'_>, limit: usize) -> Result<Vec<i64>> {
+    use tasker_tasks::dsl as t;
+    let now = c.now();
+    Ok(c.load(
+        t::tasker_tasks
+            .filter(t::deadline_at.le(now.nullable()))
+            // Literal states, so PostgreSQL sees the partial index's predicate in the query.
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "state IN ('pending', 'in_progress')",
+            ))
+            .order(t::deadline_at.asc())
+            .select(t::task_id)
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX)),
+    )?)
 }
 
 /// Cancels `open` steps (id, name, state) of `task_id`: one update, and a transition and event
@@ -221,12 +291,13 @@ fn cancel_open_steps(
     c: &mut Conn<'_>,
     task_id: i64,
     open: &[(i64, String, StepState)],
+    metadata: Metadata,
 ) -> Result<Vec<EventRecord>> {
     use tasker_workflow_steps::dsl as s;
     let mut transitions = Vec::with_capacity(open.len());
     for (id, name, from) in open {
         let step = (task_id, *id, name.as_str());
-        let path = StepTransition::path(step, *from, StepState::Cancelled, Metadata::None)?;
+        let path = StepTransition::path(step, *from, StepState::Cancelled, metadata.clone())?;
         transitions.extend(path);
     }
     let ids: Vec<i64> = open.iter().map(|r| r.0).collect();
@@ -338,7 +409,7 @@ pub(crate) fn cancel_step(
         }
         // A finished step cannot be cancelled: the transition is refused before anything is
         // written.
-        let mut events = cancel_open_steps(c, task_id, &[(step_id, name, from)])?;
+        let mut events = cancel_open_steps(c, task_id, &[(step_id, name, from)], Metadata::None)?;
         release_serial(c, &[step_id])?;
         events.extend(finalize_tasks(c, &[task_id])?);
         Ok(events)

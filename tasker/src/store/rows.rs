@@ -74,6 +74,7 @@ pub(crate) struct TaskRecord {
     created_at: chrono::NaiveDateTime,
     updated_at: chrono::NaiveDateTime,
     run_at: Option<chrono::NaiveDateTime>,
+    deadline_at: Option<chrono::NaiveDateTime>,
 }
 
 impl TaskRecord {
@@ -106,6 +107,7 @@ impl TryFrom<TaskRecord> for TaskRow {
             created_at: r.created_at,
             updated_at: r.updated_at,
             run_at: r.run_at,
+            deadline_at: r.deadline_at,
         })
     }
 }

@@ -80,6 +80,7 @@ diesel::table! {
         updated_at -> Timestamp,
         correlation_id -> Nullable<Text>,
         run_at -> Nullable<Timestamp>,
+        deadline_at -> Nullable<Timestamp>,
     }
 }
 

@@ -48,6 +48,10 @@ pub struct TaskTemplate {
     /// Whether ready steps of one task may run at the same time (default true).
     #[serde(default = "default_true")]
     pub concurrent: bool,
+    /// The task's deadline, in seconds from its start: past it, its open steps are cancelled
+    /// and it ends in `error` (`deadline_exceeded`). A request's `timeout_seconds` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
     /// Dependent system of steps that name none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_dependent_system: Option<String>,
@@ -149,6 +153,7 @@ impl TaskTemplate {
             module_namespace: None,
             task_handler_class: None,
             concurrent: true,
+            timeout_seconds: None,
             default_dependent_system: None,
             named_steps: None,
             schema: None,
@@ -172,6 +177,12 @@ impl TaskTemplate {
     /// Sets whether the task's ready steps may run at the same time.
     pub fn concurrent(mut self, concurrent: bool) -> Self {
         self.concurrent = concurrent;
+        self
+    }
+
+    /// Gives its tasks a deadline, `seconds` after they start (see [`TaskTemplate::timeout_seconds`]).
+    pub fn timeout_seconds(mut self, seconds: f64) -> Self {
+        self.timeout_seconds = Some(seconds);
         self
     }
 

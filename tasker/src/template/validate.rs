@@ -212,6 +212,16 @@ impl Checker {
         if let Some(problem) = version_problem(&template.version) {
             self.push(Problem::new(problem.to_string()).at_key("version"));
         }
+        if let Some(seconds) = template.timeout_seconds {
+            // A deadline is stored as a time: past a century it means a mistake.
+            let problem = timeout_problem(seconds).map(|p| p.to_string()).or_else(|| {
+                (seconds > crate::engine::MAX_DELAY_SECONDS)
+                    .then(|| format!("{seconds} s is over 100 years"))
+            });
+            if let Some(problem) = problem {
+                self.push(Problem::new(problem).at_key("timeout_seconds"));
+            }
+        }
     }
 
     fn steps(&mut self, template: &TaskTemplate) {
