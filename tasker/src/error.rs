@@ -46,6 +46,9 @@ pub enum Error {
     /// The listener handed to the API server cannot tell its own address.
     #[error("listener has no address: {0}")]
     ListenerAddress(#[source] std::io::Error),
+    /// A test harness could not create its temporary database directory.
+    #[error("cannot create a temporary directory for the test database: {0}")]
+    TempDir(#[source] std::io::Error),
     /// The API server stopped on an I/O error.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),

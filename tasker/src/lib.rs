@@ -69,6 +69,8 @@ pub mod subscriber;
 #[cfg(feature = "opentelemetry")]
 pub mod telemetry;
 pub mod template;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod workflow;
 
 pub use backoff::BackoffConfig;

@@ -1,3 +1,4 @@
+DROP TABLE tasker_clock;
 DROP INDEX tasker_task_annotations_task;
 DROP INDEX tasker_tasks_finished;
 DROP INDEX tasker_tasks_deadline;

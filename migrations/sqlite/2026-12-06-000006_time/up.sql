@@ -15,3 +15,7 @@ CREATE INDEX tasker_tasks_deadline ON tasker_tasks (deadline_at)
 CREATE INDEX tasker_tasks_finished ON tasker_tasks (updated_at)
     WHERE state IN ('complete', 'cancelled', 'resolved_manually', 'error');
 CREATE INDEX tasker_task_annotations_task ON tasker_task_annotations (task_id);
+-- The engine's clock on SQLite: the system clock plus this offset, which stays 0 except under
+-- `tasker::testing`, whose tests move time forward instead of waiting for it.
+CREATE TABLE tasker_clock (offset_seconds REAL NOT NULL);
+INSERT INTO tasker_clock (offset_seconds) VALUES (0);

@@ -1130,6 +1130,38 @@ impl Tasker {
             .await
     }
 
+    /// Runs one attempt of a claimed step as a worker does, or, with `injected`, records that
+    /// error instead of running the handler (`tasker::testing`'s injected failures).
+    #[cfg(feature = "testing")]
+    pub(crate) async fn attempt_claimed(
+        &self,
+        owner: &str,
+        step: ClaimedStep,
+        injected: Option<crate::StepError>,
+    ) -> Outcome {
+        let Some(error) = injected else {
+            return worker::run_step(self, owner, step).await;
+        };
+        let failure = worker::retry_decision(
+            step.attempt,
+            step.retryable,
+            step.retry_limit,
+            &error,
+            &self.inner.config,
+            crate::FailureReason::StepError,
+        );
+        Outcome {
+            step_id: step.step_id,
+            task_id: step.task_id,
+            name: step.name,
+            attempt: step.attempt,
+            owner: owner.to_owned(),
+            concurrent: step.concurrent,
+            result: Err(failure),
+            duration_ms: Some(0.0),
+        }
+    }
+
     /// Ends the open tasks whose deadline has passed in `error`, their open steps cancelled,
     /// recorded and published with reason `deadline_exceeded`, as each worker does every
     /// `max_poll_interval`; returns how many it ended.

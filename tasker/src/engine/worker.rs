@@ -504,7 +504,7 @@ async fn release_abandoned(shared: &Shared) {
 }
 
 /// Runs one attempt of a claimed step and turns its result into an outcome to record.
-async fn run_step(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
+pub(crate) async fn run_step(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
     let inner = tasker.inner();
     let task = super::spans::task_span(inner, step.task_id, step.named_task_id);
     let span = tracing::info_span!(

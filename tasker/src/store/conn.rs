@@ -78,6 +78,21 @@ pub(crate) trait Execute:
 #[cfg(not(feature = "postgres"))]
 impl<T> Execute for T where T: ExecuteDsl<SqliteConnection> + RunQueryDsl<SqliteConnection> {}
 
+/// The test clock's offset as a `strftime` modifier (`'0.0 seconds'` outside tests).
+macro_rules! sqlite_offset {
+    () => {
+        "(SELECT offset_seconds || ' seconds' FROM tasker_clock)"
+    };
+}
+const SQLITE_OFFSET: &str = sqlite_offset!();
+
+/// SQLite's clock: the system's, moved by `tasker_clock`'s offset (see `tasker::testing`).
+const SQLITE_NOW: &str = concat!(
+    "strftime('%Y-%m-%d %H:%M:%f', 'now', ",
+    sqlite_offset!(),
+    ")"
+);
+
 /// A value bound to a hand-written statement.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Bind<'a> {
@@ -253,7 +268,7 @@ impl Conn<'_> {
     /// The database clock as a UTC timestamp expression.
     pub(crate) fn now_sql(&self) -> &'static str {
         match self {
-            Conn::Sqlite(_) => "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+            Conn::Sqlite(_) => SQLITE_NOW,
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => PG_NOW,
         }
@@ -272,9 +287,9 @@ impl Conn<'_> {
     /// The database clock plus `seconds`, for hand-written SQL.
     pub(crate) fn now_plus_sql(&self, seconds: f64) -> String {
         match self {
-            Conn::Sqlite(_) => {
-                format!("strftime('%Y-%m-%d %H:%M:%f', 'now', '{seconds:+.6} seconds')")
-            }
+            Conn::Sqlite(_) => format!(
+                "strftime('%Y-%m-%d %H:%M:%f', 'now', {SQLITE_OFFSET}, '{seconds:+.6} seconds')"
+            ),
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => format!("({PG_NOW} + interval '{seconds:.6} seconds')"),
         }

@@ -305,6 +305,28 @@ impl Store {
         self.with(|c| retention::prune_preview(c, older_than_seconds, include_errors))
     }
 
+    /// Moves the SQLite clock `seconds` forward (`tasker::testing`, whose engines are on
+    /// SQLite; PostgreSQL's clock is the server's, and it has no `tasker_clock`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn advance_clock(&self, seconds: f64) -> Result<()> {
+        self.write(|c| {
+            c.execute_sql(
+                &format!("UPDATE tasker_clock SET offset_seconds = offset_seconds + {seconds}"),
+                &[],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The engine's clock now (UTC).
+    #[cfg(feature = "testing")]
+    pub(crate) fn clock(&self) -> Result<chrono::NaiveDateTime> {
+        self.with(|c| {
+            let now = c.now();
+            Ok(c.get_result(diesel::select(now))?)
+        })
+    }
+
     /// Up to `limit` steps whose lease expired.
     pub(crate) fn expired_leases(&self, limit: usize) -> Result<Vec<ExpiredStep>> {
         self.with(|c| operate::expired_leases(c, limit))
