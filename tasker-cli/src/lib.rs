@@ -399,6 +399,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             let plan = scaffold::init(&target.crate_dir)?;
             plan.check(&target.crate_dir, target.force)?;
             project::add_dependency(&target.crate_dir, tasker_path.as_deref())?;
+            project::add_features(&target.crate_dir, &plan.dev_features, true)?;
             let written = plan.write(&target.crate_dir)?;
             writeln!(out, "added tasker to the crate's dependencies")?;
             report(out, &written)?;
@@ -445,9 +446,20 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
                 ),
             };
             plan.check(&target.crate_dir, target.force)?;
-            if !plan.features.is_empty() {
-                project::add_features(&target.crate_dir, &plan.features)?;
-                writeln!(out, "  tasker features: {}", plan.features.join(", "))?;
+            // The features go on the crate's tasker dependency; a crate without one is told
+            // how to add it rather than given one from a source it did not choose.
+            let wanted = !plan.features.is_empty() || !plan.dev_features.is_empty();
+            if wanted && project::depends_on_tasker(&target.crate_dir)? {
+                project::add_features(&target.crate_dir, &plan.features, false)?;
+                project::add_features(&target.crate_dir, &plan.dev_features, true)?;
+                if !plan.features.is_empty() {
+                    writeln!(out, "  tasker features: {}", plan.features.join(", "))?;
+                }
+            } else if wanted {
+                writeln!(
+                    out,
+                    "  tasker is not a dependency of this crate yet: `cargo tasker init` adds it"
+                )?;
             }
             let written = plan.write(&target.crate_dir)?;
             report(out, &written)?;

@@ -12,6 +12,37 @@ fn cargo() -> PathBuf {
 
 /// The crate's library name: what its tests `use`.
 pub(crate) fn crate_name(root: &Path) -> Result<String, CliError> {
+    let package = package(root)?;
+    let lib = package["targets"].as_array().and_then(|targets| {
+        targets.iter().find(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "lib" || k == "rlib"))
+        })
+    });
+    let name = match lib {
+        Some(target) => target["name"].as_str().unwrap_or_default().to_owned(),
+        None => package["name"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('-', "_"),
+    };
+    if name.is_empty() {
+        return Err(CliError::failure("`cargo metadata` names no package"));
+    }
+    Ok(name)
+}
+
+/// Whether the crate depends on tasker already (in any table).
+pub(crate) fn depends_on_tasker(root: &Path) -> Result<bool, CliError> {
+    let package = package(root)?;
+    Ok(package["dependencies"]
+        .as_array()
+        .is_some_and(|deps| deps.iter().any(|d| d["name"] == "tasker")))
+}
+
+/// The crate's package as `cargo metadata` describes it.
+fn package(root: &Path) -> Result<serde_json::Value, CliError> {
     let manifest = root.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(CliError::usage(format!(
@@ -42,7 +73,7 @@ pub(crate) fn crate_name(root: &Path) -> Result<String, CliError> {
         .map_err(|e| CliError::failure(format!("unreadable `cargo metadata` output: {e}")))?;
     let manifest_path = std::fs::canonicalize(&manifest).unwrap_or(manifest);
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
-    let package = packages
+    packages
         .iter()
         .find(|p| {
             p["manifest_path"]
@@ -50,30 +81,13 @@ pub(crate) fn crate_name(root: &Path) -> Result<String, CliError> {
                 .is_some_and(|m| Path::new(m) == manifest_path)
         })
         .or(packages.first())
+        .cloned()
         .ok_or_else(|| {
             CliError::usage(format!(
                 "`{}` is a workspace manifest; run `cargo tasker` in one of its crates",
                 manifest_path.display()
             ))
-        })?;
-    let lib = package["targets"].as_array().and_then(|targets| {
-        targets.iter().find(|t| {
-            t["kind"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "lib" || k == "rlib"))
         })
-    });
-    let name = match lib {
-        Some(target) => target["name"].as_str().unwrap_or_default().to_owned(),
-        None => package["name"]
-            .as_str()
-            .unwrap_or_default()
-            .replace('-', "_"),
-    };
-    if name.is_empty() {
-        return Err(CliError::failure("`cargo metadata` names no package"));
-    }
-    Ok(name)
 }
 
 /// `lib_rs` with `pub mod name;` added among its module declarations, kept sorted as rustfmt
@@ -146,12 +160,20 @@ pub(crate) fn add_dependency(root: &Path, tasker_path: Option<&Path>) -> Result<
     }
 }
 
-/// Turns on `features` of the crate's tasker dependency with `cargo add` (which keeps the
-/// dependency's source and its other features; a crate without tasker gets it).
-pub(crate) fn add_features(root: &Path, features: &[&str]) -> Result<(), CliError> {
-    let output = Command::new(cargo())
-        .current_dir(root)
-        .args(["add", "tasker", "--features"])
+/// Turns on `features` of the crate's tasker dependency (with `dev`, of its tasker
+/// dev-dependency, for its tests) with `cargo add`, which keeps the dependency's source and its
+/// other features; a crate without one gets it, from the same source as the other.
+pub(crate) fn add_features(root: &Path, features: &[&str], dev: bool) -> Result<(), CliError> {
+    if features.is_empty() {
+        return Ok(());
+    }
+    let mut command = Command::new(cargo());
+    command.current_dir(root).arg("add");
+    if dev {
+        command.arg("--dev");
+    }
+    let output = command
+        .args(["tasker", "--features"])
         .arg(features.join(","))
         .output()
         .map_err(|e| CliError::failure(format!("cannot run `cargo add`: {e}")))?;

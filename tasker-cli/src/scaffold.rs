@@ -26,6 +26,8 @@ pub struct Plan {
     pub files: Vec<PlannedFile>,
     /// Features of the tasker dependency the files need (`server`), added with `cargo add`.
     pub features: Vec<&'static str>,
+    /// Features the files' tests need of the tasker dev-dependency (`testing`).
+    pub dev_features: Vec<&'static str>,
 }
 
 impl Plan {
@@ -292,8 +294,12 @@ fn plan_task_handler(
             ),
             ("context_type", &context_type),
             ("handler_type", &handler_type),
+            ("first_step", steps.first().map_or("", |s| s.name.as_str())),
         ],
     );
+    if !plan.dev_features.contains(&"testing") {
+        plan.dev_features.push("testing");
+    }
     plan.create(format!("src/{name}.rs"), module);
     plan.create(yaml_path, yaml);
     plan.create(format!("tests/{name}.rs"), test);

@@ -312,6 +312,9 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
     let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).expect("manifest");
     assert!(manifest.contains("tasker = {"), "{manifest}");
     assert!(manifest.contains(r#"features = ["server"]"#), "{manifest}");
+    // The generated tests run on `tasker::testing`, a feature of the dev-dependency.
+    assert!(manifest.contains("[dev-dependencies]"), "{manifest}");
+    assert!(manifest.contains(r#"features = ["testing"]"#), "{manifest}");
     assert!(manifest.contains("path = "), "{manifest}");
 
     // The workspace's lock pins the same versions, so the shared target directory (trybuild's,
@@ -341,8 +344,13 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
                 out.contains("order_process_runs_to_completion ... ok"),
                 "{out}"
             );
+            assert!(
+                out.contains("order_process_retries_a_failed_step ... ok"),
+                "{out}"
+            );
             for test in [
                 "hello_world_runs_to_completion",
+                "hello_world_retries_a_failed_step",
                 "sessions_names_the_caller_of_a_known_session",
                 "sessions_refuses_a_missing_or_unknown_session",
                 "task_owners_lets_owners_act_on_their_tasks",

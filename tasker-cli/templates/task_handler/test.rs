@@ -1,27 +1,34 @@
-//! Runs the `{{name}}` workflow end to end on a temporary SQLite database.
+//! Runs the `{{name}}` workflow end to end with `tasker::testing`: a temporary database and a
+//! clock the test moves, so a retry runs without waiting for its backoff.
 
 use std::time::Duration;
 
 use tasker::prelude::*;
+use tasker::testing::Harness;
 use {{imports}};
 
 #[tasker::test]
 async fn {{name}}_runs_to_completion() -> tasker::Result<()> {
-    let database = std::env::temp_dir().join(format!("{{name}}-{}.db", std::process::id()));
-    let tasker = Tasker::builder()
-        .database_url(database.display().to_string())
-        .build()
-        .await?;
-    let worker = tasker.start_worker();
-
+    let harness = Harness::new(Tasker::builder()).await?;
     let context = {{context_type}} { id: 1 };
-    let task = tasker.create::<{{handler_type}}>(&context).await?;
-    let finished = tasker.wait_for_task(task.id, Duration::from_secs(30)).await?;
-    worker.shutdown().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
-    }
+    let task = harness.tasker().create::<{{handler_type}}>(&context).await?;
+    harness.run_until_idle().await?;
+    assert_eq!(harness.tasker().task(task.id).await?.state, TaskState::Complete);
+    Ok(())
+}
 
-    assert_eq!(finished.state, TaskState::Complete);
+#[tasker::test]
+async fn {{name}}_retries_a_failed_step() -> tasker::Result<()> {
+    let harness = Harness::new(Tasker::builder()).await?;
+    // The first attempt of `{{first_step}}` fails as a retryable error would.
+    harness.fail_step("{{first_step}}", 1, true);
+    let context = {{context_type}} { id: 1 };
+    let task = harness.tasker().create::<{{handler_type}}>(&context).await?;
+    harness.run_until_idle().await?;
+    assert_ne!(harness.tasker().task(task.id).await?.state, TaskState::Complete);
+    // Past its backoff, the retry runs and the workflow completes.
+    harness.advance(Duration::from_secs(3600)).await?;
+    harness.run_until_idle().await?;
+    assert_eq!(harness.tasker().task(task.id).await?.state, TaskState::Complete);
     Ok(())
 }
