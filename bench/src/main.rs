@@ -592,32 +592,55 @@ async fn idle_latency(url: &str, sqlite: bool, runs: usize) -> Result<(), String
     Ok(())
 }
 
-/// Claim-and-complete cost with a small and a large finished history, and their ratio.
-async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
-    let label = if sqlite { "sqlite" } else { "postgres" };
-    let large = if scale == Scale::Full {
+/// Rounds per backlog, and tasks per round.
+const ROUNDS: usize = 3;
+
+fn round_tasks(scale: Scale) -> usize {
+    if scale == Scale::Full { 1000 } else { 250 }
+}
+
+/// The large backlog: 1,000,000 rows at full scale, 100,000 at quick.
+fn large_backlog(scale: Scale) -> usize {
+    if scale == Scale::Full {
         1_000_000
     } else {
         100_000
+    }
+}
+
+/// The ratio lines' note on the scale.
+fn scale_note(scale: Scale) -> &'static str {
+    if scale == Scale::Full {
+        ""
+    } else {
+        "; quick scale: 100k, full: 1M"
+    }
+}
+
+/// `growth::measure` of `backlog` on a database of its own, dropped after.
+async fn with_backlog(
+    sqlite: bool,
+    scale: Scale,
+    server: &str,
+    backlog: growth::Backlog,
+) -> Result<growth::Figures, String> {
+    let db = if sqlite {
+        sqlite_database()
+    } else {
+        postgres_database(server)?
     };
-    let (tasks, rounds) = (if scale == Scale::Full { 1000 } else { 250 }, 3);
+    let result = growth::measure(&db.url, sqlite, backlog, round_tasks(scale), ROUNDS).await;
+    (db.cleanup)();
+    result
+}
+
+/// Claim-and-complete cost with a small and a large finished history, and their ratio.
+async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
+    let label = if sqlite { "sqlite" } else { "postgres" };
+    let (tasks, rounds) = (round_tasks(scale), ROUNDS);
     let mut figures = Vec::new();
-    for history in [1_000, large] {
-        let db = if sqlite {
-            sqlite_database()
-        } else {
-            postgres_database(server)?
-        };
-        let result = growth::measure(
-            &db.url,
-            sqlite,
-            growth::Backlog::Finished(history),
-            tasks,
-            rounds,
-        )
-        .await;
-        (db.cleanup)();
-        let f = result?;
+    for history in [1_000, large_backlog(scale)] {
+        let f = with_backlog(sqlite, scale, server, growth::Backlog::Finished(history)).await?;
         println!(
             "{label:<8} growth: {:>9} finished steps  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  analytics {:>6.1} ms  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
             f.backlog, f.claim_complete, f.create, f.analytics_ms, f.seed_seconds,
@@ -632,11 +655,7 @@ async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), St
             small.claim_complete / large.claim_complete,
             small.create / large.create,
             large.analytics_ms / small.analytics_ms,
-            if scale == Scale::Full {
-                ""
-            } else {
-                "; quick scale: 100k, full: 1M"
-            },
+            scale_note(scale),
         );
     }
     Ok(())
@@ -645,29 +664,10 @@ async fn growth_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), St
 /// Claim-and-complete cost with a few and with many delayed tasks waiting, and their ratio.
 async fn delayed_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
     let label = if sqlite { "sqlite" } else { "postgres" };
-    let large = if scale == Scale::Full {
-        1_000_000
-    } else {
-        100_000
-    };
-    let (tasks, rounds) = (if scale == Scale::Full { 1000 } else { 250 }, 3);
+    let (tasks, rounds) = (round_tasks(scale), ROUNDS);
     let mut figures = Vec::new();
-    for waiting in [1_000, large] {
-        let db = if sqlite {
-            sqlite_database()
-        } else {
-            postgres_database(server)?
-        };
-        let result = growth::measure(
-            &db.url,
-            sqlite,
-            growth::Backlog::Future(waiting),
-            tasks,
-            rounds,
-        )
-        .await;
-        (db.cleanup)();
-        let f = result?;
+    for waiting in [1_000, large_backlog(scale)] {
+        let f = with_backlog(sqlite, scale, server, growth::Backlog::Future(waiting)).await?;
         println!(
             "{label:<8} delayed: {:>9} tasks waiting a day  claim+complete {:>6.0} steps/s  create {:>5.0} tasks/s  (diamond4, {rounds} rounds of {tasks} tasks, median; seeded in {:.1} s)",
             f.backlog, f.claim_complete, f.create, f.seed_seconds,
@@ -681,11 +681,7 @@ async fn delayed_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), S
             small.backlog,
             small.claim_complete / large.claim_complete,
             small.create / large.create,
-            if scale == Scale::Full {
-                ""
-            } else {
-                "; quick scale: 100k, full: 1M"
-            },
+            scale_note(scale),
         );
     }
     Ok(())
@@ -695,25 +691,14 @@ async fn delayed_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), S
 /// prune deleting them meanwhile, and their ratio.
 async fn pruning_ratio(sqlite: bool, scale: Scale, server: &str) -> Result<(), String> {
     let label = if sqlite { "sqlite" } else { "postgres" };
-    let history = if scale == Scale::Full {
-        1_000_000
-    } else {
-        100_000
-    };
-    let (tasks, rounds) = (if scale == Scale::Full { 1000 } else { 250 }, 3);
+    let (tasks, rounds) = (round_tasks(scale), ROUNDS);
+    let history = large_backlog(scale);
     let mut figures = Vec::new();
     for backlog in [
         growth::Backlog::Finished(history),
         growth::Backlog::Pruning(history),
     ] {
-        let db = if sqlite {
-            sqlite_database()
-        } else {
-            postgres_database(server)?
-        };
-        let result = growth::measure(&db.url, sqlite, backlog, tasks, rounds).await;
-        (db.cleanup)();
-        let f = result?;
+        let f = with_backlog(sqlite, scale, server, backlog).await?;
         let pruning = match f.pruned {
             Some((pruned, running)) => format!(
                 "  while pruning ({pruned} tasks gone when the rounds ended, {})",

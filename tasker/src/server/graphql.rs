@@ -359,8 +359,7 @@ impl Query {
     /// A task; `tasker.task:show`.
     async fn task(&self, ctx: &Context<'_>, task_id: i64) -> async_graphql::Result<Task> {
         let state = allow(ctx, "tasker.task:show", Some(task_id), None).await?;
-        let task = state.tasker.task(task_id).await.map_err(engine_error)?;
-        Ok(Task::new(state, task))
+        load_task(state, task_id).await
     }
 
     /// A step of a task; `tasker.workflow_step:show`.
@@ -385,6 +384,12 @@ impl Query {
         let state = ctx.data::<Arc<AppState>>()?;
         state.tasker.annotation_types().await.map_err(engine_error)
     }
+}
+
+/// Task `task_id`, as GraphQL shows it.
+async fn load_task(state: &AppState, task_id: i64) -> async_graphql::Result<Task> {
+    let task = state.tasker.task(task_id).await.map_err(engine_error)?;
+    Ok(Task::new(state, task))
 }
 
 /// A step of a task, with its links.
@@ -758,8 +763,7 @@ impl Mutation {
             .create_task(request)
             .await
             .map_err(engine_error)?;
-        let task = state.tasker.task(created.id).await.map_err(engine_error)?;
-        Ok(Task::new(state, task))
+        load_task(state, created.id).await
     }
 
     /// Changes a task's reason and tags; `tasker.task:update`.
@@ -787,8 +791,7 @@ impl Mutation {
             .cancel_task(task_id)
             .await
             .map_err(engine_error)?;
-        let task = state.tasker.task(task_id).await.map_err(engine_error)?;
-        Ok(Task::new(state, task))
+        load_task(state, task_id).await
     }
 
     /// Sends a task in error back to pending; `tasker.task:retry`.
@@ -799,8 +802,7 @@ impl Mutation {
             .retry_task(task_id)
             .await
             .map_err(engine_error)?;
-        let task = state.tasker.task(task_id).await.map_err(engine_error)?;
-        Ok(Task::new(state, task))
+        load_task(state, task_id).await
     }
 
     /// Sets a step's retry limit, or resolves it by hand (`resolve: true`, optional

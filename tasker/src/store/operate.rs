@@ -200,26 +200,12 @@ fn move_task_with(
 
 /// Cancels a task and its unfinished steps.
 pub(crate) fn cancel_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRecord>> {
-    use tasker_workflow_steps::dsl as s;
     c.write(|c| {
         let current = task_state(c, task_id)?;
         if current == TaskState::Cancelled {
             return Ok(Vec::new());
         }
-        // Every step's state is read (not filtered in SQL), so one that cannot be read stops the
-        // cancellation instead of being left behind.
-        let steps: Vec<(i64, String, String)> = c.load(
-            s::tasker_workflow_steps
-                .filter(s::task_id.eq(task_id))
-                .select((s::workflow_step_id, s::name, s::state)),
-        )?;
-        let mut open = Vec::with_capacity(steps.len());
-        for (id, name, state) in steps {
-            let state: StepState = Cell::new(STEPS, id, "state").state(&state)?;
-            if !state.is_terminal() {
-                open.push((id, name, state));
-            }
-        }
+        let open = open_steps(c, task_id)?;
         let mut events = move_task(c, task_id, current, TaskState::Cancelled)?;
         events.extend(cancel_open_steps(c, task_id, &open, Metadata::None)?);
         Ok(events)
@@ -231,7 +217,6 @@ pub(crate) fn cancel_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRec
 /// Does nothing when the task is no longer open or its deadline has moved.
 pub(crate) fn expire_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRecord>> {
     use tasker_tasks::dsl as t;
-    use tasker_workflow_steps::dsl as s;
     c.write(|c| {
         let current = task_state(c, task_id)?;
         let now = c.now();
@@ -244,18 +229,7 @@ pub(crate) fn expire_task(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<EventRec
         if overdue == 0 || !matches!(current, TaskState::Pending | TaskState::InProgress) {
             return Ok(Vec::new());
         }
-        let steps: Vec<(i64, String, String)> = c.load(
-            s::tasker_workflow_steps
-                .filter(s::task_id.eq(task_id))
-                .select((s::workflow_step_id, s::name, s::state)),
-        )?;
-        let mut open = Vec::with_capacity(steps.len());
-        for (id, name, state) in steps {
-            let state: StepState = Cell::new(STEPS, id, "state").state(&state)?;
-            if !state.is_terminal() {
-                open.push((id, name, state));
-            }
-        }
+        let open = open_steps(c, task_id)?;
         let mut events = cancel_open_steps(c, task_id, &open, Metadata::DeadlineExceeded)?;
         events.extend(move_task_with(
             c,
@@ -283,6 +257,26 @@ pub(crate) fn overdue_tasks(c: &mut Conn<'_>, limit: usize) -> Result<Vec<i64>> 
             .select(t::task_id)
             .limit(i64::try_from(limit).unwrap_or(i64::MAX)),
     )?)
+}
+
+/// The steps of `task_id` not in a terminal state (id, name, state). Every step's state is
+/// read (not filtered in SQL), so one that cannot be read stops the caller instead of being
+/// left behind.
+fn open_steps(c: &mut Conn<'_>, task_id: i64) -> Result<Vec<(i64, String, StepState)>> {
+    use tasker_workflow_steps::dsl as s;
+    let steps: Vec<(i64, String, String)> = c.load(
+        s::tasker_workflow_steps
+            .filter(s::task_id.eq(task_id))
+            .select((s::workflow_step_id, s::name, s::state)),
+    )?;
+    let mut open = Vec::with_capacity(steps.len());
+    for (id, name, state) in steps {
+        let state: StepState = Cell::new(STEPS, id, "state").state(&state)?;
+        if !state.is_terminal() {
+            open.push((id, name, state));
+        }
+    }
+    Ok(open)
 }
 
 /// Cancels `open` steps (id, name, state) of `task_id`: one update, and a transition and event
