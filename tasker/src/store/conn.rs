@@ -78,20 +78,24 @@ pub(crate) trait Execute:
 #[cfg(not(feature = "postgres"))]
 impl<T> Execute for T where T: ExecuteDsl<SqliteConnection> + RunQueryDsl<SqliteConnection> {}
 
-/// The test clock's offset as a `strftime` modifier (`'0.0 seconds'` outside tests).
+/// The test clock's offset as a further `strftime` modifier, in builds with `tasker::testing`
+/// (feature `testing`, a dev-dependency's, so tests get it and production builds do not pay
+/// for the lookup); nothing otherwise.
+#[cfg(feature = "testing")]
 macro_rules! sqlite_offset {
     () => {
-        "(SELECT offset_seconds || ' seconds' FROM tasker_clock)"
+        ", (SELECT offset_seconds || ' seconds' FROM tasker_clock)"
     };
 }
-const SQLITE_OFFSET: &str = sqlite_offset!();
+#[cfg(not(feature = "testing"))]
+macro_rules! sqlite_offset {
+    () => {
+        ""
+    };
+}
 
-/// SQLite's clock: the system's, moved by `tasker_clock`'s offset (see `tasker::testing`).
-const SQLITE_NOW: &str = concat!(
-    "strftime('%Y-%m-%d %H:%M:%f', 'now', ",
-    sqlite_offset!(),
-    ")"
-);
+/// SQLite's clock: the system's, moved by `tasker_clock`'s offset under `tasker::testing`.
+const SQLITE_NOW: &str = concat!("strftime('%Y-%m-%d %H:%M:%f', 'now'", sqlite_offset!(), ")");
 
 /// A value bound to a hand-written statement.
 #[derive(Debug, Clone, Copy)]
@@ -288,7 +292,12 @@ impl Conn<'_> {
     pub(crate) fn now_plus_sql(&self, seconds: f64) -> String {
         match self {
             Conn::Sqlite(_) => format!(
-                "strftime('%Y-%m-%d %H:%M:%f', 'now', {SQLITE_OFFSET}, '{seconds:+.6} seconds')"
+                concat!(
+                    "strftime('%Y-%m-%d %H:%M:%f', 'now'",
+                    sqlite_offset!(),
+                    ", '{:+.6} seconds')"
+                ),
+                seconds
             ),
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => format!("({PG_NOW} + interval '{seconds:.6} seconds')"),
