@@ -261,12 +261,10 @@ impl TaskerBuilder {
     }
 }
 
-/// Whether a name filter holds a NUL character: it matches no stored name (none can hold
-/// one), and PostgreSQL refuses to compare with it.
-fn holds_nul(parts: [&Option<String>; 3]) -> bool {
-    parts
-        .iter()
-        .any(|part| part.as_ref().is_some_and(|p| p.contains('\0')))
+/// Whether a filter holds a NUL character: it matches nothing stored (nothing can hold one),
+/// and PostgreSQL refuses to compare with it.
+fn holds_nul<'a>(parts: impl IntoIterator<Item = Option<&'a String>>) -> bool {
+    parts.into_iter().flatten().any(|part| part.contains('\0'))
 }
 
 /// Longest annotation type name, in characters (the column's).
@@ -893,13 +891,13 @@ impl Tasker {
     /// (no stored name can hold one; PostgreSQL would refuse to compare it).
     pub async fn tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRow>> {
         let annotation = filter.annotation.as_ref();
-        if holds_nul([&filter.namespace, &filter.name, &filter.version])
-            || annotation.is_some_and(|a| {
-                [&a.annotation_type, &a.key, &a.value]
-                    .iter()
-                    .any(|p| p.contains('\0'))
-            })
-        {
+        let names = [&filter.namespace, &filter.name, &filter.version].map(Option::as_ref);
+        let annotated = [
+            annotation.map(|a| &a.annotation_type),
+            annotation.map(|a| &a.key),
+            annotation.map(|a| &a.value),
+        ];
+        if holds_nul(names.into_iter().chain(annotated)) {
             return Ok(Vec::new());
         }
         self.inner
@@ -959,7 +957,7 @@ impl Tasker {
         period: Duration,
         filter: TemplateFilter,
     ) -> Result<(Vec<store::Timed>, Vec<store::Timed>)> {
-        if holds_nul([&filter.namespace, &filter.name, &filter.version]) {
+        if holds_nul([&filter.namespace, &filter.name, &filter.version].map(Option::as_ref)) {
             return Ok((Vec::new(), Vec::new()));
         }
         let scope = store::Scope {

@@ -176,12 +176,7 @@ pub(crate) fn create_tasks(
         let created = insert_tasks(c, &chunk, &mut known)?;
         write_children(c, &created, &mut events)?;
         for (id, task) in &created {
-            if let Some(start) = task.start {
-                delay_start(c, *id, start)?;
-            }
-            if let Some(seconds) = task.timeout_seconds {
-                set_deadline(c, *id, seconds)?;
-            }
+            schedule(c, *id, task.start, task.timeout_seconds)?;
         }
         if !known.created.is_empty() {
             c.notify_ready()?;
@@ -195,36 +190,50 @@ pub(crate) fn create_tasks(
     })
 }
 
-/// Holds new task `task_id`'s runnable steps until `start`: they wait in `scheduled_at`, out of
-/// the claim's index, until [`promote_due`] makes them ready. Two statements for a delayed
-/// task, none for the others.
-fn delay_start(c: &mut Conn<'_>, task_id: i64, start: Start) -> Result<()> {
-    let at = match start {
+/// Sets new task `task_id`'s times: with `start`, its `run_at`, its runnable steps held in
+/// `scheduled_at` (out of the claim's index, until [`promote_due`] makes them ready); with
+/// `timeout_seconds`, its deadline that long after its start (`run_at`, else now). One
+/// statement on the task and one on its steps for a delayed task, nothing for the others.
+fn schedule(
+    c: &mut Conn<'_>,
+    task_id: i64,
+    start: Option<Start>,
+    timeout_seconds: Option<f64>,
+) -> Result<()> {
+    let at = start.map(|start| match start {
         Start::At(at) => c.timestamp_sql(at),
         Start::After(seconds) => c.now_plus_sql(seconds),
-    };
-    c.execute_sql(
-        &format!("UPDATE tasker_tasks SET run_at = {at} WHERE task_id = {task_id}"),
-        &[],
-    )?;
+    });
+    let mut set = Vec::new();
+    if let Some(at) = &at {
+        set.push(format!("run_at = {at}"));
+    }
+    if let Some(seconds) = timeout_seconds {
+        let from = at.clone().unwrap_or_else(|| c.now_sql().to_owned());
+        set.push(format!(
+            "deadline_at = {}",
+            c.plus_seconds_sql(&from, seconds)
+        ));
+    }
+    if set.is_empty() {
+        return Ok(());
+    }
     c.execute_sql(
         &format!(
-            "UPDATE tasker_workflow_steps SET scheduled_at = {at}, ready_at = NULL \
-             WHERE task_id = {task_id} AND ready_at IS NOT NULL"
+            "UPDATE tasker_tasks SET {} WHERE task_id = {task_id}",
+            set.join(", ")
         ),
         &[],
     )?;
-    Ok(())
-}
-
-/// Sets new task `task_id`'s deadline `seconds` after its start (its `run_at`, else now).
-fn set_deadline(c: &mut Conn<'_>, task_id: i64, seconds: f64) -> Result<()> {
-    let start = format!("COALESCE(run_at, {})", c.now_sql());
-    let deadline = c.plus_seconds_sql(&start, seconds);
-    c.execute_sql(
-        &format!("UPDATE tasker_tasks SET deadline_at = {deadline} WHERE task_id = {task_id}"),
-        &[],
-    )?;
+    if let Some(at) = at {
+        c.execute_sql(
+            &format!(
+                "UPDATE tasker_workflow_steps SET scheduled_at = {at}, ready_at = NULL \
+                 WHERE task_id = {task_id} AND ready_at IS NOT NULL"
+            ),
+            &[],
+        )?;
+    }
     Ok(())
 }
 
