@@ -21,6 +21,7 @@
 //!
 //! The crate has no dependencies, so the proc-macro crate can use it without the runtime.
 
+mod cron;
 mod event;
 mod graph;
 mod identifier;
@@ -29,6 +30,7 @@ mod step;
 mod tests;
 mod version;
 
+pub use cron::{CivilTime, Cron, CronProblem, MAX_CRON_LEN, parse_cron};
 pub use event::{EventNameProblem, custom_event_problem, declared_event_problem};
 pub use graph::{GraphTooDeep, graph_depth_problem, topological_order};
 pub use identifier::{Identifier, IdentifierProblem, identifier_problem};
@@ -56,6 +58,8 @@ pub const MAX_STEPS_PER_TEMPLATE: usize = 1000;
 pub const MAX_GRAPH_DEPTH: usize = 100;
 /// Highest `default_retry_limit` a step may ask for.
 pub const MAX_RETRY_LIMIT: u32 = 1000;
+/// Most missed slots a schedule may catch up on after an outage (`catch_up`).
+pub const MAX_SCHEDULE_CATCH_UP: u32 = 1000;
 
 /// Default namespace of a template that names none (the seed's `default`).
 pub const DEFAULT_NAMESPACE: &str = "default";
