@@ -92,6 +92,9 @@ pub enum Command {
     /// Operate on workflow steps.
     #[command(subcommand)]
     Steps(Steps),
+    /// List recurring tasks with their next runs; pause, resume or trigger one.
+    #[command(subcommand)]
+    Schedules(Schedules),
     /// List the event catalog, with the custom events templates and programs declare.
     Events {
         /// Templates whose custom events to list (default: `config/tasker/tasks` if present).
@@ -321,6 +324,55 @@ pub enum Tasks {
     },
 }
 
+/// `schedules` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Schedules {
+    /// List every schedule with its next run.
+    List {
+        /// Print JSON (with each schedule's next five runs) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Show a schedule and its next five runs.
+    Show {
+        /// The schedule's name.
+        name: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Pause a schedule: no slot runs until it is resumed.
+    Pause {
+        /// The schedule's name.
+        name: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Resume a schedule from its next slot (the slots missed while paused do not run).
+    Resume {
+        /// The schedule's name.
+        name: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Ask for a run now, outside the schedule's slots: the next worker to look starts it.
+    Trigger {
+        /// The schedule's name.
+        name: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
 /// `steps` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Steps {
@@ -475,6 +527,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             database,
         } => ops::diagram(out, template.as_deref(), task, &database.database_url)?,
         Command::Tasks(tasks) => ops::tasks(out, tasks)?,
+        Command::Schedules(schedules) => ops::schedules(out, schedules)?,
         Command::Steps(Steps::Resolve {
             id,
             result,

@@ -442,6 +442,113 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
     Ok(())
 }
 
+/// `cargo tasker schedules …`.
+pub(crate) fn schedules(out: &mut impl Write, command: crate::Schedules) -> Result<(), CliError> {
+    use crate::Schedules;
+    let time = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let (url, name) = match &command {
+        Schedules::List { database, .. } => (database.database_url.clone(), None),
+        Schedules::Show { name, database, .. }
+        | Schedules::Pause { name, database }
+        | Schedules::Resume { name, database }
+        | Schedules::Trigger { name, database } => {
+            (database.database_url.clone(), Some(name.clone()))
+        }
+    };
+    let name = name.unwrap_or_default();
+    block_on(async {
+        let tasker = engine(&url).await?;
+        let failed = db_error(&url);
+        match command {
+            Schedules::List { json, .. } => {
+                let schedules = tasker.schedules().await.map_err(&failed)?;
+                if json {
+                    writeln!(out, "{}", to_json(&schedules)?)?;
+                    return Ok(());
+                }
+                let rows: Vec<Vec<String>> = schedules
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.name.clone(),
+                            format!("{}/{}@{}", s.namespace, s.task_name, s.version),
+                            format!("{} ({})", s.cron, s.time_zone),
+                            if s.paused {
+                                "paused".to_owned()
+                            } else {
+                                time(s.next_run_at)
+                            },
+                            s.last_task_id.map(|id| id.to_string()).unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                write!(
+                    out,
+                    "{}",
+                    table::render(
+                        &["SCHEDULE", "TASK", "CRON", "NEXT RUN (UTC)", "LAST TASK"],
+                        &rows
+                    )
+                )?;
+            }
+            Schedules::Show { json, .. } => {
+                let schedule = tasker.schedule(&name).await.map_err(&failed)?;
+                if json {
+                    writeln!(out, "{}", to_json(&schedule)?)?;
+                    return Ok(());
+                }
+                writeln!(
+                    out,
+                    "schedule {} → {}/{}@{} ({})",
+                    schedule.name,
+                    schedule.namespace,
+                    schedule.task_name,
+                    schedule.version,
+                    schedule.origin
+                )?;
+                writeln!(
+                    out,
+                    "  cron:      {} ({})",
+                    schedule.cron, schedule.time_zone
+                )?;
+                writeln!(out, "  catch up:  {} missed slot(s)", schedule.catch_up)?;
+                writeln!(out, "  paused:    {}", schedule.paused)?;
+                if let Some(at) = schedule.last_slot_at {
+                    let task = schedule.last_task_id.unwrap_or_default();
+                    writeln!(out, "  last slot: {} UTC (task {task})", time(at))?;
+                }
+                writeln!(out, "  missed:    {} slot(s)", schedule.missed_slots)?;
+                if let Some(error) = &schedule.last_error {
+                    writeln!(out, "  error:     {error}")?;
+                }
+                for at in &schedule.upcoming {
+                    writeln!(out, "  next:      {} UTC", time(*at))?;
+                }
+            }
+            Schedules::Pause { .. } => {
+                tasker.pause_schedule(&name).await.map_err(&failed)?;
+                writeln!(out, "paused schedule {name}")?;
+            }
+            Schedules::Resume { .. } => {
+                let schedule = tasker.resume_schedule(&name).await.map_err(&failed)?;
+                writeln!(
+                    out,
+                    "resumed schedule {name}; next run at {} UTC",
+                    time(schedule.next_run_at)
+                )?;
+            }
+            Schedules::Trigger { .. } => {
+                tasker.trigger_schedule(&name).await.map_err(&failed)?;
+                writeln!(
+                    out,
+                    "asked for a run of schedule {name} now: the next worker to look starts it"
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// `cargo tasker prune`.
 pub(crate) fn prune(
     out: &mut impl Write,

@@ -13,6 +13,22 @@ pub(crate) fn suggest<'a>(
         .map(|(_, c)| c)
 }
 
+/// Like [`suggest`], comparing without case, for names whose case the user may not know.
+pub(crate) fn suggest_ignoring_case<'a>(
+    wrong: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lowered: Vec<(String, &'a str)> = candidates.map(|c| (c.to_lowercase(), c)).collect();
+    let close = suggest(
+        &wrong.to_lowercase(),
+        lowered.iter().map(|(lower, _)| lower.as_str()),
+    )?;
+    lowered
+        .iter()
+        .find(|(lower, _)| lower == close)
+        .map(|(_, original)| *original)
+}
+
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
@@ -91,5 +107,11 @@ mod tests {
             Some("fetch_order")
         );
         assert_eq!(suggest("ship", names.into_iter()), None);
+        let zones = ["UTC", "Europe/Berlin"];
+        assert_eq!(
+            suggest_ignoring_case("europe/berln", zones.into_iter()),
+            Some("Europe/Berlin")
+        );
+        assert_eq!(suggest_ignoring_case("utc", zones.into_iter()), Some("UTC"));
     }
 }

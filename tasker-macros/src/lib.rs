@@ -45,6 +45,13 @@ use proc_macro::TokenStream;
 /// `template = "path.yaml"` (a YAML template, relative to the crate root, that must agree with
 /// the code), `crate = path` (where `tasker` is, for re-exporters).
 ///
+/// Schedule options: `schedule = "0 6 * * MON-FRI"` (a cron expression, 5 fields or 6 with
+/// seconds first, that starts a task at each slot), `time_zone = "Europe/Berlin"` (IANA name;
+/// default `UTC`), `catch_up = 3` (missed slots to run after an outage; default 0) and
+/// `schedule_context = Self::method` (a `fn(DateTime<Utc>) -> Context` that builds each run's
+/// context from its slot; default `{}`). All but `schedule` need it, except that
+/// `schedule_context` may build the context of the one schedule a bound template declares.
+///
 /// Step options: `depends_on = step` or `depends_on = [a, b]` (the parents, by method name),
 /// `retry_limit`, `retryable`, `timeout` (seconds, or `"500ms"`, `"30s"`, `"2m"`, `"1h"`),
 /// `skippable`, `name` (the stored step name; default the method's) and `description`
@@ -53,7 +60,8 @@ use proc_macro::TokenStream;
 /// After `&self` and the context, a step takes one parameter per parent, in `depends_on`
 /// order, of the parent's output type. The compiler checks the graph (unknown, duplicate and
 /// cyclic dependencies), the types, and the limits the runtime puts on a template (name and
-/// version lengths and forms, steps per template, graph depth, retry limit, timeout).
+/// version lengths and forms, steps per template, graph depth, retry limit, timeout, cron
+/// expression, time zone, catch-up).
 #[proc_macro_attribute]
 pub fn task_handler(args: TokenStream, item: TokenStream) -> TokenStream {
     task_handler::expand(args.into(), item.into()).into()

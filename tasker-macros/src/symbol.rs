@@ -11,6 +11,10 @@ pub(crate) const TASK_OPTIONS: &[&str] = &[
     "timeout",
     "template",
     "crate",
+    "schedule",
+    "time_zone",
+    "catch_up",
+    "schedule_context",
 ];
 
 /// Options of `#[step(...)]`.

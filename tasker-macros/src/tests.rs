@@ -83,6 +83,94 @@ fn task_handler_bound_to_a_yaml_template() {
 }
 
 #[test]
+fn task_handler_with_a_schedule() {
+    let args = quote!(
+        name = "nightly_report",
+        context = ReportContext,
+        schedule = "0 */5 * * *",
+        time_zone = "Europe/Berlin",
+        catch_up = 3,
+        schedule_context = Self::for_slot
+    );
+    let item = quote! {
+        impl NightlyReport {
+            fn for_slot(slot: DateTime<Utc>) -> ReportContext {
+                ReportContext { day: slot.date_naive() }
+            }
+
+            #[step]
+            async fn render(&self, cx: &StepContext<ReportContext>) -> Result<(), StepError> {
+                Ok(())
+            }
+        }
+    };
+    insta::assert_snapshot!(pretty(crate::task_handler::expand(args, item)));
+}
+
+#[test]
+fn task_handler_building_the_context_of_its_yaml_schedule() {
+    let args = quote!(
+        template = "tests/fixtures/scheduled.yaml",
+        schedule_context = report_context
+    );
+    let item = quote! {
+        impl NightlyReport {
+            #[step]
+            async fn render(&self, cx: &StepContext) -> Result<(), StepError> {
+                Ok(())
+            }
+        }
+    };
+    insta::assert_snapshot!(pretty(crate::task_handler::expand(args, item)));
+}
+
+#[test]
+fn schedule_options_are_checked() {
+    let errors = |args: TokenStream| {
+        let item = quote! {
+            impl Flow {
+                #[step]
+                async fn fetch(&self, cx: &StepContext) -> Result<(), StepError> {
+                    Ok(())
+                }
+            }
+        };
+        crate::task_handler::expand(args, item).to_string()
+    };
+    let cases = [
+        (
+            quote!(name = "flow", time_zone = "UTC", schedule_context = Self::f),
+            vec![
+                r#"`time_zone` needs `schedule = \"…\"`"#,
+                r#"`schedule_context` needs `schedule = \"…\"`"#,
+            ],
+        ),
+        (
+            quote!(name = "flow", schedule = "0 6 * * *", time_zone = "berlin"),
+            vec!["(did you mean `Europe/Berlin`?)"],
+        ),
+        (
+            quote!(name = "flow", schedule = "0 6 * * *", time_zone = "utc"),
+            vec!["(did you mean `UTC`?)"],
+        ),
+        (
+            quote!(name = "flow", schedule = "0 6 * * *", catch_up = "3"),
+            vec!["`catch_up` takes a whole number"],
+        ),
+        (
+            quote!(template = "tests/fixtures/bound.yaml", schedule_context = f),
+            vec!["`schedule_context` needs a schedule"],
+        ),
+    ];
+    for (args, messages) in cases {
+        let output = errors(args);
+        for message in messages {
+            assert!(output.contains(message), "{message} not in {output}");
+        }
+    }
+}
+
+#[test]
 fn task_handler_errors_keep_the_item_without_step_attributes() {
     let args = quote!(name = "broken");
     let item = quote! {

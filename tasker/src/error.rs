@@ -244,6 +244,9 @@ pub enum Error {
     /// No step with this id (or not in this task).
     #[error("workflow step {0} not found")]
     StepNotFound(i64),
+    /// No schedule with this name.
+    #[error("schedule `{0}` not found")]
+    ScheduleNotFound(String),
     /// The task state machine refuses this transition.
     #[error("task {task_id} cannot go from `{from}` to `{to}`")]
     TaskTransitionRefused {

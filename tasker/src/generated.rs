@@ -38,14 +38,40 @@ impl<H: Send + Sync + 'static> StepHandler for MethodStep<H> {
 pub(crate) struct TaskHandlerParts {
     pub(crate) template: TaskTemplate,
     pub(crate) steps: Vec<(String, Arc<dyn DynStepHandler>)>,
+    /// What builds each schedule's run contexts, by schedule name.
+    pub(crate) schedule_contexts: Vec<(String, ScheduleContext)>,
 }
+
+/// Builds the context of a schedule's run for its slot.
+pub(crate) type ScheduleContext =
+    Arc<dyn Fn(chrono::DateTime<chrono::Utc>) -> Result<serde_json::Value> + Send + Sync>;
 
 impl TaskHandlerParts {
     /// The parts of `handler`, with the template overrides of `environment`.
     pub(crate) fn of<H: TaskHandler>(handler: H, environment: Option<&str>) -> Result<Self> {
+        let template = H::template(environment)?;
+        let schedule_contexts = template
+            .schedules
+            .iter()
+            .map(|schedule| {
+                let name = schedule.name_in(&template.namespace_name, &template.name);
+                let declared = schedule
+                    .context
+                    .clone()
+                    .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+                let key = name.clone();
+                let build: ScheduleContext =
+                    Arc::new(move |slot| match H::schedule_context(&key, slot) {
+                        Some(context) => Ok(serde_json::to_value(context)?),
+                        None => Ok(declared.clone()),
+                    });
+                (name, build)
+            })
+            .collect();
         Ok(Self {
-            template: H::template(environment)?,
+            template,
             steps: Arc::new(handler).step_handlers(),
+            schedule_contexts,
         })
     }
 }

@@ -60,6 +60,7 @@ pub mod metrics;
 pub mod model;
 pub mod redact;
 pub mod registry;
+pub mod schedule;
 mod seconds;
 #[cfg(feature = "server")]
 pub mod server;
@@ -88,6 +89,7 @@ pub use model::{
     TaskAnnotation, TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo, WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
+pub use schedule::{Schedule, ScheduleInfo, ScheduleTemplate};
 pub use state::{StepState, TaskState};
 pub use store::{Backend, ConnectOptions, Store};
 pub use subscriber::{Subscriber, SubscriberError};
@@ -101,6 +103,9 @@ pub use tasker_macros::{
 
 /// The JSON library contexts and results are made of, for code that builds them untyped.
 pub use serde_json;
+
+/// The date and time library of tasker's times (a schedule's slot, a task's `run_at`).
+pub use chrono;
 
 /// Not public API: what the macros' generated code names. It may change in any release.
 #[doc(hidden)]
@@ -116,10 +121,12 @@ pub mod __private {
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
     };
+    pub use crate::schedule::ScheduleTemplate;
     pub use crate::subscriber::{DynSubscriber, Subscriber, SubscriberError};
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
     pub use crate::workflow::{StepReturn, TaskHandler};
     pub use crate::{Result, TaskContext};
+    pub use ::chrono;
     pub use ::inventory;
     pub use ::schemars;
     pub use ::serde;

@@ -13,6 +13,8 @@
 //! | `tasker_ready_steps` | gauge | steps ready to run now (all workers), sampled every sweep |
 //! | `tasker_oldest_ready_step_age_seconds` | gauge | how long the oldest ready step has waited |
 //! | `tasker_subscriber_failures_total` | counter | subscriber deliveries that failed, by `subscriber` |
+//! | `tasker_schedule_runs_total` | counter | tasks schedules started here, by `schedule` |
+//! | `tasker_schedule_missed_slots_total` | counter | missed slots skipped here (beyond `catch_up`), by `schedule` |
 //!
 //! Without an installed recorder every call is a no-op.
 
@@ -79,6 +81,11 @@ fn describe() {
     describe_counter!(
         "tasker_subscriber_failures_total",
         "Subscriber deliveries that failed."
+    );
+    describe_counter!("tasker_schedule_runs_total", "Tasks started by schedules.");
+    describe_counter!(
+        "tasker_schedule_missed_slots_total",
+        "Missed schedule slots skipped (beyond catch_up)."
     );
 }
 

@@ -53,6 +53,8 @@ pub(crate) struct RegisteredTemplate {
 pub struct Registry {
     templates: HashMap<TemplateKey, Arc<RegisteredTemplate>>,
     pub(crate) handlers: HashMap<String, Arc<dyn DynStepHandler>>,
+    /// What builds the run contexts of the schedules declared by `#[task_handler]`s, by name.
+    pub(crate) schedule_contexts: HashMap<String, crate::generated::ScheduleContext>,
     /// Task handler types already registered, so automatic registration skips them.
     task_handler_types: HashSet<TypeId>,
     /// The environment whose overrides YAML-bound task handlers apply.
@@ -137,6 +139,7 @@ impl Registry {
         for (name, step) in parts.steps {
             self.register_dyn_handler(name, step)?;
         }
+        self.schedule_contexts.extend(parts.schedule_contexts);
         self.task_handler_types.insert(type_id);
         Ok(self)
     }
@@ -156,6 +159,7 @@ impl Registry {
         }
         self.templates.extend(other.templates);
         self.handlers.extend(other.handlers);
+        self.schedule_contexts.extend(other.schedule_contexts);
         // Task handlers registered there are not discovered again.
         self.task_handler_types.extend(other.task_handler_types);
         Ok(())

@@ -3,7 +3,7 @@
 //! run, and failures injected into named steps.
 //!
 //! Every time rule reads the engine's clock, so moving it drives them all: retry backoff
-//! (server `Retry-After` included), delayed tasks, deadlines and leases. A retry after an hour
+//! (server `Retry-After` included), delayed tasks, schedules, deadlines and leases. A retry after an hour
 //! of backoff runs in milliseconds:
 //!
 //! ```no_run
@@ -89,14 +89,17 @@ impl Harness {
         }
     }
 
-    /// Runs what is ready now (delayed tasks whose time came, retries whose backoff passed,
-    /// the children of what completes), then ends overdue tasks, until nothing is left to run
-    /// at this clock; returns how many attempts ran.
+    /// Runs what is ready now (delayed tasks whose time came, the slots of schedules that came
+    /// due, retries whose backoff passed, steps whose worker's lease expired, the children of
+    /// what completes), and ends overdue tasks, until nothing is left to run at this clock;
+    /// returns how many attempts ran.
     pub async fn run_until_idle(&self) -> Result<usize> {
         let lease = self.tasker.inner().config.lease;
         let mut attempts = 0;
         loop {
+            self.tasker.run_due_schedules().await?;
             self.tasker.start_due_tasks().await?;
+            self.tasker.recover_expired_leases().await?;
             self.tasker.enforce_deadlines().await?;
             let claimed = self.tasker.claim_steps(OWNER, 64, lease).await?;
             if claimed.is_empty() {

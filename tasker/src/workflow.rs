@@ -55,6 +55,17 @@ pub trait TaskHandler: Send + Sync + Sized + 'static {
 
     /// The step handlers, each under the name the template's steps use.
     fn step_handlers(self: Arc<Self>) -> Vec<(String, Arc<dyn DynStepHandler>)>;
+
+    /// The context of the task the workflow's schedule `schedule` starts for `slot` (the
+    /// slot's time, UTC); `None` runs the schedule's declared context. `#[task_handler(...,
+    /// schedule_context = Self::method)]` defines it as `method(slot)`.
+    fn schedule_context(
+        schedule: &str,
+        slot: chrono::DateTime<chrono::Utc>,
+    ) -> Option<Self::Context> {
+        let _ = (schedule, slot);
+        None
+    }
 }
 
 /// A step parameter that can take its parent's output `T`: `T` itself, or `Option<T>` for a

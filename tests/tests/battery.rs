@@ -852,3 +852,95 @@ async fn the_checker_reports_each_broken_invariant() {
         );
     }
 }
+
+/// An every-second schedule fired by 4 worker processes, one of them killed with SIGKILL and
+/// replaced every second or so (some kills land while a worker is creating a slot's task):
+/// every slot from the first to the last runs exactly once, none is missed.
+async fn schedule_survives_kills(db: &TestDatabase, ledger_url: &str, driver: &Tasker) {
+    driver
+        .register_schedule(
+            tasker::Schedule::new("battery-tick", "single", "* * * * * *")
+                .namespace("battery")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("register");
+    let spec = spec(&db.url, ledger_url, 2, 2000, 10);
+    let mut workers = spawn_all(&spec, 4);
+    let kills = size(6, 20);
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(400 + fastrand_u64(1200))).await;
+        let victim = workers.swap_remove(fastrand_u64(workers.len() as u64) as usize);
+        tokio::task::spawn_blocking(move || victim.kill9())
+            .await
+            .expect("kill");
+        let spec = spec.clone();
+        let replacement = tokio::task::spawn_blocking(move || WorkerProcess::spawn(WORKER, &spec))
+            .await
+            .expect("spawn");
+        workers.push(replacement);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    terminate_all(workers);
+    let slots: Vec<chrono::NaiveDateTime> = {
+        let mut tasks = driver
+            .tasks(tasker::TaskFilter {
+                limit: tasker::model::MAX_LIST_LIMIT,
+                ..Default::default()
+            })
+            .await
+            .expect("tasks");
+        tasks.retain(|t| {
+            t.idempotency_key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("schedule:battery-tick:"))
+        });
+        let mut slots: Vec<_> = tasks.iter().map(|t| t.requested_at).collect();
+        slots.sort();
+        slots
+    };
+    let distinct: HashSet<_> = slots.iter().collect();
+    let gaps: Vec<_> = slots
+        .windows(2)
+        .filter(|pair| pair[1] - pair[0] != chrono::Duration::seconds(1))
+        .collect();
+    let schedule = driver.schedule("battery-tick").await.expect("schedule");
+    println!(
+        "battery schedule ({:?}): {} slots over {kills} kills, {} doubled, {} gaps, {} missed",
+        db.kind,
+        slots.len(),
+        slots.len() - distinct.len(),
+        gaps.len(),
+        schedule.missed_slots
+    );
+    assert!(slots.len() >= kills, "only {} slots ran", slots.len());
+    assert_eq!(distinct.len(), slots.len(), "a slot ran twice");
+    assert!(gaps.is_empty(), "slots lost between {gaps:?}");
+    assert_eq!(schedule.missed_slots, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_runs_each_slot_once_across_kills_on_postgres() {
+    let Some(Run {
+        db,
+        ledger_db,
+        tasker,
+        _serial,
+        ..
+    }) = postgres("schedule_kills").await
+    else {
+        return;
+    };
+    schedule_survives_kills(&db, &ledger_db.url, &tasker).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_runs_each_slot_once_across_kills_on_sqlite() {
+    let _serial = SERIAL.lock().await;
+    let db = TestDatabase::sqlite();
+    let ledger_dir = tempfile::tempdir().expect("ledger directory");
+    let ledger_url = ledger_dir.path().join("ledger.db").display().to_string();
+    let ledger = Ledger::open(&ledger_url, 2).expect("ledger");
+    let tasker = driver(&db.url, &ledger).await;
+    schedule_survives_kills(&db, &ledger_url, &tasker).await;
+}

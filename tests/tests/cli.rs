@@ -287,6 +287,61 @@ async fn operations_on_a_live_database(db: TestDatabase) {
         .expect_err("bad delay");
     assert_eq!(bad.code, 2, "{}", bad.message);
 
+    // Schedules: listed with their next run, paused, triggered, resumed.
+    tasker
+        .register_schedule(
+            tasker::Schedule::new("nightly-ping", "ping", "0 3 * * *")
+                .namespace("shop")
+                .version("1.0.0")
+                .time_zone("Asia/Tokyo"),
+        )
+        .await
+        .expect("register");
+    let listed = cli(url, &["schedules", "list"]).await.expect("list");
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("nightly-ping"))
+        .unwrap_or_else(|| panic!("no schedule in:\n{listed}"));
+    // 03:00 in Tokyo is 18:00 UTC.
+    assert!(
+        row.contains("shop/ping@1.0.0")
+            && row.contains("0 3 * * * (Asia/Tokyo)")
+            && row.contains(" 18:00:00"),
+        "{row}"
+    );
+    let paused = cli(url, &["schedules", "pause", "nightly-ping"])
+        .await
+        .expect("pause");
+    assert_eq!(paused.trim(), "paused schedule nightly-ping");
+    let listed = cli(url, &["schedules", "list"]).await.expect("list");
+    assert!(listed.contains("paused"), "{listed}");
+    cli(url, &["schedules", "trigger", "nightly-ping"])
+        .await
+        .expect("trigger");
+    assert_eq!(tasker.run_due_schedules().await.expect("fire"), 1);
+    let shown = cli(url, &["schedules", "show", "nightly-ping", "--json"])
+        .await
+        .expect("show");
+    let shown: Value = serde_json::from_str(&shown).expect("schedule JSON");
+    assert!(shown["last_task_id"].is_i64(), "{shown}");
+    assert_eq!(shown["paused"], true);
+    let resumed = cli(url, &["schedules", "resume", "nightly-ping"])
+        .await
+        .expect("resume");
+    assert!(resumed.contains(" 18:00:00 UTC"), "{resumed}");
+    let shown = cli(url, &["schedules", "show", "nightly-ping"])
+        .await
+        .expect("show");
+    assert_eq!(shown.matches("  next:").count(), 5, "{shown}");
+    let missing = cli(url, &["schedules", "pause", "nope"])
+        .await
+        .expect_err("unknown schedule");
+    assert!(
+        missing.message.contains("schedule `nope` not found"),
+        "{}",
+        missing.message
+    );
+
     // Pruning: a dry run counts, then the finished tasks go and the others stay.
     let preview = cli(url, &["prune", "--older-than", "0s", "--dry-run"])
         .await

@@ -101,6 +101,41 @@ impl BoundOrder {
     }
 }
 
+/// The context of a scheduled report: the slot it covers.
+#[tasker::data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSlot {
+    /// The slot, RFC 3339 in UTC.
+    pub slot: String,
+}
+
+/// Runs on weekday mornings in Berlin; each run's context is built from its slot.
+#[derive(Default)]
+pub struct WeekdayReport;
+
+#[task_handler(
+    name = "weekday_report",
+    namespace = "tests",
+    version = "1.0.0",
+    context = ReportSlot,
+    schedule = "0 6 * * MON-FRI",
+    time_zone = "Europe/Berlin",
+    catch_up = 2,
+    schedule_context = Self::for_slot
+)]
+impl WeekdayReport {
+    fn for_slot(slot: chrono::DateTime<chrono::Utc>) -> ReportSlot {
+        ReportSlot {
+            slot: slot.to_rfc3339(),
+        }
+    }
+
+    #[step]
+    async fn render(&self, cx: &StepContext<ReportSlot>) -> Result<String, StepError> {
+        Ok(cx.context().slot.clone())
+    }
+}
+
 /// A standalone step handler with a typed context, for templates written by hand.
 #[step_handler(name = "tests.greet")]
 async fn greet(cx: &StepContext<Numbers>) -> Result<String, StepError> {
@@ -408,4 +443,55 @@ async fn a_task_handler_timeout_gives_its_tasks_a_deadline() {
         (89.0..=91.0).contains(&seconds),
         "deadline {seconds} s after creation"
     );
+}
+
+/// `#[task_handler(schedule = …)]` declares the template's one schedule, and
+/// `schedule_context` builds each run's context from its slot.
+#[test]
+fn a_task_handler_schedule_is_declared_with_its_template() {
+    let template = <WeekdayReport as TaskHandler>::template(None).expect("template");
+    let mut expected = tasker::ScheduleTemplate::new("0 6 * * MON-FRI");
+    expected.time_zone = "Europe/Berlin".to_owned();
+    expected.catch_up = 2;
+    expected.built_in_code = true;
+    assert_eq!(template.schedules, [expected]);
+    assert_eq!(template.schedules[0].name, None);
+
+    let slot = chrono::DateTime::parse_from_rfc3339("2026-12-07T05:00:00Z")
+        .expect("slot")
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        WeekdayReport::schedule_context("x", slot),
+        Some(ReportSlot {
+            slot: "2026-12-07T05:00:00+00:00".to_owned()
+        })
+    );
+}
+
+/// The runtime accepts the declared schedule and stores it without a context, which the
+/// workflow's code builds at each slot.
+#[tokio::test]
+async fn a_task_handler_schedule_is_stored_without_a_context() {
+    let db = TestDatabase::sqlite();
+    let tasker = db
+        .builder()
+        .auto_register(false)
+        .task_handler(WeekdayReport)
+        .build()
+        .await
+        .expect("build");
+    let schedule = tasker
+        .schedule("tests.weekday_report")
+        .await
+        .expect("declared schedule");
+    assert_eq!(
+        (
+            schedule.cron.as_str(),
+            schedule.time_zone.as_str(),
+            schedule.catch_up
+        ),
+        ("0 6 * * MON-FRI", "Europe/Berlin", 2)
+    );
+    assert_eq!(schedule.context, None);
+    assert_eq!(schedule.origin, "template");
 }

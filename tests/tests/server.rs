@@ -105,6 +105,7 @@ conformance!(
     steps_name_their_parents_and_children,
     analytics_report_a_period,
     delayed_tasks_and_pruning_over_http,
+    schedules_over_http,
 );
 
 async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
@@ -1968,4 +1969,96 @@ async fn delayed_tasks_and_pruning_over_http(db: TestDatabase) {
         StatusCode::OK,
         "the delayed task is not finished: it stays"
     );
+}
+
+/// A schedule registered, listed, paused, triggered, resumed and removed over HTTP; a bad
+/// expression is refused naming the field and the column.
+async fn schedules_over_http(db: TestDatabase) {
+    let tasker = succeeding(db.builder()).await;
+    let api = start(tasker.clone(), ServerConfig::default()).await;
+    let hourly = json!({
+        "name": "hourly-order",
+        "namespace": "shop",
+        "task_name": "order",
+        "version": "1.0.0",
+        "cron": "0 * * * *",
+        "time_zone": "America/New_York",
+        "context": { "order_id": 7 },
+        "catch_up": 2
+    });
+    let (status, stored) = api
+        .call(Method::POST, "/schedules", Some(hourly.clone()), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["origin"], "api");
+    assert_eq!(
+        stored["upcoming"].as_array().map(Vec::len),
+        Some(5),
+        "{stored}"
+    );
+    assert!(
+        stored["next_run_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(":00:00Z")),
+        "{stored}"
+    );
+
+    let mut bad = hourly.clone();
+    bad["cron"] = json!("0 * * * * * *");
+    let (status, refused) = api.call(Method::POST, "/schedules", Some(bad), &[]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["path"], "/cron", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|e| e.contains("found 7 (column 13)")),
+        "{refused}"
+    );
+    let mut unknown = hourly.clone();
+    unknown["task_name"] = json!("nope");
+    let (status, _) = api
+        .call(Method::POST, "/schedules", Some(unknown), &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, listed) = api.get("/schedules").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["schedules"][0]["name"], "hourly-order", "{listed}");
+
+    let (status, paused) = api
+        .call(Method::POST, "/schedules/hourly-order/pause", None, &[])
+        .await;
+    assert_eq!((status, &paused["paused"]), (StatusCode::OK, &json!(true)));
+    let (status, asked) = api
+        .call(Method::POST, "/schedules/hourly-order/trigger", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{asked}");
+    assert_eq!(asked["trigger_pending"], true);
+    assert_eq!(tasker.run_due_schedules().await.expect("fire"), 1);
+    let (_, shown) = api.get("/schedules/hourly-order").await;
+    let task_id = shown["last_task_id"].as_i64().expect("the triggered task");
+    let (_, task) = api.get(&format!("/tasks/{task_id}")).await;
+    assert_eq!(task["context"], json!({ "order_id": 7 }), "{task}");
+    let (status, resumed) = api
+        .call(Method::POST, "/schedules/hourly-order/resume", None, &[])
+        .await;
+    assert_eq!(
+        (status, &resumed["paused"]),
+        (StatusCode::OK, &json!(false))
+    );
+
+    let (status, removed) = api
+        .call(Method::DELETE, "/schedules/hourly-order", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(removed, json!({ "name": "hourly-order", "removed": true }));
+    for (method, path) in [
+        (Method::GET, "/schedules/hourly-order"),
+        (Method::DELETE, "/schedules/hourly-order"),
+        (Method::POST, "/schedules/hourly-order/trigger"),
+        (Method::GET, "/schedules/a%00b"),
+    ] {
+        let (status, body) = api.call(method.clone(), path, None, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+    }
 }

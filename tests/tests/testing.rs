@@ -160,3 +160,89 @@ async fn delayed_starts_and_deadlines_follow_the_test_clock() {
         Some(json!({ "reason": "deadline_exceeded" }))
     );
 }
+
+/// A schedule's slots come due as the clock moves: one task per slot passed on time, and after
+/// a jump of hours only the slot on time runs (the others were missed, and it catches up none).
+#[tokio::test]
+async fn schedules_follow_the_test_clock() {
+    let builder = builder().template(
+        TaskTemplate::new("shop", "restock", "1.0.0")
+            .step(StepTemplate::new("count", "ok"))
+            .schedule(tasker::ScheduleTemplate::new("*/15 * * * *")),
+    );
+    let harness = Harness::new(builder).await.expect("harness");
+    let tasker = harness.tasker();
+    assert_eq!(harness.run_until_idle().await.expect("run"), 0);
+    let schedule = tasker.schedule("shop.restock").await.expect("schedule");
+    let now = harness.now().await.expect("clock").and_utc();
+    let to_slot = (schedule.next_run_at - now).to_std().expect("a slot ahead");
+    harness
+        .advance(to_slot + Duration::from_secs(1))
+        .await
+        .expect("advance");
+    for slot in 0..8 {
+        assert_eq!(
+            harness.run_until_idle().await.expect("run"),
+            1,
+            "slot {slot}"
+        );
+        harness
+            .advance(Duration::from_secs(15 * 60))
+            .await
+            .expect("advance");
+    }
+    harness.advance(2 * HOUR).await.expect("advance");
+    assert_eq!(harness.run_until_idle().await.expect("run"), 1);
+    let schedule = tasker.schedule("shop.restock").await.expect("schedule");
+    assert_eq!(
+        schedule.missed_slots, 8,
+        "two hours of slots, the last on time"
+    );
+    let restocks = tasker
+        .tasks(tasker::TaskFilter {
+            name: Some("restock".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("tasks");
+    assert_eq!(restocks.len(), 9);
+    assert!(restocks.iter().all(|t| t.state == TaskState::Complete));
+}
+
+/// A step claimed by a worker that died is recovered when the clock passes its lease, and run
+/// again at once (the worker died, not the step): no real waiting for the lease.
+#[tokio::test]
+async fn expired_leases_follow_the_test_clock() {
+    let harness = Harness::new(builder()).await.expect("harness");
+    let tasker = harness.tasker();
+    let id = tasker.create_task(order()).await.expect("create").id;
+    let lease = Duration::from_secs(300);
+    let claimed = tasker.claim_steps("died", 1, lease).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "the dead worker holds fetch");
+    assert_eq!(harness.run_until_idle().await.expect("run"), 0);
+    harness
+        .advance(lease - Duration::from_secs(10))
+        .await
+        .expect("advance");
+    assert_eq!(
+        harness.run_until_idle().await.expect("run"),
+        0,
+        "recovered before its lease expired"
+    );
+    harness
+        .advance(Duration::from_secs(20))
+        .await
+        .expect("advance");
+    assert_eq!(
+        harness.run_until_idle().await.expect("run"),
+        2,
+        "fetch again, then charge"
+    );
+    let fetch = tasker.steps(id).await.expect("steps").remove(0);
+    assert_eq!((fetch.name.as_str(), fetch.attempts), ("fetch", 2));
+    assert_eq!(
+        tasker.task(id).await.expect("task").state,
+        TaskState::Complete
+    );
+}

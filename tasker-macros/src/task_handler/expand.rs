@@ -68,6 +68,7 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
         }
     });
     let step_refs = step_refs(model, &paths);
+    let schedule_context = schedule_context(model, &paths);
 
     let task_handler = private("TaskHandler");
     let template_ty = private("TaskTemplate");
@@ -103,6 +104,8 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
                 ) -> #vec<(#string, #arc<dyn #dyn_handler>)> {
                     #vec::from([#(#handlers),*])
                 }
+
+                #schedule_context
             }
 
             #[automatically_derived]
@@ -181,6 +184,7 @@ fn code_template(
         Some(d) => quote!(template.description = ::core::option::Option::Some(#string::from(#d));),
         None => quote!(),
     };
+    let schedule = push_schedule(model, paths);
     let timeout = match model.options.timeout_seconds.get() {
         Some(seconds) => quote!(template.timeout_seconds = ::core::option::Option::Some(#seconds);),
         None => quote!(),
@@ -196,7 +200,64 @@ fn code_template(
             ::core::concat!(::core::module_path!(), "::", #type_name),
         ));
         #(template = template.step(#steps);)*
+        #schedule
         ::core::result::Result::Ok(template)
+    }
+}
+
+/// `template.schedules.push(…)` of the attribute's schedule, if it declares one.
+fn push_schedule(model: &TaskHandler, paths: &Paths) -> TokenStream {
+    let options = &model.options;
+    let Some(cron) = options.schedule.get() else {
+        return quote!();
+    };
+    let schedule_ty = paths.private("ScheduleTemplate");
+    let string = paths.private("String");
+    let mut setters = Vec::new();
+    if let Some(zone) = options.time_zone.get() {
+        setters.push(quote!(schedule.time_zone = #string::from(#zone);));
+    }
+    if let Some(slots) = options.catch_up.get() {
+        setters.push(quote!(schedule.catch_up = #slots;));
+    }
+    if options.schedule_context.get().is_some() {
+        setters.push(quote!(schedule.built_in_code = true;));
+    }
+    quote! {
+        template.schedules.push({
+            let mut schedule = #schedule_ty::new(#cron);
+            #(#setters)*
+            schedule
+        });
+    }
+}
+
+/// `TaskHandler::schedule_context` calling the user's function, when `schedule_context` names
+/// one.
+fn schedule_context(model: &TaskHandler, paths: &Paths) -> TokenStream {
+    let Some(function) = model.options.schedule_context.get() else {
+        return quote!();
+    };
+    let chrono = paths.private("chrono");
+    // The fn pointer type is spanned at the option and the path keeps its own spans, so a
+    // function that does not fit is reported at the path, against the signature it must have.
+    let option = model
+        .options
+        .schedule_context
+        .span()
+        .unwrap_or_else(Span::call_site);
+    let ty = respan(
+        quote!(fn(#chrono::DateTime<#chrono::Utc>) -> Self::Context),
+        option,
+    );
+    quote! {
+        fn schedule_context(
+            _schedule: &str,
+            slot: #chrono::DateTime<#chrono::Utc>,
+        ) -> ::core::option::Option<Self::Context> {
+            let build: #ty = #function;
+            ::core::option::Option::Some(build(slot))
+        }
     }
 }
 
@@ -212,6 +273,20 @@ fn yaml_template(
     let context_schema = paths.private("context_schema");
     let type_name = &model.type_name;
     let (absolute, written) = (&bound.absolute, &bound.written);
+    let schedule = match (
+        model.options.schedule.get(),
+        model.options.schedule_context.get(),
+    ) {
+        (Some(_), _) => push_schedule(model, paths),
+        // The file declares exactly one schedule (checked); an environment may replace it, and
+        // the function builds the context of whichever the workflow runs.
+        (None, Some(_)) => quote! {
+            for schedule in &mut template.schedules {
+                schedule.built_in_code = true;
+            }
+        },
+        (None, None) => quote!(),
+    };
     let arms = model.steps.iter().map(|step| {
         let name = &step.name;
         let handler = handler_name(step);
@@ -243,6 +318,7 @@ fn yaml_template(
         template.task_handler_class = ::core::option::Option::Some(#string::from(
             ::core::concat!(::core::module_path!(), "::", #type_name),
         ));
+        #schedule
         ::core::result::Result::Ok(template)
     }
 }

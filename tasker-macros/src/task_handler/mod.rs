@@ -2,6 +2,7 @@
 
 mod expand;
 mod parse;
+mod schedule;
 mod validate;
 mod yaml;
 

@@ -9,6 +9,7 @@ use syn::{
 };
 use tasker_rules::{MAX_RETRY_LIMIT, TimeoutProblem, retry_limit_problem, timeout_problem};
 
+use super::schedule;
 use crate::attr::{self, Attr};
 use crate::ctxt::Ctxt;
 use crate::symbol;
@@ -36,6 +37,14 @@ pub(crate) struct TaskOptions {
     pub(crate) timeout_seconds: Attr<f64>,
     pub(crate) template: Attr<LitStr>,
     pub(crate) krate: Attr<syn::Path>,
+    /// The cron expression of the workflow's schedule.
+    pub(crate) schedule: Attr<LitStr>,
+    /// The IANA time zone the schedule is read in.
+    pub(crate) time_zone: Attr<LitStr>,
+    /// Missed slots the schedule runs after an outage.
+    pub(crate) catch_up: Attr<u32>,
+    /// The function that builds each scheduled run's context from its slot.
+    pub(crate) schedule_context: Attr<syn::ExprPath>,
 }
 
 /// One `#[step]` method.
@@ -162,6 +171,10 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream, attrs: &[Attribute]) -> TaskO
         timeout_seconds: Attr::none("timeout"),
         template: Attr::none("template"),
         krate: Attr::none("crate"),
+        schedule: Attr::none("schedule"),
+        time_zone: Attr::none("time_zone"),
+        catch_up: Attr::none("catch_up"),
+        schedule_context: Attr::none("schedule_context"),
     };
     let mut description: Attr<String> = Attr::none("description");
     let parser = syn::meta::parser(|meta| {
@@ -193,6 +206,18 @@ fn parse_options(cx: &mut Ctxt, args: TokenStream, attrs: &[Attribute]) -> TaskO
         } else if meta.path.is_ident("crate") {
             let path = attr::crate_path(&meta)?;
             options.krate.set(cx, span, path);
+        } else if meta.path.is_ident("schedule") {
+            let value = schedule::cron(cx, &meta)?;
+            options.schedule.set(cx, span, value);
+        } else if meta.path.is_ident("time_zone") {
+            let value = schedule::time_zone(cx, &meta)?;
+            options.time_zone.set(cx, span, value);
+        } else if meta.path.is_ident("catch_up") {
+            let value = schedule::catch_up(cx, &meta)?;
+            options.catch_up.set(cx, span, value);
+        } else if meta.path.is_ident("schedule_context") {
+            let value = schedule::schedule_context(&meta)?;
+            options.schedule_context.set(cx, span, value);
         } else {
             attr::unknown_option(cx, &meta, "task_handler", symbol::TASK_OPTIONS)?;
         }

@@ -22,6 +22,7 @@ pub(crate) fn check(cx: &mut Ctxt, model: &mut TaskHandler) -> Option<BoundTempl
     check_steps(cx, &model.steps);
     check_dependencies(cx, &model.steps);
     check_inputs(cx, &model.steps);
+    super::schedule::check(cx, &model.options);
     let bound = match model.options.template.get() {
         Some(path) => yaml::check(cx, path, model),
         None => None,

@@ -1,9 +1,9 @@
 //! `template = "path.yaml"`: the YAML template must declare the same workflow as the code.
 //!
 //! Only what the code also declares is compared (identity, steps, dependencies, retry and
-//! timeout settings). Values only the file gives are held to the runtime's rules for them
-//! (identity, retry limit, timeout, custom event names); the rest of the file is checked by the
-//! runtime when it loads it.
+//! timeout settings; a schedule is declared in one place only). Values only the file gives are
+//! held to the runtime's rules for them (identity, retry limit, timeout, custom event names,
+//! schedules); the rest of the file is checked by the runtime when it loads it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use syn::LitStr;
 use tasker_rules::{
-    DEFAULT_NAMESPACE, DEFAULT_RETRY_LIMIT, DEFAULT_VERSION, Identifier, custom_event_problem,
-    identifier_problem, retry_limit_problem, timeout_problem, version_problem,
+    DEFAULT_NAMESPACE, DEFAULT_RETRY_LIMIT, DEFAULT_VERSION, Identifier, MAX_SCHEDULE_CATCH_UP,
+    custom_event_problem, identifier_problem, retry_limit_problem, timeout_problem,
+    version_problem,
 };
 
 use super::parse::{Step, TaskHandler, TaskOptions};
@@ -40,6 +41,16 @@ struct YamlTemplate {
     timeout_seconds: Option<f64>,
     #[serde(default)]
     step_templates: Vec<YamlStep>,
+    #[serde(default)]
+    schedules: Vec<YamlSchedule>,
+}
+
+#[derive(Deserialize)]
+struct YamlSchedule {
+    cron: String,
+    time_zone: Option<String>,
+    catch_up: Option<u32>,
+    context: Option<serde_norway::Value>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +149,7 @@ pub(crate) fn check(cx: &mut Ctxt, path: &LitStr, model: &TaskHandler) -> Option
         );
     }
     check_file_identity(cx, path, &written, options, &yaml);
+    check_schedules(cx, path, &written, options, &yaml.schedules);
     check_steps(cx, path, &written, &model.steps, &yaml.step_templates);
     let name = match name {
         Some(name) => name,
@@ -183,6 +195,77 @@ fn check_file_identity(
         && let Some(problem) = version_problem(version)
     {
         cx.error_at(path, at("version", &problem));
+    }
+}
+
+/// The file's schedules against the attribute's, and the runtime's rules on their values.
+fn check_schedules(
+    cx: &mut Ctxt,
+    path: &LitStr,
+    written: &str,
+    options: &TaskOptions,
+    schedules: &[YamlSchedule],
+) {
+    for (i, schedule) in schedules.iter().enumerate() {
+        let at = |key: &str, problem: &dyn Display| {
+            format!("template `{written}`, schedules[{i}], key `{key}`: {problem}")
+        };
+        if let Err(problem) = tasker_rules::parse_cron(&schedule.cron) {
+            cx.error_at(path, at("cron", &problem));
+        }
+        if let Some(problem) = schedule
+            .time_zone
+            .as_deref()
+            .and_then(super::schedule::time_zone_problem)
+        {
+            cx.error_at(path, at("time_zone", &problem));
+        }
+        if let Some(slots) = schedule.catch_up
+            && slots > MAX_SCHEDULE_CATCH_UP
+        {
+            let problem = format!("{slots} is over the maximum of {MAX_SCHEDULE_CATCH_UP}");
+            cx.error_at(path, at("catch_up", &problem));
+        }
+    }
+    if let Some(cron) = options.schedule.get()
+        && !schedules.is_empty()
+    {
+        cx.error_at(
+            cron,
+            format!("the schedule is declared both here and in `{written}`: keep one"),
+        );
+        return;
+    }
+    let Some(span) = options.schedule_context.span() else {
+        return;
+    };
+    if options.schedule.get().is_some() {
+        return;
+    }
+    match schedules {
+        [] => cx.error_span(
+            span,
+            format!(
+                "`schedule_context` needs a schedule: `schedule = \"…\"` here or one under \
+                 `schedules:` in `{written}`"
+            ),
+        ),
+        [only] if only.context.is_some() => cx.error_span(
+            span,
+            format!(
+                "`schedule_context` builds the context of the schedule in `{written}`, which \
+                 also gives a `context:`: keep one"
+            ),
+        ),
+        [_] => {}
+        several => cx.error_span(
+            span,
+            format!(
+                "`schedule_context` builds the context of the workflow's one schedule, but \
+                 `{written}` declares {} under `schedules:`",
+                several.len()
+            ),
+        ),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod queue;
 mod request;
+mod schedules;
 pub(crate) mod spans;
 mod worker;
 
@@ -233,6 +234,7 @@ impl TaskerBuilder {
             load_stored_templates(&store, &mut registry, &local).await?;
         }
         let stored = sync_templates(&store, &registry, &local).await?;
+        schedules::sync_schedules(&store, &registry, &local, self.config.max_context_bytes).await?;
         sync_custom_events(&store).await?;
         let wake_up = start_listener(&store, &self.config);
         let (events, _) = broadcast::channel(EVENT_BUFFER);

@@ -277,9 +277,10 @@ async fn retention_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-/// Starts delayed tasks whose time has come and ends overdue ones, every `max_poll_interval`:
-/// each worker does, so one that dies leaves the rest doing it; both are idempotent (a
-/// promotion skips rows another holds, an expiry checks the task is still open and overdue).
+/// Starts delayed tasks whose time has come, ends overdue ones and fires due schedules, every
+/// `max_poll_interval`: each worker does, so one that dies leaves the rest doing it; all are
+/// idempotent (a promotion skips rows another holds, an expiry checks the task is still open
+/// and overdue, a schedule's slot runs once).
 async fn promote_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
     let inner = Arc::clone(tasker.inner());
     let mut ticks = tokio::time::interval(
@@ -301,6 +302,9 @@ async fn promote_loop(tasker: Tasker, mut stopped: watch::Receiver<bool>) {
         }
         if let Err(error) = tasker.enforce_deadlines().await {
             tracing::warn!(%error, "ending overdue tasks failed");
+        }
+        if let Err(error) = tasker.run_due_schedules().await {
+            tracing::warn!(%error, "starting scheduled tasks failed");
         }
     }
 }

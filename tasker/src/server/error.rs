@@ -58,7 +58,7 @@ impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let status = |status, code| ApiError::new(status, code, error.to_string());
         match &error {
-            Error::TaskNotFound(_) | Error::StepNotFound(_) => {
+            Error::TaskNotFound(_) | Error::StepNotFound(_) | Error::ScheduleNotFound(_) => {
                 ApiError::not_found(error.to_string())
             }
             Error::UnknownTemplate { .. } => {

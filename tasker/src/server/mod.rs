@@ -413,6 +413,65 @@ fn table() -> Vec<Endpoint> {
         .body::<PruneBody>(),
         endpoint(
             Get,
+            "/schedules",
+            Permission("tasker.schedule:index"),
+            "Every schedule, by name, with its next runs.",
+            list_schedules,
+        )
+        .answers::<views::ScheduleList>(200)
+        .supplies(&[("name", "/schedules/0/name")]),
+        endpoint(
+            Post,
+            "/schedules",
+            Permission("tasker.schedule:create"),
+            "Register a recurring task, or replace the one of that name: the template it starts, a cron expression (5 fields, or 6 with seconds first) in an IANA time zone, the context of every run, and how many missed slots to catch up on after an outage.",
+            register_schedule,
+        )
+        .answers::<crate::ScheduleInfo>(200)
+        .body::<crate::Schedule>()
+        .supplies(&[("name", "/name")]),
+        endpoint(
+            Get,
+            "/schedules/{name}",
+            Permission("tasker.schedule:show"),
+            "A schedule with its next runs.",
+            show_schedule,
+        )
+        .answers::<crate::ScheduleInfo>(200),
+        endpoint(
+            Delete,
+            "/schedules/{name}",
+            Permission("tasker.schedule:destroy"),
+            "Delete a schedule (one its template declares comes back when a process registering the template starts).",
+            remove_schedule,
+        )
+        .answers::<views::RemovedSchedule>(200),
+        endpoint(
+            Post,
+            "/schedules/{name}/pause",
+            Permission("tasker.schedule:update"),
+            "Pause a schedule: no slot runs until it is resumed.",
+            pause_schedule,
+        )
+        .answers::<crate::ScheduleInfo>(200),
+        endpoint(
+            Post,
+            "/schedules/{name}/resume",
+            Permission("tasker.schedule:update"),
+            "Resume a schedule from its next slot (the slots that passed while it was paused do not run).",
+            resume_schedule,
+        )
+        .answers::<crate::ScheduleInfo>(200),
+        endpoint(
+            Post,
+            "/schedules/{name}/trigger",
+            Permission("tasker.schedule:trigger"),
+            "Ask for a run now, outside the schedule's slots: the next worker to look starts it, once; 202.",
+            trigger_schedule,
+        )
+        .answers::<crate::ScheduleInfo>(202),
+        endpoint(
+            Get,
             "/analytics/performance",
             Permission("tasker.analytics:index"),
             "How the tasks created in the last `period` hours (default 24, at most 720) fared: tasks and steps by state, completion and error rates, throughput, duration percentiles, retries.",
@@ -1384,6 +1443,62 @@ async fn prune(
         dry_run: body.dry_run,
     };
     Ok(Json(state.tasker.prune(options).await?))
+}
+
+async fn list_schedules(State(state): Shared) -> Result<Json<views::ScheduleList>, ApiError> {
+    Ok(Json(views::ScheduleList {
+        schedules: state.tasker.schedules().await?,
+    }))
+}
+
+async fn register_schedule(
+    State(state): Shared,
+    body: Result<Body<crate::Schedule>, ApiError>,
+) -> Result<Json<crate::ScheduleInfo>, ApiError> {
+    let Body(schedule) = body?;
+    Ok(Json(state.tasker.register_schedule(schedule).await?))
+}
+
+async fn show_schedule(
+    State(state): Shared,
+    Params(name): Params<String>,
+) -> Result<Json<crate::ScheduleInfo>, ApiError> {
+    Ok(Json(state.tasker.schedule(&name).await?))
+}
+
+async fn remove_schedule(
+    State(state): Shared,
+    Params(name): Params<String>,
+) -> Result<Json<views::RemovedSchedule>, ApiError> {
+    if !state.tasker.remove_schedule(&name).await? {
+        return Err(crate::Error::ScheduleNotFound(name).into());
+    }
+    Ok(Json(views::RemovedSchedule {
+        name,
+        removed: true,
+    }))
+}
+
+async fn pause_schedule(
+    State(state): Shared,
+    Params(name): Params<String>,
+) -> Result<Json<crate::ScheduleInfo>, ApiError> {
+    Ok(Json(state.tasker.pause_schedule(&name).await?))
+}
+
+async fn resume_schedule(
+    State(state): Shared,
+    Params(name): Params<String>,
+) -> Result<Json<crate::ScheduleInfo>, ApiError> {
+    Ok(Json(state.tasker.resume_schedule(&name).await?))
+}
+
+async fn trigger_schedule(
+    State(state): Shared,
+    Params(name): Params<String>,
+) -> Result<(StatusCode, Json<crate::ScheduleInfo>), ApiError> {
+    let schedule = state.tasker.trigger_schedule(&name).await?;
+    Ok((StatusCode::ACCEPTED, Json(schedule)))
 }
 
 /// Most hours an analytics period may span (30 days).

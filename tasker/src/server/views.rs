@@ -331,6 +331,21 @@ impl TemplateDetail {
     }
 }
 
+/// Every schedule, by name.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ScheduleList {
+    pub(super) schedules: Vec<crate::ScheduleInfo>,
+}
+
+/// A removed schedule.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct RemovedSchedule {
+    /// Its name.
+    pub(super) name: String,
+    /// Always true.
+    pub(super) removed: bool,
+}
+
 /// Every registered template.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(super) struct HandlerList {

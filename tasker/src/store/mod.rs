@@ -21,6 +21,7 @@ mod prepared;
 mod read;
 mod retention;
 mod rows;
+mod schedules;
 pub(crate) mod schema;
 mod templates;
 mod transitions;
@@ -50,6 +51,7 @@ pub use pool::ConnectOptions;
 use pool::Pool;
 #[cfg(feature = "postgres")]
 pub(crate) use pool::{with_deadlines, with_schema};
+pub(crate) use schedules::{Definition, Firing, ORIGIN_API, ORIGIN_TEMPLATE, ScheduleRow};
 pub(crate) use templates::TemplateIds;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
@@ -303,6 +305,69 @@ impl Store {
         include_errors: bool,
     ) -> Result<crate::model::Pruned> {
         self.with(|c| retention::prune_preview(c, older_than_seconds, include_errors))
+    }
+
+    /// Every schedule (or the one named `name`), by name.
+    pub(crate) fn schedules(&self, name: Option<&str>) -> Result<Vec<ScheduleRow>> {
+        self.with(|c| schedules::list(c, name))
+    }
+
+    /// The schedule named `name`.
+    pub(crate) fn schedule(&self, name: &str) -> Result<ScheduleRow> {
+        self.with(|c| schedules::one(c, name))
+    }
+
+    /// The database clock now (UTC).
+    pub(crate) fn now(&self) -> Result<chrono::NaiveDateTime> {
+        self.with(schedules::now)
+    }
+
+    /// Stores a schedule's definition (see `schedules::upsert`); whether anything was written.
+    pub(crate) fn upsert_schedule(
+        &self,
+        definition: &Definition,
+        next_run_at: chrono::NaiveDateTime,
+    ) -> Result<bool> {
+        self.write(|c| schedules::upsert(c, definition, next_run_at))
+    }
+
+    /// Deletes the template schedules of `key` it no longer declares.
+    pub(crate) fn remove_undeclared_schedules(
+        &self,
+        key: (&str, &str, &str),
+        keep: &[String],
+    ) -> Result<usize> {
+        self.write(|c| schedules::remove_undeclared(c, key, keep))
+    }
+
+    /// Deletes the schedule `name`; whether there was one.
+    pub(crate) fn delete_schedule(&self, name: &str) -> Result<bool> {
+        self.write(|c| schedules::delete(c, name))
+    }
+
+    /// Pauses or resumes (from `next_run_at`) the schedule `name`; whether there was one.
+    pub(crate) fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_run_at: Option<chrono::NaiveDateTime>,
+    ) -> Result<bool> {
+        self.write(|c| schedules::set_paused(c, name, paused, next_run_at))
+    }
+
+    /// Asks for a run of the schedule `name` now; whether there was one.
+    pub(crate) fn trigger_schedule(&self, name: &str) -> Result<bool> {
+        self.write(|c| schedules::request_trigger(c, name))
+    }
+
+    /// The clock and the schedules due by it.
+    pub(crate) fn due_schedules(&self) -> Result<(chrono::NaiveDateTime, Vec<ScheduleRow>)> {
+        self.with(schedules::due)
+    }
+
+    /// Fires a due schedule exactly once (see `schedules::fire`).
+    pub(crate) fn fire_schedule(&self, firing: &Firing) -> Result<Option<schedules::Fired>> {
+        self.write(|c| schedules::fire(c, firing))
     }
 
     /// Moves the SQLite clock `seconds` forward (`tasker::testing`, whose engines are on

@@ -190,6 +190,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tasker_schedules (schedule_id) {
+        schedule_id -> BigInt,
+        name -> Text,
+        namespace_name -> Text,
+        task_name -> Text,
+        version -> Text,
+        cron -> Text,
+        time_zone -> Text,
+        context -> Nullable<Text>,
+        catch_up -> Integer,
+        origin -> Text,
+        paused -> Bool,
+        next_run_at -> Timestamp,
+        trigger_at -> Nullable<Timestamp>,
+        last_slot_at -> Nullable<Timestamp>,
+        last_task_id -> Nullable<BigInt>,
+        missed_slots -> BigInt,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(tasker_named_tasks -> tasker_task_namespaces (task_namespace_id));
 diesel::joinable!(tasker_task_annotations -> tasker_annotation_types (annotation_type_id));
 diesel::joinable!(tasker_tasks -> tasker_named_tasks (named_task_id));
@@ -212,4 +236,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasker_task_annotations,
     tasker_custom_events,
     tasker_workers,
+    tasker_schedules,
 );

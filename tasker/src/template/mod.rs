@@ -63,6 +63,9 @@ pub struct TaskTemplate {
     pub schema: Option<Value>,
     /// The steps of the workflow.
     pub step_templates: Vec<StepTemplate>,
+    /// Recurring runs of the workflow: a cron expression each, in a time zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::schedule::ScheduleTemplate>,
     /// Per-environment overrides, merged by step name for the environment in `TASKER_ENV`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environments: BTreeMap<String, Value>,
@@ -158,8 +161,15 @@ impl TaskTemplate {
             named_steps: None,
             schema: None,
             step_templates: Vec::new(),
+            schedules: Vec::new(),
             environments: BTreeMap::new(),
         }
+    }
+
+    /// Adds a recurring run of the workflow.
+    pub fn schedule(mut self, schedule: crate::schedule::ScheduleTemplate) -> Self {
+        self.schedules.push(schedule);
+        self
     }
 
     /// Adds a step.

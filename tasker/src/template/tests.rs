@@ -1198,3 +1198,98 @@ fn an_invalid_output_schema_is_located() {
         Some(serde_json::json!({ "type": "integer" }))
     );
 }
+
+#[test]
+fn schedules_parse_with_their_defaults() {
+    let template = parse_ok(
+        "name: report
+namespace_name: reports
+step_templates:
+  - {name: a, handler: h}
+schedules:
+  - name: nightly
+    cron: '0 2 * * *'
+    time_zone: Europe/Berlin
+    context: {region: eu}
+    catch_up: 3
+  - name: hourly
+    cron: '@hourly'
+",
+    );
+    let nightly = &template.schedules[0];
+    assert_eq!(nightly.name_in("reports", "report"), "nightly");
+    assert_eq!(
+        (nightly.time_zone.as_str(), nightly.catch_up),
+        ("Europe/Berlin", 3)
+    );
+    assert_eq!(nightly.context, Some(json!({"region": "eu"})));
+    let hourly = &template.schedules[1];
+    assert_eq!((hourly.time_zone.as_str(), hourly.catch_up), ("UTC", 0));
+    assert!(!hourly.built_in_code);
+    let unnamed = parse_ok(
+        "name: report\nstep_templates:\n  - {name: a, handler: h}\nschedules:\n  - cron: '* * * * *'\n",
+    );
+    assert_eq!(
+        unnamed.schedules[0].name_in("default", "report"),
+        "default.report"
+    );
+}
+
+#[test]
+fn every_problem_of_a_schedule_is_reported_with_its_key() {
+    let error = parse_err(
+        "name: report
+step_templates:
+  - {name: a, handler: h}
+schedules:
+  - cron: '0 24 * * *'
+    time_zone: Europe/Berln
+  - name: nightly
+    cron: '0 0 31 2 *'
+    catch_up: 5000
+  - name: nightly
+    cron: '* * * * *'
+    context: [1]
+",
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("name"),
+        &["several schedules names each"],
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("cron"),
+        &["schedules[0]", "hour `24` is out of range 0-23 (column 3)"],
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("cron"),
+        &["schedules[1] (`nightly`)", "never"],
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("time_zone"),
+        &["`Europe/Berln` is not an IANA time zone"],
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("catch_up"),
+        &["5000 is over the maximum of 1000"],
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("name"),
+        &[
+            "schedules[2]",
+            "another schedule of this template has this name",
+        ],
+    );
+    assert_problem(&error, None, Some("context"), &["must be a JSON object"]);
+}

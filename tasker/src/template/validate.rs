@@ -121,6 +121,7 @@ impl TaskTemplate {
         check.graph(self);
         check.named_steps(self);
         check.schema(self);
+        check.schedules(self);
         check.finish(self.full_name())
     }
 
@@ -220,6 +221,47 @@ impl Checker {
             });
             if let Some(problem) = problem {
                 self.push(Problem::new(problem).at_key("timeout_seconds"));
+            }
+        }
+    }
+
+    /// Each schedule's name, cron expression, time zone, catch-up and context; names unique.
+    fn schedules(&mut self, template: &TaskTemplate) {
+        use crate::schedule::{Timetable, catch_up_problem, schedule_name_problem};
+        let mut names = HashSet::new();
+        let several = template.schedules.len() > 1;
+        for (i, schedule) in template.schedules.iter().enumerate() {
+            let name = schedule.name_in(&template.namespace_name, &template.name);
+            let mut problem = |key: &str, message: String| {
+                self.push(
+                    Problem::new(format!("schedules[{i}] (`{name}`): {message}")).at_key(key),
+                );
+            };
+            if schedule.name.is_none() && several {
+                problem(
+                    "name",
+                    "a template with several schedules names each (`name: …`)".to_owned(),
+                );
+            } else if let Some(message) = schedule_name_problem(&name) {
+                problem("name", message);
+            } else if !names.insert(name.clone()) {
+                problem(
+                    "name",
+                    "another schedule of this template has this name".to_owned(),
+                );
+            }
+            // Each on its own, so a bad expression does not hide a bad zone.
+            if let Err((key, message)) = Timetable::parse(&schedule.cron, "UTC") {
+                problem(key, message);
+            }
+            if let Err(message) = crate::schedule::parse_time_zone(&schedule.time_zone) {
+                problem("time_zone", message);
+            }
+            if let Some(message) = catch_up_problem(schedule.catch_up) {
+                problem("catch_up", message);
+            }
+            if schedule.context.as_ref().is_some_and(|c| !c.is_object()) {
+                problem("context", "must be a JSON object".to_owned());
             }
         }
     }

@@ -1,0 +1,14 @@
+use tasker::prelude::*;
+
+#[derive(Default)]
+struct Flow;
+
+#[task_handler(name = "flow", schedule = "0 6 * * *", time_zone = "Europe/Berln")]
+impl Flow {
+    #[step]
+    async fn fetch(&self, _cx: &StepContext) -> Result<i64, StepError> {
+        Ok(1)
+    }
+}
+
+fn main() {}
