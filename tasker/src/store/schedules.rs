@@ -239,20 +239,25 @@ pub(crate) fn request_trigger(c: &mut Conn<'_>, name: &str) -> Result<bool> {
 }
 
 /// The clock, and the schedules due by it: a slot has come (unless paused) or a run was asked.
+/// An idle store answers with one read, and no clock.
 pub(crate) fn due(c: &mut Conn<'_>) -> Result<(NaiveDateTime, Vec<ScheduleRow>)> {
-    let now = now(c)?;
-    let rows = c.load(
+    let clock = c.now();
+    let rows: Vec<ScheduleRow> = c.load(
         s::tasker_schedules
             .select(ScheduleRow::columns())
             .filter(
                 s::paused
                     .eq(false)
-                    .and(s::next_run_at.le(now))
+                    .and(s::next_run_at.le(clock))
                     .or(s::trigger_at.is_not_null()),
             )
             .order(s::next_run_at.asc()),
     )?;
-    Ok((now, rows))
+    if rows.is_empty() {
+        return Ok((NaiveDateTime::default(), rows));
+    }
+    // Read after the rows: every row due by the clock the query saw is due by this one.
+    Ok((now(c)?, rows))
 }
 
 /// One firing of a due schedule, worked out from the row a worker read.
