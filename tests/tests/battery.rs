@@ -329,16 +329,18 @@ async fn every_fan_in_join_runs_exactly_once() {
     report.assert_clean();
 }
 
-/// The database clock, as the ledger stamps it.
-fn ledger_now(url: &str) -> chrono::NaiveDateTime {
+/// The database clock, as the ledger stamps it, read on a connection opened before the run:
+/// four workers and their ledger pools hold close to PostgreSQL's default 100 connections, so
+/// one opened at each kill could find none left.
+fn ledger_now(clock: &std::sync::Mutex<diesel::pg::PgConnection>) -> chrono::NaiveDateTime {
     #[derive(QueryableByName)]
     struct Now {
         #[diesel(sql_type = diesel::sql_types::Timestamp)]
         at: chrono::NaiveDateTime,
     }
-    let mut c = diesel::pg::PgConnection::establish(url).expect("ledger clock");
+    let mut c = clock.lock().expect("ledger clock");
     diesel::sql_query("SELECT clock_timestamp() AT TIME ZONE 'UTC' AS at")
-        .get_result::<Now>(&mut c)
+        .get_result::<Now>(&mut *c)
         .expect("clock")
         .at
 }
@@ -359,6 +361,9 @@ async fn kill_nine_loses_nothing() {
     let lease_ms = 2000;
     // Steps work 300 ms, so the run outlasts the kills and every kill finds steps in flight.
     let spec = spec(&db.url, &ledger_db.url, 8, lease_ms, 300);
+    let clock = Arc::new(std::sync::Mutex::new(
+        diesel::pg::PgConnection::establish(&ledger_db.url).expect("ledger clock"),
+    ));
     let mut workers = spawn_all(&spec, 4);
     let started = Instant::now();
     let creating = {
@@ -371,9 +376,9 @@ async fn kill_nine_loses_nothing() {
         tokio::time::sleep(pause).await;
         let victim = workers.swap_remove(fastrand_u64(workers.len() as u64) as usize);
         let id = victim.id.clone();
-        let url = ledger_db.url.clone();
+        let clock = Arc::clone(&clock);
         let at = tokio::task::spawn_blocking(move || {
-            let at = ledger_now(&url);
+            let at = ledger_now(&clock);
             victim.kill9();
             at
         })
