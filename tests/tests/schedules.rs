@@ -43,6 +43,14 @@ fn eu() -> serde_json::Value {
     json!({ "region": "eu" })
 }
 
+/// A run-time schedule `name` of `test/report@1.0.0` on `cron`, over the `eu` context.
+fn report_on(name: &str, cron: &str) -> Schedule {
+    Schedule::new(name, "report", cron)
+        .namespace("test")
+        .version("1.0.0")
+        .context(eu())
+}
+
 /// `name`'s cursor (its earliest slot not yet run) set to `at`, as after an outage.
 fn set_cursor(db: &TestDatabase, name: &str, at: NaiveDateTime) {
     let at = at.format("%Y-%m-%d %H:%M:%S");
@@ -87,12 +95,7 @@ async fn declared_schedules_follow_their_template(db: TestDatabase) {
         .await
         .expect("build");
     tasker
-        .register_schedule(
-            Schedule::new("adhoc", "report", "0 0 * * *")
-                .namespace("test")
-                .version("1.0.0")
-                .context(eu()),
-        )
+        .register_schedule(report_on("adhoc", "0 0 * * *"))
         .await
         .expect("register");
     let listed = tasker.schedule("test.report").await.expect("declared");
@@ -153,12 +156,7 @@ async fn registered_schedules_are_checked(db: TestDatabase) {
         .build()
         .await
         .expect("build");
-    let ok = || {
-        Schedule::new("hourly", "report", "0 * * * *")
-            .namespace("test")
-            .version("1.0.0")
-            .context(eu())
-    };
+    let ok = || report_on("hourly", "0 * * * *");
     let field_of = |result: tasker::Result<tasker::ScheduleInfo>| match result {
         Err(Error::InvalidField { field, problem }) => (field, problem),
         other => panic!("expected a refused field, got {other:?}"),
@@ -242,13 +240,7 @@ async fn missed_slots_follow_the_policy(db: TestDatabase) {
     let cron = format!("{minute} * * * *");
     for (name, catch_up) in [("catching-up", 3), ("skipping", 0)] {
         tasker
-            .register_schedule(
-                Schedule::new(name, "report", cron.as_str())
-                    .namespace("test")
-                    .version("1.0.0")
-                    .context(eu())
-                    .catch_up(catch_up),
-            )
+            .register_schedule(report_on(name, &cron).catch_up(catch_up))
             .await
             .expect("register");
     }
@@ -306,10 +298,7 @@ async fn missed_slots_follow_the_policy(db: TestDatabase) {
 /// counted as missed; a removed schedule is gone.
 async fn pause_resume_and_trigger(db: TestDatabase) {
     let tasker = builder(&db, report()).build().await.expect("build");
-    let minutely = Schedule::new("minutely", "report", "* * * * *")
-        .namespace("test")
-        .version("1.0.0")
-        .context(eu());
+    let minutely = report_on("minutely", "* * * * *");
     tasker.register_schedule(minutely).await.expect("register");
     let paused = tasker.pause_schedule("minutely").await.expect("pause");
     assert!(paused.paused && paused.upcoming.is_empty());
@@ -381,12 +370,7 @@ async fn concurrent_engines_run_each_slot_once(db: TestDatabase) {
         engines.push(builder(&db, report()).build().await.expect("build"));
     }
     engines[0]
-        .register_schedule(
-            Schedule::new("every-second", "report", "* * * * * *")
-                .namespace("test")
-                .version("1.0.0")
-                .context(eu()),
-        )
+        .register_schedule(report_on("every-second", "* * * * * *"))
         .await
         .expect("register");
     let until = std::time::Instant::now() + Duration::from_millis(3500);
@@ -446,12 +430,7 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 async fn workers_start_scheduled_tasks(db: TestDatabase) {
     let tasker = builder(&db, report()).build().await.expect("build");
     tasker
-        .register_schedule(
-            Schedule::new("every-second", "report", "* * * * * *")
-                .namespace("test")
-                .version("1.0.0")
-                .context(eu()),
-        )
+        .register_schedule(report_on("every-second", "* * * * * *"))
         .await
         .expect("register");
     let worker = tasker.start_worker();

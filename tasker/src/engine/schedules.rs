@@ -112,38 +112,21 @@ impl Tasker {
 
     /// Pauses the schedule `name`: no slot runs until it is resumed.
     pub async fn pause_schedule(&self, name: &str) -> Result<ScheduleInfo> {
-        storable(name)?;
-        let owned = name.to_owned();
-        self.inner
-            .store
-            .run(move |store| {
-                store
-                    .set_schedule_paused(&owned, true, None)?
-                    .then_some(())
-                    .ok_or(Error::ScheduleNotFound(owned))
-            })
-            .await?;
-        self.schedule(name).await
+        self.change_schedule(name, |store, name| {
+            store.set_schedule_paused(name, true, None)
+        })
+        .await
     }
 
     /// Resumes the schedule `name` from its next slot: the slots that passed while it was paused
     /// do not run.
     pub async fn resume_schedule(&self, name: &str) -> Result<ScheduleInfo> {
-        storable(name)?;
-        let owned = name.to_owned();
-        self.inner
-            .store
-            .run(move |store| {
-                let row = store.schedule(&owned)?;
-                let timetable = timetable_of(&row)?;
-                let next = first_slot(&timetable, store.now()?)?;
-                store
-                    .set_schedule_paused(&owned, false, Some(next))?
-                    .then_some(())
-                    .ok_or(Error::ScheduleNotFound(owned))
-            })
-            .await?;
-        self.schedule(name).await
+        self.change_schedule(name, |store, name| {
+            let timetable = timetable_of(&store.schedule(name)?)?;
+            let next = first_slot(&timetable, store.now()?)?;
+            store.set_schedule_paused(name, false, Some(next))
+        })
+        .await
     }
 
     /// Asks for a run of the schedule `name` now, outside its slots (paused or not): the next
@@ -151,15 +134,23 @@ impl Tasker {
     /// [`Tasker::run_due_schedules`] here does at once. Asking again before it starts asks for
     /// the same run.
     pub async fn trigger_schedule(&self, name: &str) -> Result<ScheduleInfo> {
+        self.change_schedule(name, |store, name| store.trigger_schedule(name))
+            .await
+    }
+
+    /// Runs `change` on the schedule `name` (it answers whether there was one), then reads it.
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: impl FnOnce(&Store, &str) -> Result<bool> + Send + 'static,
+    ) -> Result<ScheduleInfo> {
         storable(name)?;
         let owned = name.to_owned();
         self.inner
             .store
-            .run(move |store| {
-                store
-                    .trigger_schedule(&owned)?
-                    .then_some(())
-                    .ok_or(Error::ScheduleNotFound(owned))
+            .run(move |store| match change(store, &owned)? {
+                true => Ok(()),
+                false => Err(Error::ScheduleNotFound(owned)),
             })
             .await?;
         self.schedule(name).await
