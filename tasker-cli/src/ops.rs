@@ -286,11 +286,12 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
         }
         Tasks::Show { id, json, database } => {
             let url = database.database_url;
-            let (mut task, mut steps) = block_on(async {
+            let (mut task, mut steps, execution) = block_on(async {
                 let tasker = engine(&url).await?;
                 let task = tasker.task(id).await.map_err(db_error(&url))?;
                 let steps = tasker.steps(id).await.map_err(db_error(&url))?;
-                Ok((task, steps))
+                let execution = tasker.execution_context(id).await.map_err(db_error(&url))?;
+                Ok((task, steps, execution))
             })?;
             // Operators see the shape of the data, not its secrets.
             let redactor = tasker::redact::Redactor::default();
@@ -304,7 +305,9 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 writeln!(
                     out,
                     "{}",
-                    to_json(&json!({ "task": task, "steps": steps }))?
+                    to_json(
+                        &json!({ "task": task, "execution_context": execution, "steps": steps })
+                    )?
                 )?;
                 return Ok(());
             }
@@ -325,6 +328,16 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 out,
                 "context {}",
                 table::shorten(&task.context.to_string(), 200)
+            )?;
+            writeln!(
+                out,
+                "execution {} ({}), health {}, {}% complete ({} of {} steps)",
+                label(&execution.execution_status),
+                label(&execution.recommended_action),
+                label(&execution.health_status),
+                execution.completion_percentage,
+                execution.completed_steps,
+                execution.total_steps
             )?;
             writeln!(out)?;
             let rows: Vec<Vec<String>> = steps
@@ -440,6 +453,14 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
         }
     }
     Ok(())
+}
+
+/// How a value serializes when it is a string (an enum's snake_case name).
+fn label(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => String::new(),
+    }
 }
 
 /// `cargo tasker schedules …`.

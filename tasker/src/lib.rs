@@ -84,9 +84,10 @@ pub use error::{ContextViolation, Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use model::{
-    AnnotationFilter, ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, Failure,
-    FailureReason, MigrationStatus, NewTask, Outcome, ParentOutput, PruneOptions, Pruned, StepInfo,
-    TaskAnnotation, TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo, WorkerInfo,
+    AnnotationFilter, ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, ExecutionContext,
+    Failure, FailureReason, MigrationStatus, NewTask, Outcome, ParentOutput, PruneOptions, Pruned,
+    StepInfo, TaskAnnotation, TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo,
+    WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleTemplate};

@@ -123,6 +123,13 @@ async fn operations_on_a_live_database(db: TestDatabase) {
         "{show}"
     );
     assert!(show.contains("error: card declined"), "{show}");
+    // Its charge failed for good: the task is blocked, half done.
+    assert!(
+        show.contains(
+            "execution blocked_by_failures (handle_failures), health blocked, 50% complete (1 of 2 steps)"
+        ),
+        "{show}"
+    );
     let shown: Value = serde_json::from_str(
         &cli(url, &["tasks", "show", &failed.id.to_string(), "--json"])
             .await
@@ -130,6 +137,7 @@ async fn operations_on_a_live_database(db: TestDatabase) {
     )
     .expect("show JSON");
     assert_eq!(shown["task"]["state"], "error");
+    assert_eq!(shown["execution_context"]["permanently_blocked_steps"], 1);
     let names: Vec<&str> = shown["steps"]
         .as_array()
         .expect("steps")

@@ -174,6 +174,11 @@ async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
     assert_eq!(steps.len(), 2);
     // Results are shown without their secrets.
     assert_eq!(steps[0]["results"]["password"], "[FILTERED]");
+    let execution = &shown["execution_context"];
+    assert_eq!(execution["execution_status"], "all_complete", "{shown}");
+    assert_eq!(execution["recommended_action"], "finalize_task");
+    assert_eq!(execution["health_status"], "healthy");
+    assert_eq!(execution["completion_percentage"], 100.0);
 
     // List and filter.
     let (_, listed) = api

@@ -1073,6 +1073,22 @@ impl Tasker {
             .await
     }
 
+    /// Where task `task_id`'s steps stand and what that says (the seed's task execution
+    /// context: `execution_status`, `recommended_action`, `health_status`,
+    /// `completion_percentage`), at the database clock.
+    pub async fn execution_context(&self, task_id: i64) -> Result<crate::ExecutionContext> {
+        let (steps, now) = self
+            .inner
+            .store
+            .run(move |store| Ok((store.steps(task_id)?, store.now()?)))
+            .await?;
+        if steps.is_empty() {
+            // A task has steps; none means no task (or one being created).
+            self.task(task_id).await?;
+        }
+        Ok(crate::ExecutionContext::of(&steps, now))
+    }
+
     /// The recorded transitions of a step, oldest first.
     pub async fn step_transitions(&self, step_id: i64) -> Result<Vec<TransitionInfo>> {
         self.inner

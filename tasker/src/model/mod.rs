@@ -4,6 +4,7 @@
 //! The store produces these and depends on this module, never the other way round.
 
 mod attempt;
+mod execution;
 mod transition;
 
 use serde_json::Value;
@@ -13,6 +14,7 @@ use crate::state::{StepState, TaskState};
 pub use attempt::{
     ClaimedStep, CompletionOutcome, ErrorClass, Failure, FailureReason, Outcome, ParentOutput,
 };
+pub use execution::{ExecutionContext, ExecutionStatus, HealthStatus, RecommendedAction};
 pub use transition::EventRecord;
 pub(crate) use transition::{Metadata, StepTransition, TaskTransition, TransitionRow};
 

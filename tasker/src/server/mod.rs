@@ -1230,11 +1230,13 @@ async fn show_task(
 ) -> Result<Json<views::TaskDetail>, ApiError> {
     let task = state.tasker.task(id).await?;
     let (steps, edges) = steps_and_edges(&state, id).await?;
+    let execution_context = state.tasker.execution_context(id).await?;
     let dependencies = query
         .include_dependencies
         .then(|| views::Dependencies::of(&steps, &edges));
     Ok(Json(views::TaskDetail {
         task: task_view(&state, task),
+        execution_context,
         workflow_steps: steps
             .into_iter()
             .map(|s| step_view(&state, s, &edges))

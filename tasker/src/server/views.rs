@@ -60,6 +60,8 @@ pub(super) struct TaskDetail {
     pub(super) task: TaskView,
     /// Its steps, in creation order.
     pub(super) workflow_steps: Vec<StepView>,
+    /// Where its steps stand and what that says (the seed's task execution context).
+    pub(super) execution_context: crate::ExecutionContext,
     /// Its graph now (asked for with `include_dependencies`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) dependencies: Option<Dependencies>,
