@@ -77,8 +77,8 @@ pub mod workflow;
 pub use backoff::BackoffConfig;
 pub use config::TaskerConfig;
 pub use engine::{
-    IdentityStrategy, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker, WorkerOptions,
-    shutdown_signal,
+    IdentityStrategy, TaskIdentity, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker,
+    WorkerOptions, shutdown_signal,
 };
 pub use error::{ContextViolation, Error, Result};
 pub use events::{CustomEvent, Event, EventKind};

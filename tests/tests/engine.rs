@@ -47,6 +47,7 @@ conformance!(
     retry_after_is_honoured,
     shutdown_releases_unfinished_steps,
     hash_identity_refuses_duplicate_requests,
+    a_custom_identity_decides_what_is_a_duplicate,
     heartbeat_keeps_long_steps_leased,
     cancelling_a_step_fails_its_task,
     results_keep_every_character,
@@ -1025,6 +1026,65 @@ async fn shutdown_releases_unfinished_steps(db: TestDatabase) {
         .expect("transitions");
     assert_eq!(transitions[2].metadata["reason"], "released");
     assert_history_consistent(&tasker, task.id).await;
+}
+
+/// One task per order and day, whatever else the request says.
+struct OrderPerDay;
+
+impl tasker::TaskIdentity for OrderPerDay {
+    fn identity(
+        &self,
+        request: &TaskRequest,
+        requested_at: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        format!(
+            "{}:{}",
+            request.context["order_id"],
+            requested_at.format("%Y-%m-%d")
+        )
+    }
+}
+
+/// A user's identity strategy decides which requests are one task; an idempotency key still
+/// decides when given.
+async fn a_custom_identity_decides_what_is_a_duplicate(db: TestDatabase) {
+    let tasker = db
+        .builder()
+        .identity_strategy(tasker::IdentityStrategy::custom(OrderPerDay))
+        .template(single("custom"))
+        .handler("who", who())
+        .build()
+        .await
+        .expect("build");
+    let at: chrono::DateTime<chrono::Utc> = "2026-11-29T10:00:05Z".parse().expect("time");
+    let order = |id: i64| {
+        request("custom")
+            .context(json!({ "order_id": id }))
+            .requested_at(at)
+    };
+    let first = tasker.create_task(order(1)).await.expect("first");
+    let later_same_day = order(1)
+        .reason("asked again")
+        .requested_at(at + chrono::Duration::hours(5));
+    match tasker.create_task(later_same_day).await {
+        Err(Error::DuplicateRequest(id)) => assert_eq!(id, first.id),
+        other => panic!("expected DuplicateRequest, got {other:?}"),
+    }
+    let next_day = order(1).requested_at(at + chrono::Duration::days(1));
+    assert_ne!(
+        tasker.create_task(next_day).await.expect("next day").id,
+        first.id
+    );
+    assert_ne!(
+        tasker.create_task(order(2)).await.expect("other order").id,
+        first.id
+    );
+    let keyed = tasker
+        .create_task(order(1).idempotency_key("by-key"))
+        .await
+        .expect("a key decides instead");
+    assert!(!keyed.existing && keyed.id != first.id);
+    assert_eq!(db.count("tasker_tasks"), 4);
 }
 
 async fn hash_identity_refuses_duplicate_requests(db: TestDatabase) {

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, broadcast};
 
 pub(crate) use request::MAX_DELAY_SECONDS;
 use request::check_label;
-pub use request::{IdentityStrategy, TaskRequest};
+pub use request::{IdentityStrategy, TaskIdentity, TaskRequest};
 #[cfg(feature = "server")]
 pub(crate) use request::{MAX_LABEL_CHARS, STORABLE};
 pub use worker::{Worker, WorkerOptions};
@@ -641,10 +641,11 @@ impl Tasker {
         request.check_fields()?;
         let (steps, edges) = build_steps(template, ids, &request.bypass_steps)?;
         let requested_at = request.requested_at.unwrap_or_else(Utc::now);
-        let identity_hash = match (self.inner.identity, &request.idempotency_key) {
-            (IdentityStrategy::Hash, None) => request::identity_hash(request, requested_at),
-            _ => uuid::Uuid::new_v4().simple().to_string(),
-        };
+        let identity_hash = match &request.idempotency_key {
+            None => self.inner.identity.hash(request, requested_at),
+            Some(_) => None,
+        }
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         Ok(PreparedTask {
             named_task_id: ids.named_task_id,
             concurrent: template.concurrent,

@@ -324,7 +324,7 @@ fn check_time(field: &'static str, at: chrono::DateTime<chrono::Utc>) -> crate::
 }
 
 /// How a task's `identity_hash` is made, which decides what counts as a duplicate request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub enum IdentityStrategy {
     /// Every request is a new task (the seed's default).
     #[default]
@@ -332,6 +332,73 @@ pub enum IdentityStrategy {
     /// Identical requests within the same minute are one task (the seed's `:hash`); the second
     /// gets [`Error::DuplicateRequest`](crate::Error::DuplicateRequest).
     Hash,
+    /// Requests to which a [`TaskIdentity`] of yours gives the same identity are one task (the
+    /// seed's `:custom`); the second gets [`Error::DuplicateRequest`](crate::Error::DuplicateRequest).
+    Custom(std::sync::Arc<dyn TaskIdentity>),
+}
+
+impl IdentityStrategy {
+    /// The strategy of `identity`.
+    pub fn custom(identity: impl TaskIdentity) -> Self {
+        Self::Custom(std::sync::Arc::new(identity))
+    }
+
+    /// The identity hash of `request` made at `requested_at`, or `None` when every request is
+    /// its own task.
+    pub(crate) fn hash(
+        &self,
+        request: &TaskRequest,
+        requested_at: DateTime<Utc>,
+    ) -> Option<String> {
+        match self {
+            Self::Unique => None,
+            Self::Hash => Some(identity_hash(request, requested_at)),
+            Self::Custom(identity) => Some(hex_sha256(&identity.identity(request, requested_at))),
+        }
+    }
+}
+
+impl std::fmt::Debug for IdentityStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unique => "Unique",
+            Self::Hash => "Hash",
+            Self::Custom(_) => "Custom(..)",
+        })
+    }
+}
+
+/// Derives a task's identity from its request, for [`IdentityStrategy::custom`]: requests
+/// with the same identity are one task, and a later one gets
+/// [`Error::DuplicateRequest`](crate::Error::DuplicateRequest). An idempotency key, when the
+/// request has one, still decides instead.
+///
+/// ```
+/// use chrono::{DateTime, Utc};
+/// use tasker::{IdentityStrategy, TaskIdentity, TaskRequest};
+///
+/// /// One task per order and day, whoever asks.
+/// struct OrderPerDay;
+///
+/// impl TaskIdentity for OrderPerDay {
+///     fn identity(&self, request: &TaskRequest, requested_at: DateTime<Utc>) -> String {
+///         format!(
+///             "{}/{}:{}:{}",
+///             request.namespace,
+///             request.name,
+///             request.context["order_id"],
+///             requested_at.format("%Y-%m-%d")
+///         )
+///     }
+/// }
+///
+/// let strategy = IdentityStrategy::custom(OrderPerDay);
+/// # let _ = strategy;
+/// ```
+pub trait TaskIdentity: Send + Sync + 'static {
+    /// The identity of `request`, made at `requested_at` (any text: it is stored as its
+    /// SHA-256).
+    fn identity(&self, request: &TaskRequest, requested_at: DateTime<Utc>) -> String;
 }
 
 /// The seed's identity hash: SHA-256 (hex) of the JSON of these keys, in this order.
@@ -355,8 +422,12 @@ pub(crate) fn identity_hash(request: &TaskRequest, requested_at: DateTime<Utc>) 
         bypass_steps: &request.bypass_steps,
         requested_at: requested_at.format("%Y-%m-%d %H:%M").to_string(),
     };
-    let json = serde_json::to_string(&identity).unwrap_or_default();
-    Sha256::digest(json.as_bytes())
+    hex_sha256(&serde_json::to_string(&identity).unwrap_or_default())
+}
+
+/// SHA-256 of `text`, in hex.
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
