@@ -85,9 +85,9 @@ pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use model::{
     AnnotationFilter, ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, ExecutionContext,
-    Failure, FailureReason, MigrationStatus, NewTask, Outcome, ParentOutput, PruneOptions, Pruned,
-    StepInfo, TaskAnnotation, TaskFilter, TaskRow, TaskSort, TemplateFilter, TransitionInfo,
-    WorkerInfo,
+    Failure, FailureReason, MigrationStatus, NewTask, ObjectMap, Outcome, ParentOutput,
+    PruneOptions, Pruned, StepInfo, TaskAnnotation, TaskFilter, TaskRow, TaskSort, TemplateFilter,
+    TransitionInfo, WorkerInfo,
 };
 pub use registry::{Registry, TemplateKey};
 pub use schedule::{Schedule, ScheduleInfo, ScheduleTemplate};

@@ -106,6 +106,7 @@ conformance!(
     analytics_report_a_period,
     delayed_tasks_and_pruning_over_http,
     schedules_over_http,
+    object_maps_over_http,
 );
 
 async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
@@ -2066,4 +2067,85 @@ async fn schedules_over_http(db: TestDatabase) {
         let (status, body) = api.call(method.clone(), path, None, &[]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
     }
+}
+
+/// Dependent system object maps over HTTP: mapped once whichever way round, found from either
+/// side, and refused naming the field when a name is too long.
+async fn object_maps_over_http(db: TestDatabase) {
+    let tasker = succeeding(db.builder()).await;
+    let api = start(tasker.clone(), ServerConfig::default()).await;
+    let map = |one: (&str, &str), two: (&str, &str)| {
+        json!({
+            "system_one": one.0, "remote_id_one": one.1,
+            "system_two": two.0, "remote_id_two": two.1
+        })
+    };
+    let (status, first) = api
+        .call(
+            Method::POST,
+            "/dependent_systems/object_maps",
+            Some(map(("shopify", "order-77"), ("erp", "SO-1001"))),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    // Stored with the lesser side first.
+    assert_eq!(
+        (&first["system_one"], &first["remote_id_one"]),
+        (&json!("erp"), &json!("SO-1001"))
+    );
+    let (_, again) = api
+        .call(
+            Method::POST,
+            "/dependent_systems/object_maps",
+            Some(map(("erp", "SO-1001"), ("shopify", "order-77"))),
+            &[],
+        )
+        .await;
+    assert_eq!(again["id"], first["id"], "the same map, either way round");
+    tasker
+        .map_objects(("shopify", "order-77"), ("warehouse", "W-9"))
+        .await
+        .expect("map from Rust");
+
+    let (status, found) = api
+        .get("/dependent_systems/shopify/objects/order-77/maps")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let others: Vec<(&str, &str)> = found["object_maps"]
+        .as_array()
+        .expect("maps")
+        .iter()
+        .map(|m| {
+            let one = (
+                m["system_one"].as_str().unwrap_or(""),
+                m["remote_id_one"].as_str().unwrap_or(""),
+            );
+            let two = (
+                m["system_two"].as_str().unwrap_or(""),
+                m["remote_id_two"].as_str().unwrap_or(""),
+            );
+            if one == ("shopify", "order-77") {
+                two
+            } else {
+                one
+            }
+        })
+        .collect();
+    assert_eq!(others, [("erp", "SO-1001"), ("warehouse", "W-9")]);
+    let (_, from_erp) = api.get("/dependent_systems/erp/objects/SO-1001/maps").await;
+    assert_eq!(from_erp["object_maps"].as_array().map(Vec::len), Some(1));
+    let (_, unknown) = api.get("/dependent_systems/nope/objects/x/maps").await;
+    assert_eq!(unknown, json!({ "object_maps": [] }));
+
+    let (status, refused) = api
+        .call(
+            Method::POST,
+            "/dependent_systems/object_maps",
+            Some(map((&"s".repeat(65), "1"), ("erp", "2"))),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["path"], "/system_one", "{refused}");
 }

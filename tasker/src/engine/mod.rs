@@ -311,6 +311,24 @@ fn check_annotation(annotation_type: &str, annotation: &Value, max_bytes: usize)
     Ok(())
 }
 
+/// Refuses a dependent system name or remote id that is empty, over its column's width (64
+/// and 128 characters) or holds a NUL character, naming it by `fields`.
+fn check_object_ref(
+    (system, remote_id): (&str, &str),
+    fields: (&'static str, &'static str),
+) -> Result<()> {
+    for (field, value, max) in [(fields.0, system, 64), (fields.1, remote_id, 128)] {
+        let chars = value.chars().count();
+        if chars == 0 || chars > max || value.contains('\0') {
+            return Err(Error::InvalidField {
+                field,
+                problem: format!("must be 1 to {max} characters, none of them NUL"),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A retry limit as stored: clamped to 1 to `MAX_RETRY_LIMIT`.
 fn stored_retry_limit(limit: u32) -> i32 {
     i32::try_from(limit.clamp(1, crate::template::MAX_RETRY_LIMIT)).unwrap_or(i32::MAX)
@@ -1071,6 +1089,47 @@ impl Tasker {
         self.inner
             .store
             .run(move |store| store.steps(task_id))
+            .await
+    }
+
+    /// Maps an object's id in one dependent system to its id in another (the seed's
+    /// `DependentSystemObjectMap.find_or_create`): `one` and `two` are (system, id), the
+    /// systems created on first use. Mapping a pair again, either way round, gives the stored
+    /// map.
+    pub async fn map_objects(
+        &self,
+        one: (&str, &str),
+        two: (&str, &str),
+    ) -> Result<crate::ObjectMap> {
+        check_object_ref(one, ("system_one", "remote_id_one"))?;
+        check_object_ref(two, ("system_two", "remote_id_two"))?;
+        let (one, two) = (
+            (one.0.to_owned(), one.1.to_owned()),
+            (two.0.to_owned(), two.1.to_owned()),
+        );
+        let (map, _) = self
+            .inner
+            .store
+            .run(move |store| store.map_objects((&one.0, &one.1), (&two.0, &two.1)))
+            .await?;
+        Ok(map)
+    }
+
+    /// Every object map with `remote_id` of dependent system `system` on either side, oldest
+    /// first: that object's ids in the other systems.
+    pub async fn mapped_objects(
+        &self,
+        system: &str,
+        remote_id: &str,
+    ) -> Result<Vec<crate::ObjectMap>> {
+        if check_object_ref((system, remote_id), ("system", "remote_id")).is_err() {
+            // Nothing stored can have it.
+            return Ok(Vec::new());
+        }
+        let (system, remote_id) = (system.to_owned(), remote_id.to_owned());
+        self.inner
+            .store
+            .run(move |store| store.mapped_objects(&system, &remote_id))
             .await
     }
 

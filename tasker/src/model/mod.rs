@@ -154,6 +154,24 @@ pub struct AnnotationFilter {
     pub value: String,
 }
 
+/// An object's id in one dependent system mapped to its id in another (the seed's dependent
+/// system object map); the side that sorts first by (system, id) is `one`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct ObjectMap {
+    /// Its id.
+    pub id: i64,
+    /// The first system.
+    pub system_one: String,
+    /// The object's id there.
+    pub remote_id_one: String,
+    /// The second system.
+    pub system_two: String,
+    /// The object's id there.
+    pub remote_id_two: String,
+    /// When it was first mapped.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What a prune deleted, or would delete.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Pruned {

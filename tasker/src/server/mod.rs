@@ -412,6 +412,24 @@ fn table() -> Vec<Endpoint> {
         .answers::<crate::Pruned>(200)
         .body::<PruneBody>(),
         endpoint(
+            Post,
+            "/dependent_systems/object_maps",
+            Permission("tasker.dependent_system:create"),
+            "Map an object's id in one dependent system to its id in another (systems created on first use); mapping a pair again, either way round, answers the stored map.",
+            map_objects,
+        )
+        .answers::<crate::ObjectMap>(200)
+        .body::<ObjectMapBody>()
+        .supplies(&[("system", "/system_one"), ("object", "/remote_id_one")]),
+        endpoint(
+            Get,
+            "/dependent_systems/{system}/objects/{object}/maps",
+            Permission("tasker.dependent_system:index"),
+            "Every map of the object `object` of dependent system `system`, on either side: its ids in the other systems.",
+            object_maps,
+        )
+        .answers::<views::ObjectMaps>(200),
+        endpoint(
             Get,
             "/schedules",
             Permission("tasker.schedule:index"),
@@ -1445,6 +1463,48 @@ async fn prune(
         dry_run: body.dry_run,
     };
     Ok(Json(state.tasker.prune(options).await?))
+}
+
+/// What `POST /dependent_systems/object_maps` takes.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ObjectMapBody {
+    /// The first system.
+    #[schemars(length(min = 1, max = 64), regex(pattern = crate::engine::STORABLE))]
+    system_one: String,
+    /// The object's id there.
+    #[schemars(length(min = 1, max = 128), regex(pattern = crate::engine::STORABLE))]
+    remote_id_one: String,
+    /// The second system.
+    #[schemars(length(min = 1, max = 64), regex(pattern = crate::engine::STORABLE))]
+    system_two: String,
+    /// The object's id there.
+    #[schemars(length(min = 1, max = 128), regex(pattern = crate::engine::STORABLE))]
+    remote_id_two: String,
+}
+
+async fn map_objects(
+    State(state): Shared,
+    body: Result<Body<ObjectMapBody>, ApiError>,
+) -> Result<Json<crate::ObjectMap>, ApiError> {
+    let Body(body) = body?;
+    let map = state
+        .tasker
+        .map_objects(
+            (&body.system_one, &body.remote_id_one),
+            (&body.system_two, &body.remote_id_two),
+        )
+        .await?;
+    Ok(Json(map))
+}
+
+async fn object_maps(
+    State(state): Shared,
+    Params((system, object)): Params<(String, String)>,
+) -> Result<Json<views::ObjectMaps>, ApiError> {
+    Ok(Json(views::ObjectMaps {
+        object_maps: state.tasker.mapped_objects(&system, &object).await?,
+    }))
 }
 
 async fn list_schedules(State(state): Shared) -> Result<Json<views::ScheduleList>, ApiError> {

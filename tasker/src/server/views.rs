@@ -333,6 +333,12 @@ impl TemplateDetail {
     }
 }
 
+/// An object's maps to its ids in other systems.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct ObjectMaps {
+    pub(super) object_maps: Vec<crate::ObjectMap>,
+}
+
 /// Every schedule, by name.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(super) struct ScheduleList {

@@ -15,6 +15,7 @@ mod create;
 mod lane;
 #[cfg(feature = "postgres")]
 mod listener;
+mod object_maps;
 mod operate;
 mod pool;
 mod prepared;
@@ -557,6 +558,24 @@ impl Store {
         annotation: &str,
     ) -> Result<()> {
         self.write(|c| annotations::annotate(c, task_id, annotation_type, annotation))
+    }
+
+    /// Maps `one` to `two` ((system, id) each) unless mapped; whether it was created.
+    pub(crate) fn map_objects(
+        &self,
+        one: (&str, &str),
+        two: (&str, &str),
+    ) -> Result<(crate::model::ObjectMap, bool)> {
+        self.write(|c| object_maps::map(c, one, two))
+    }
+
+    /// Every object map with `remote_id` of `system` on either side.
+    pub(crate) fn mapped_objects(
+        &self,
+        system: &str,
+        remote_id: &str,
+    ) -> Result<Vec<crate::model::ObjectMap>> {
+        self.with(|c| object_maps::mapped(c, system, remote_id))
     }
 
     /// A task's annotations, oldest first.

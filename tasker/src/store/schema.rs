@@ -214,6 +214,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tasker_dependent_system_object_maps (dependent_system_object_map_id) {
+        dependent_system_object_map_id -> BigInt,
+        dependent_system_one_id -> BigInt,
+        dependent_system_two_id -> BigInt,
+        remote_id_one -> Text,
+        remote_id_two -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(tasker_named_tasks -> tasker_task_namespaces (task_namespace_id));
 diesel::joinable!(tasker_task_annotations -> tasker_annotation_types (annotation_type_id));
 diesel::joinable!(tasker_tasks -> tasker_named_tasks (named_task_id));
@@ -237,4 +249,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasker_custom_events,
     tasker_workers,
     tasker_schedules,
+    tasker_dependent_system_object_maps,
 );

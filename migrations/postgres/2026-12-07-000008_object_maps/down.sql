@@ -1,0 +1,1 @@
+DROP TABLE tasker_dependent_system_object_maps;
