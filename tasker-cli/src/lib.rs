@@ -250,6 +250,9 @@ pub enum Tasks {
         /// `cancelled`, `resolved_manually`).
         #[arg(long)]
         state: Option<tasker::TaskState>,
+        /// Only tasks with an annotation `TYPE:KEY=VALUE` (the key's value compared as text).
+        #[arg(long, value_name = "TYPE:KEY=VALUE", value_parser = annotation_filter)]
+        annotation: Option<tasker::AnnotationFilter>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -268,6 +271,29 @@ pub enum Tasks {
         /// The task's id.
         id: i64,
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Add an annotation to a task: a typed JSON object (the seed's task annotation).
+    Annotate {
+        /// The task's id.
+        id: i64,
+        /// The annotation's type (created on first use).
+        annotation_type: String,
+        /// The annotation, a JSON object.
+        annotation: String,
+        /// The database.
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List a task's annotations, oldest first.
+    Annotations {
+        /// The task's id.
+        id: i64,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
         /// The database.
@@ -322,6 +348,19 @@ pub enum Tasks {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+/// `TYPE:KEY=VALUE` as an annotation filter.
+fn annotation_filter(text: &str) -> Result<tasker::AnnotationFilter, String> {
+    let parsed = text.split_once(':').and_then(|(annotation_type, rest)| {
+        let (key, value) = rest.split_once('=')?;
+        (!annotation_type.is_empty() && !key.is_empty()).then(|| tasker::AnnotationFilter {
+            annotation_type: annotation_type.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })
+    });
+    parsed.ok_or_else(|| format!("`{text}` is not TYPE:KEY=VALUE"))
 }
 
 /// `schedules` subcommands.

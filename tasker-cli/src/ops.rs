@@ -236,6 +236,7 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
             name,
             version,
             state,
+            annotation,
             limit,
             offset,
             json,
@@ -249,6 +250,7 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 state,
                 limit,
                 offset,
+                annotation,
                 ..TaskFilter::default()
             };
             let mut tasks = block_on(async {
@@ -363,6 +365,51 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 out,
                 "{}",
                 table::render(&["STEP", "NAME", "STATE", "ATTEMPTS", "RESULT"], &rows)
+            )?;
+        }
+        Tasks::Annotate {
+            id,
+            annotation_type,
+            annotation,
+            database,
+        } => {
+            let annotation: serde_json::Value = serde_json::from_str(&annotation)
+                .map_err(|e| CliError::usage(format!("the annotation is not JSON: {e}")))?;
+            let url = database.database_url;
+            block_on(async {
+                engine(&url)
+                    .await?
+                    .annotate(id, &annotation_type, annotation)
+                    .await
+                    .map_err(db_error(&url))
+            })?;
+            writeln!(out, "annotated task {id} ({annotation_type})")?;
+        }
+        Tasks::Annotations { id, json, database } => {
+            let url = database.database_url;
+            let annotations = block_on(async {
+                let tasker = engine(&url).await?;
+                tasker.task(id).await.map_err(db_error(&url))?;
+                tasker.annotations(id).await.map_err(db_error(&url))
+            })?;
+            if json {
+                writeln!(out, "{}", to_json(&annotations)?)?;
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = annotations
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.annotation_type.clone(),
+                        a.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        table::shorten(&a.annotation.to_string(), 100),
+                    ]
+                })
+                .collect();
+            write!(
+                out,
+                "{}",
+                table::render(&["TYPE", "ADDED (UTC)", "ANNOTATION"], &rows)
             )?;
         }
         Tasks::Retry { id, database } => {

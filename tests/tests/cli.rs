@@ -295,6 +295,69 @@ async fn operations_on_a_live_database(db: TestDatabase) {
         .expect_err("bad delay");
     assert_eq!(bad.code, 2, "{}", bad.message);
 
+    // Annotations: added, listed, and tasks found by one.
+    let annotated = cli(
+        url,
+        &[
+            "tasks",
+            "annotate",
+            &done.id.to_string(),
+            "billing",
+            r#"{"invoice":"INV-7"}"#,
+        ],
+    )
+    .await
+    .expect("annotate");
+    assert_eq!(
+        annotated.trim(),
+        format!("annotated task {} (billing)", done.id)
+    );
+    let notes = cli(url, &["tasks", "annotations", &done.id.to_string()])
+        .await
+        .expect("annotations");
+    assert!(
+        notes
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("billing") && l.contains(r#"{"invoice":"INV-7"}"#)),
+        "{notes}"
+    );
+    let found = cli(
+        url,
+        &[
+            "tasks",
+            "list",
+            "--annotation",
+            "billing:invoice=INV-7",
+            "--json",
+        ],
+    )
+    .await
+    .expect("list by annotation");
+    let found: Value = serde_json::from_str(&found).expect("tasks JSON");
+    let ids: Vec<i64> = found
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["task_id"].as_i64())
+        .collect();
+    assert_eq!(ids, [done.id]);
+    let bad = cli(url, &["tasks", "list", "--annotation", "billing"])
+        .await
+        .expect_err("malformed filter");
+    assert_eq!(bad.code, 2, "{}", bad.message);
+    let not_object = cli(
+        url,
+        &["tasks", "annotate", &done.id.to_string(), "billing", "[1]"],
+    )
+    .await
+    .expect_err("not an object");
+    assert!(
+        not_object.message.contains("must be a JSON object"),
+        "{}",
+        not_object.message
+    );
+
     // Schedules: listed with their next run, paused, triggered, resumed.
     tasker
         .register_schedule(

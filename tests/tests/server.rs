@@ -107,6 +107,7 @@ conformance!(
     delayed_tasks_and_pruning_over_http,
     schedules_over_http,
     object_maps_over_http,
+    annotations_over_http,
 );
 
 async fn a_task_lives_its_whole_life_over_http(db: TestDatabase) {
@@ -2148,4 +2149,75 @@ async fn object_maps_over_http(db: TestDatabase) {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["path"], "/system_one", "{refused}");
+}
+
+/// Annotations over HTTP: added, listed, their types, and tasks found by one.
+async fn annotations_over_http(db: TestDatabase) {
+    let tasker = succeeding(db.builder()).await;
+    let api = start(tasker.clone(), ServerConfig::default()).await;
+    let (_, created) = api
+        .call(Method::POST, "/tasks", Some(order(json!({}))), &[])
+        .await;
+    let id = created["task_id"].as_i64().expect("id");
+    let (_, other) = api
+        .call(Method::POST, "/tasks", Some(order(json!({}))), &[])
+        .await;
+    let (status, annotated) = api
+        .call(
+            Method::POST,
+            &format!("/tasks/{id}/annotations"),
+            Some(json!({ "annotation_type": "billing", "annotation": { "invoice": "INV-7", "lines": 3 } })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{annotated}");
+    assert_eq!(
+        annotated["annotations"][0]["annotation"]["invoice"],
+        "INV-7"
+    );
+    let (_, listed) = api.get(&format!("/tasks/{id}/annotations")).await;
+    assert_eq!(listed["annotations"].as_array().map(Vec::len), Some(1));
+    let (_, types) = api.get("/annotation_types").await;
+    assert_eq!(types, json!({ "annotation_types": ["billing"] }));
+
+    for (filter, expected) in [
+        ("billing:invoice=INV-7", vec![id]),
+        ("billing:lines=3", vec![id]),
+        ("billing:invoice=INV-8", vec![]),
+        ("audit:invoice=INV-7", vec![]),
+    ] {
+        let (status, found) = api.get(&format!("/tasks?annotation={filter}")).await;
+        assert_eq!(status, StatusCode::OK, "{filter}: {found}");
+        let ids: Vec<i64> = found["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .filter_map(|t| t["task_id"].as_i64())
+            .collect();
+        assert_eq!(ids, expected, "{filter}");
+    }
+    assert_ne!(other["task_id"].as_i64(), Some(id));
+    let (status, refused) = api.get("/tasks?annotation=billing").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["path"], "/annotation");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/tasks/{id}/annotations"),
+            Some(json!({ "annotation_type": "billing", "annotation": [1] })),
+            &[],
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/tasks/987654/annotations",
+            Some(json!({ "annotation_type": "billing", "annotation": {} })),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = api.get("/tasks/987654/annotations").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

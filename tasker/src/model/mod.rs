@@ -204,7 +204,7 @@ impl PruneOptions {
 }
 
 /// A note on a task: typed JSON (the seed's task annotation).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct TaskAnnotation {
     /// Its type.
     pub annotation_type: String,

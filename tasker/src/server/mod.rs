@@ -306,7 +306,7 @@ fn table() -> Vec<Endpoint> {
             Get,
             "/tasks",
             Permission("tasker.task:index"),
-            "List tasks: filters namespace, name, version, state; limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
+            "List tasks: filters namespace, name, version, state, annotation (TYPE:KEY=VALUE); limit, offset; sort_by (task_id, requested_at, created_at, priority), sort_order (asc, desc).",
             list_tasks,
         )
         .answers::<views::TaskList>(200)
@@ -411,6 +411,31 @@ fn table() -> Vec<Endpoint> {
         )
         .answers::<crate::Pruned>(200)
         .body::<PruneBody>(),
+        endpoint(
+            Get,
+            "/tasks/{id}/annotations",
+            Permission("tasker.task:show"),
+            "A task's annotations, oldest first.",
+            list_annotations,
+        )
+        .answers::<views::Annotations>(200),
+        endpoint(
+            Post,
+            "/tasks/{id}/annotations",
+            Permission("tasker.task:update"),
+            "Annotate a task: a typed JSON object (the type is created on first use); 201 with its annotations.",
+            annotate_task,
+        )
+        .answers::<views::Annotations>(201)
+        .body::<AnnotationBody>(),
+        endpoint(
+            Get,
+            "/annotation_types",
+            Permission("tasker.task:index"),
+            "Every annotation type in use.",
+            annotation_types,
+        )
+        .answers::<views::AnnotationTypes>(200),
         endpoint(
             Post,
             "/dependent_systems/object_maps",
@@ -992,6 +1017,10 @@ struct ListQuery {
     /// `desc` (the default) or `asc`.
     #[schemars(extend("enum" = ["asc", "desc"]))]
     sort_order: Option<String>,
+    /// Only tasks with an annotation `TYPE:KEY=VALUE`: of that type, whose top-level key
+    /// holds that value, compared as text.
+    #[schemars(regex(pattern = r"^[^\x00:]+:[^\x00=]+=[^\x00]*$"))]
+    annotation: Option<String>,
 }
 
 async fn list_tasks(
@@ -1031,6 +1060,15 @@ async fn list_tasks(
             ApiError::bad_request(format!("offset must be at most {}", i64::MAX)).at("/offset"),
         );
     }
+    let annotation = match query.annotation.as_deref().map(annotation_filter) {
+        None => None,
+        Some(Some(filter)) => Some(filter),
+        Some(None) => {
+            return Err(
+                ApiError::bad_request("annotation must be TYPE:KEY=VALUE").at("/annotation")
+            );
+        }
+    };
     let tasks = state
         .tasker
         .tasks(TaskFilter {
@@ -1042,7 +1080,7 @@ async fn list_tasks(
             offset,
             sort,
             ascending,
-            annotation: None,
+            annotation,
         })
         .await?;
     Ok(Json(views::TaskList {
@@ -1050,6 +1088,17 @@ async fn list_tasks(
         limit,
         offset,
     }))
+}
+
+/// `TYPE:KEY=VALUE` as an annotation filter (split at the first `:` and the next `=`).
+fn annotation_filter(text: &str) -> Option<crate::AnnotationFilter> {
+    let (annotation_type, rest) = text.split_once(':')?;
+    let (key, value) = rest.split_once('=')?;
+    (!annotation_type.is_empty() && !key.is_empty()).then(|| crate::AnnotationFilter {
+        annotation_type: annotation_type.to_owned(),
+        key: key.to_owned(),
+        value: value.to_owned(),
+    })
 }
 
 /// Most tasks a page of a listing holds (REST's `limit`, GraphQL's).
@@ -1463,6 +1512,91 @@ async fn prune(
         dry_run: body.dry_run,
     };
     Ok(Json(state.tasker.prune(options).await?))
+}
+
+/// What `POST /tasks/{id}/annotations` takes.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AnnotationBody {
+    /// Its type.
+    #[schemars(length(min = 1, max = 64), regex(pattern = crate::engine::STORABLE))]
+    annotation_type: String,
+    /// A JSON object (no NUL character anywhere: annotations are looked up as `jsonb`).
+    #[schemars(schema_with = "storable_object")]
+    annotation: Value,
+}
+
+/// Any JSON holding no NUL character, in a key or a string, at any depth.
+struct StorableJson;
+
+impl JsonSchema for StorableJson {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "StorableJson".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // A reference to itself: schemars ends the recursion with a `$ref`.
+        let nested = generator.subschema_for::<StorableJson>();
+        let no_nul = crate::engine::STORABLE;
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": ["null", "boolean", "number"] },
+                { "type": "string", "pattern": no_nul },
+                { "type": "array", "items": nested },
+                {
+                    "type": "object",
+                    "propertyNames": { "pattern": no_nul },
+                    "additionalProperties": nested
+                }
+            ]
+        })
+    }
+}
+
+/// A JSON object holding no NUL character, in a key or a string, at any depth.
+fn storable_object(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let nested = generator.subschema_for::<StorableJson>();
+    schemars::json_schema!({
+        "type": "object",
+        "propertyNames": { "pattern": crate::engine::STORABLE },
+        "additionalProperties": nested
+    })
+}
+
+async fn list_annotations(
+    State(state): Shared,
+    Params(id): Params<i64>,
+) -> Result<Json<views::Annotations>, ApiError> {
+    state.tasker.task(id).await?;
+    Ok(Json(views::Annotations {
+        task_id: id,
+        annotations: state.tasker.annotations(id).await?,
+    }))
+}
+
+async fn annotate_task(
+    State(state): Shared,
+    Params(id): Params<i64>,
+    body: Result<Body<AnnotationBody>, ApiError>,
+) -> Result<(StatusCode, Json<views::Annotations>), ApiError> {
+    let Body(body) = body?;
+    state
+        .tasker
+        .annotate(id, &body.annotation_type, body.annotation)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(views::Annotations {
+            task_id: id,
+            annotations: state.tasker.annotations(id).await?,
+        }),
+    ))
+}
+
+async fn annotation_types(State(state): Shared) -> Result<Json<views::AnnotationTypes>, ApiError> {
+    Ok(Json(views::AnnotationTypes {
+        annotation_types: state.tasker.annotation_types().await?,
+    }))
 }
 
 /// What `POST /dependent_systems/object_maps` takes.

@@ -333,6 +333,19 @@ impl TemplateDetail {
     }
 }
 
+/// A task's annotations, oldest first.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct Annotations {
+    pub(super) task_id: i64,
+    pub(super) annotations: Vec<crate::TaskAnnotation>,
+}
+
+/// Every annotation type in use.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(super) struct AnnotationTypes {
+    pub(super) annotation_types: Vec<String>,
+}
+
 /// An object's maps to its ids in other systems.
 #[derive(Debug, Serialize, JsonSchema)]
 pub(super) struct ObjectMaps {
