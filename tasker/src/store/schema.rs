@@ -118,7 +118,6 @@ diesel::table! {
         attempts -> Integer,
         last_attempted_at -> Nullable<Timestamp>,
         backoff_request_seconds -> Nullable<Integer>,
-        inputs -> Nullable<Text>,
         results -> Nullable<Text>,
         skippable -> Bool,
         remaining_parents -> Integer,

@@ -1,0 +1,1 @@
+ALTER TABLE tasker_workflow_steps ADD COLUMN inputs TEXT;
