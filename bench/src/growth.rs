@@ -262,12 +262,12 @@ fn seed(probe: &mut Probe, pattern: i64, copies: usize) -> Result<(), String> {
     sql.push_str(&format!(
         "INSERT INTO tasker_workflow_steps (workflow_step_id, task_id, named_step_id, name, \
            state, retryable, retry_limit, in_process, processed, processed_at, attempts, \
-           last_attempted_at, backoff_request_seconds, inputs, results, skippable, \
+           last_attempted_at, backoff_request_seconds, results, skippable, \
            remaining_parents, ready_at, lease_owner, lease_expires_at, priority, created_at, \
            updated_at, scheduled_at) \
          SELECT {}, {top_task} + g.k, named_step_id, name, state, retryable, retry_limit, \
            in_process, processed, processed_at, attempts, last_attempted_at, \
-           backoff_request_seconds, inputs, results, skippable, remaining_parents, ready_at, \
+           backoff_request_seconds, results, skippable, remaining_parents, ready_at, \
            lease_owner, lease_expires_at, priority, created_at, updated_at, scheduled_at \
          FROM {series} CROSS JOIN tasker_workflow_steps s \
          WHERE s.workflow_step_id {steps_of_pattern};\n",
