@@ -251,7 +251,7 @@ pub enum Tasks {
         #[arg(long)]
         state: Option<tasker::TaskState>,
         /// Only tasks with an annotation `TYPE:KEY=VALUE` (the key's value compared as text).
-        #[arg(long, value_name = "TYPE:KEY=VALUE", value_parser = annotation_filter)]
+        #[arg(long, value_name = "TYPE:KEY=VALUE", value_parser = str::parse::<tasker::AnnotationFilter>)]
         annotation: Option<tasker::AnnotationFilter>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
@@ -348,19 +348,6 @@ pub enum Tasks {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-}
-
-/// `TYPE:KEY=VALUE` as an annotation filter.
-fn annotation_filter(text: &str) -> Result<tasker::AnnotationFilter, String> {
-    let parsed = text.split_once(':').and_then(|(annotation_type, rest)| {
-        let (key, value) = rest.split_once('=')?;
-        (!annotation_type.is_empty() && !key.is_empty()).then(|| tasker::AnnotationFilter {
-            annotation_type: annotation_type.to_owned(),
-            key: key.to_owned(),
-            value: value.to_owned(),
-        })
-    });
-    parsed.ok_or_else(|| format!("`{text}` is not TYPE:KEY=VALUE"))
 }
 
 /// `schedules` subcommands.

@@ -154,6 +154,24 @@ pub struct AnnotationFilter {
     pub value: String,
 }
 
+impl std::str::FromStr for AnnotationFilter {
+    type Err = String;
+
+    /// `TYPE:KEY=VALUE`, split at the first `:` and the next `=` (as REST's `annotation` and
+    /// the CLI's `--annotation` take it).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parsed = text.split_once(':').and_then(|(annotation_type, rest)| {
+            let (key, value) = rest.split_once('=')?;
+            (!annotation_type.is_empty() && !key.is_empty()).then(|| Self {
+                annotation_type: annotation_type.to_owned(),
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })
+        });
+        parsed.ok_or_else(|| format!("`{text}` is not TYPE:KEY=VALUE"))
+    }
+}
+
 /// An object's id in one dependent system mapped to its id in another (the seed's dependent
 /// system object map); the side that sorts first by (system, id) is `one`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]

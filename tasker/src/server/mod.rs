@@ -1060,14 +1060,10 @@ async fn list_tasks(
             ApiError::bad_request(format!("offset must be at most {}", i64::MAX)).at("/offset"),
         );
     }
-    let annotation = match query.annotation.as_deref().map(annotation_filter) {
+    let annotation = match query.annotation.as_deref().map(str::parse) {
         None => None,
-        Some(Some(filter)) => Some(filter),
-        Some(None) => {
-            return Err(
-                ApiError::bad_request("annotation must be TYPE:KEY=VALUE").at("/annotation")
-            );
-        }
+        Some(Ok(filter)) => Some(filter),
+        Some(Err(problem)) => return Err(ApiError::bad_request(problem).at("/annotation")),
     };
     let tasks = state
         .tasker
@@ -1088,17 +1084,6 @@ async fn list_tasks(
         limit,
         offset,
     }))
-}
-
-/// `TYPE:KEY=VALUE` as an annotation filter (split at the first `:` and the next `=`).
-fn annotation_filter(text: &str) -> Option<crate::AnnotationFilter> {
-    let (annotation_type, rest) = text.split_once(':')?;
-    let (key, value) = rest.split_once('=')?;
-    (!annotation_type.is_empty() && !key.is_empty()).then(|| crate::AnnotationFilter {
-        annotation_type: annotation_type.to_owned(),
-        key: key.to_owned(),
-        value: value.to_owned(),
-    })
 }
 
 /// Most tasks a page of a listing holds (REST's `limit`, GraphQL's).
