@@ -102,6 +102,17 @@ pub(crate) fn string(meta: &ParseNestedMeta<'_>) -> syn::Result<LitStr> {
     }
 }
 
+/// An integer option: `name = 5`; anything else is refused with `hint` at the value.
+pub(crate) fn integer(meta: &ParseNestedMeta<'_>, hint: &str) -> syn::Result<syn::LitInt> {
+    let expr: Expr = meta.value()?.parse()?;
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(int), ..
+        }) => Ok(int),
+        other => Err(syn::Error::new(other.span(), hint)),
+    }
+}
+
 /// A flag: `skippable` or `skippable = true|false`.
 pub(crate) fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
     if !meta.input.peek(Token![=]) {

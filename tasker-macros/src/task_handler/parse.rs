@@ -382,16 +382,10 @@ fn parse_step_ref(input: syn::parse::ParseStream<'_>) -> syn::Result<Ident> {
 }
 
 fn parse_retry_limit(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<u32> {
-    let expr: Expr = meta.value()?.parse()?;
-    let Expr::Lit(syn::ExprLit {
-        lit: Lit::Int(int), ..
-    }) = &expr
-    else {
-        return Err(syn::Error::new(
-            expr.span(),
-            "`retry_limit` takes a whole number of attempts, e.g. `retry_limit = 5`",
-        ));
-    };
+    let int = attr::integer(
+        meta,
+        "`retry_limit` takes a whole number of attempts, e.g. `retry_limit = 5`",
+    )?;
     let out_of_range = || {
         syn::Error::new(
             int.span(),

@@ -3,7 +3,7 @@
 
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprPath, Lit, LitStr};
+use syn::{Expr, ExprPath, LitStr};
 use tasker_rules::{MAX_SCHEDULE_CATCH_UP, parse_cron};
 
 use super::parse::TaskOptions;
@@ -52,22 +52,16 @@ pub(crate) fn time_zone_problem(name: &str) -> Option<String> {
 
 /// `catch_up = 3`: missed slots to run after an outage.
 pub(crate) fn catch_up(cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<u32> {
-    let expr: Expr = meta.value()?.parse()?;
-    let Expr::Lit(syn::ExprLit {
-        lit: Lit::Int(int), ..
-    }) = &expr
-    else {
-        return Err(syn::Error::new(
-            expr.span(),
-            "`catch_up` takes a whole number of missed slots to run after an outage, \
-             e.g. `catch_up = 3`",
-        ));
-    };
+    let int = attr::integer(
+        meta,
+        "`catch_up` takes a whole number of missed slots to run after an outage, \
+         e.g. `catch_up = 3`",
+    )?;
     match int.base10_parse::<u32>() {
         Ok(slots) if slots <= MAX_SCHEDULE_CATCH_UP => Ok(slots),
         _ => {
             cx.error_at(
-                int,
+                &int,
                 format!(
                     "`catch_up` is {}, over the maximum of {MAX_SCHEDULE_CATCH_UP} missed slots",
                     int.base10_digits()

@@ -1226,16 +1226,7 @@ impl Tasker {
             &self.inner.config,
             crate::FailureReason::StepError,
         );
-        Outcome {
-            step_id: step.step_id,
-            task_id: step.task_id,
-            name: step.name,
-            attempt: step.attempt,
-            owner: owner.to_owned(),
-            concurrent: step.concurrent,
-            result: Err(failure),
-            duration_ms: Some(0.0),
-        }
+        Outcome::of(step, owner, Err(failure), Some(0.0))
     }
 
     /// Ends the open tasks whose deadline has passed in `error`, their open steps cancelled,

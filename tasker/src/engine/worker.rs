@@ -550,16 +550,7 @@ impl Drop for AbortOnDrop {
 
 async fn run_attempt(tasker: &Tasker, owner: &str, step: ClaimedStep) -> Outcome {
     let (result, duration_ms) = attempt(tasker, &step).await;
-    Outcome {
-        step_id: step.step_id,
-        task_id: step.task_id,
-        name: step.name,
-        attempt: step.attempt,
-        owner: owner.to_owned(),
-        concurrent: step.concurrent,
-        result,
-        duration_ms,
-    }
+    Outcome::of(step, owner, result, duration_ms)
 }
 
 /// A failure the engine decided, not the handler: the error and why.

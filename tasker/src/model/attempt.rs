@@ -154,6 +154,27 @@ pub struct Outcome {
     pub duration_ms: Option<f64>,
 }
 
+impl Outcome {
+    /// The outcome of `owner`'s attempt at the claimed `step`.
+    pub(crate) fn of(
+        step: ClaimedStep,
+        owner: &str,
+        result: Result<String, Failure>,
+        duration_ms: Option<f64>,
+    ) -> Self {
+        Self {
+            step_id: step.step_id,
+            task_id: step.task_id,
+            name: step.name,
+            attempt: step.attempt,
+            owner: owner.to_owned(),
+            concurrent: step.concurrent,
+            result,
+            duration_ms,
+        }
+    }
+}
+
 /// Whether an outcome was recorded or rejected by fencing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompletionOutcome {
