@@ -351,17 +351,19 @@ pub(super) async fn sync_schedules(
     store
         .run(move |store| {
             let now = store.now()?;
-            for (key, definitions) in &declared {
-                for (definition, timetable) in definitions {
-                    store.upsert_schedule(definition, first_slot(timetable, now)?)?;
-                }
-                let keep: Vec<String> = definitions.iter().map(|(d, _)| d.name.clone()).collect();
-                store.remove_undeclared_schedules(
-                    (&key.namespace, &key.name, &key.version),
-                    &keep,
-                )?;
-            }
-            Ok(())
+            let timed = declared
+                .into_iter()
+                .map(|(key, definitions)| {
+                    let definitions = definitions
+                        .into_iter()
+                        .map(|(definition, timetable)| {
+                            Ok((definition, first_slot(&timetable, now)?))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    Ok((key, definitions))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            store.sync_schedules(&timed)
         })
         .await
 }

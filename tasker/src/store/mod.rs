@@ -332,13 +332,27 @@ impl Store {
         self.write(|c| schedules::upsert(c, definition, next_run_at))
     }
 
-    /// Deletes the template schedules of `key` it no longer declares.
-    pub(crate) fn remove_undeclared_schedules(
+    /// Stores the schedules each template declares, with its next slot, and deletes the ones
+    /// it no longer declares: one transaction for them all.
+    pub(crate) fn sync_schedules(
         &self,
-        key: (&str, &str, &str),
-        keep: &[String],
-    ) -> Result<usize> {
-        self.write(|c| schedules::remove_undeclared(c, key, keep))
+        declared: &[(crate::TemplateKey, Vec<(Definition, chrono::NaiveDateTime)>)],
+    ) -> Result<()> {
+        self.write(|c| {
+            for (key, definitions) in declared {
+                for (definition, next_run_at) in definitions {
+                    schedules::upsert(c, definition, *next_run_at)?;
+                }
+                let keep: Vec<String> = definitions.iter().map(|(d, _)| d.name.clone()).collect();
+                let key = (
+                    key.namespace.as_str(),
+                    key.name.as_str(),
+                    key.version.as_str(),
+                );
+                schedules::remove_undeclared(c, key, &keep)?;
+            }
+            Ok(())
+        })
     }
 
     /// Deletes the schedule `name`; whether there was one.
