@@ -12,7 +12,8 @@
 //! `TASKER_BIND` changes the address (default `127.0.0.1:3000`); beyond loopback the server
 //! requires `TASKER_API_KEY` (a secret callers send as `X-API-Key`). `TASKER_DATABASE_URL`
 //! chooses the database (default `tasker.db`). The log (a failed request's cause among it)
-//! goes to stderr; `RUST_LOG` filters it (default `info`).
+//! goes to stderr, as JSON lines with `TASKER_LOG_FORMAT=json`; `RUST_LOG` filters it (default
+//! `info`).
 #![allow(clippy::print_stdout, reason = "an example reports what happened")]
 
 use tasker::prelude::*;
@@ -21,13 +22,16 @@ use tasker_examples::order_process::OrderProcess;
 
 #[tasker::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // `TASKER_LOG_FORMAT=json` writes one JSON object per line, as `log.format: json` in a
+    // configuration file does.
+    let format = match std::env::var("TASKER_LOG_FORMAT").as_deref() {
+        Ok("json") => tasker::logging::LogFormat::Json,
+        _ => tasker::logging::LogFormat::Text,
+    };
+    tasker::logging::init(&tasker::logging::LogConfig {
+        format,
+        ..Default::default()
+    })?;
     let metrics = tasker::metrics::install_prometheus()?;
     // Naming the workflow links the example library into this binary (a binary that uses
     // nothing from a library does not link it, so its registrations would be missing).

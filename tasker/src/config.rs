@@ -115,6 +115,41 @@ pub struct TaskerConfig {
     /// session's `search_path`, so several applications can share one database. Ignored on
     /// SQLite. Default: none (the URL's or the server's `search_path`).
     pub postgres_schema: Option<String>,
+    /// How the process logs when it installs tasker's logger
+    /// ([`logging::init`](crate::logging::init), feature `logging`).
+    pub log: LogConfig,
+}
+
+/// How the process logs: the format of each line and which events are written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (the default, for people) or `json` (one object per line, for log pipelines).
+    pub format: LogFormat,
+    /// Which events are written, as `RUST_LOG` says it (`info,tasker=debug`); `RUST_LOG`, when
+    /// set, wins. Default `info`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, with the event's fields and its spans (task and step ids,
+    /// correlation id).
+    Json,
 }
 
 impl Default for TaskerConfig {
@@ -147,6 +182,7 @@ impl Default for TaskerConfig {
                 .collect(),
             redact_mask: crate::redact::DEFAULT_MASK.to_owned(),
             postgres_schema: None,
+            log: LogConfig::default(),
         }
     }
 }
@@ -315,6 +351,12 @@ mod tests {
         assert_eq!(config.heartbeat, default.heartbeat);
         assert_eq!(config.backoff, default.backoff);
         assert_eq!(config.default_step_timeout, default.default_step_timeout);
+        assert_eq!(config.log, default.log);
+        let json = TaskerConfig::from_yaml("log:\n  format: json\n", "t.yaml").expect("json");
+        assert_eq!(json.log.format, LogFormat::Json);
+        assert_eq!(json.log.filter, "info");
+        let error = TaskerConfig::from_yaml("log:\n  format: xml\n", "t.yaml").expect_err("xml");
+        assert!(error.to_string().contains("log.format"), "{error}");
     }
 
     #[test]

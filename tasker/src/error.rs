@@ -35,6 +35,9 @@ pub enum Error {
         /// What is wrong.
         source: serde_norway::Error,
     },
+    /// The configuration's `log.filter` is not a filter `RUST_LOG` could hold.
+    #[error("invalid configuration: `log.filter` {0}")]
+    LogFilter(String),
     /// The API server cannot listen on its address.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -208,6 +211,14 @@ pub enum Error {
         template: String,
         /// The step.
         step: String,
+    },
+    /// The task handler's `establish_step_dependencies_and_defaults` refused the task's steps.
+    #[error("invalid task request: `{template}` refused the plan of its steps: {source}")]
+    StepPlan {
+        /// The template's full name.
+        template: String,
+        /// Why.
+        source: crate::hooks::PlanError,
     },
     /// A field of a request is out of bounds, or holds what no column can store: a label
     /// (`initiator`, `source_system`, `reason`), `correlation_id`, `idempotency_key`,

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::handler::{BoxFuture, DynStepHandler, StepContext, StepError, StepHandler, StepResult};
+use crate::hooks::{HooksOf, TaskHooks};
 use crate::subscriber::DynSubscriber;
 use crate::template::{Problem, TaskTemplate, TemplateError};
 use crate::workflow::{StepInput, StepOutput, StepReturn, TaskHandler};
@@ -40,6 +41,8 @@ pub(crate) struct TaskHandlerParts {
     pub(crate) steps: Vec<(String, Arc<dyn DynStepHandler>)>,
     /// What builds each schedule's run contexts, by schedule name.
     pub(crate) schedule_contexts: Vec<(String, ScheduleContext)>,
+    /// Its hooks.
+    pub(crate) hooks: Arc<dyn TaskHooks>,
 }
 
 /// Builds the context of a schedule's run for its slot.
@@ -68,9 +71,11 @@ impl TaskHandlerParts {
                 (name, build)
             })
             .collect();
+        let handler = Arc::new(handler);
         Ok(Self {
             template,
-            steps: Arc::new(handler).step_handlers(),
+            hooks: Arc::new(HooksOf(Arc::clone(&handler))),
+            steps: handler.step_handlers(),
             schedule_contexts,
         })
     }

@@ -463,9 +463,39 @@ impl<T> fmt::Debug for StepRef<T> {
 ///     }
 /// }
 /// ```
+///
+/// `handle` is the seed's `process`: the engine wraps it (events, deadline, storing the result)
+/// and cannot be bypassed. To shape what is stored apart from the work, as the seed's
+/// `process_results` does, override [`StepHandler::process_results`]:
+///
+/// ```
+/// use tasker::{StepContext, StepHandler, StepResult};
+/// use tasker::serde_json::{Value, json};
+///
+/// struct CountRows;
+///
+/// impl StepHandler for CountRows {
+///     async fn handle(&self, _cx: &StepContext) -> StepResult {
+///         Ok(json!(["a", "b"]))
+///     }
+///
+///     fn process_results(&self, output: Value, _cx: &StepContext) -> StepResult {
+///         let count = output.as_array().map_or(0, Vec::len);
+///         Ok(json!({ "rows": output, "count": count }))
+///     }
+/// }
+/// ```
 pub trait StepHandler: Send + Sync + 'static {
-    /// Runs one attempt of the step.
+    /// Runs one attempt of the step (the seed's `process`).
     fn handle(&self, cx: &StepContext) -> impl Future<Output = StepResult> + Send;
+
+    /// Turns what a successful `handle` returned into the stored result (the seed's
+    /// `process_results`); an error fails the attempt as `handle`'s would. By default, the
+    /// output is stored as it is.
+    fn process_results(&self, output: Value, cx: &StepContext) -> StepResult {
+        let _ = cx;
+        Ok(output)
+    }
 }
 
 /// A boxed future returned by an object-safe step handler.
@@ -479,7 +509,10 @@ pub trait DynStepHandler: Send + Sync + 'static {
 
 impl<H: StepHandler> DynStepHandler for H {
     fn handle_dyn<'a>(&'a self, cx: &'a StepContext) -> BoxFuture<'a, StepResult> {
-        Box::pin(self.handle(cx))
+        Box::pin(async move {
+            let output = self.handle(cx).await?;
+            self.process_results(output, cx)
+        })
     }
 }
 
@@ -507,5 +540,47 @@ where
 {
     fn handle(&self, cx: &StepContext) -> impl Future<Output = StepResult> + Send {
         (self.0)(cx.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct CountRows;
+
+    impl StepHandler for CountRows {
+        async fn handle(&self, cx: &StepContext) -> StepResult {
+            Ok(cx.context()["rows"].clone())
+        }
+
+        fn process_results(&self, output: Value, cx: &StepContext) -> StepResult {
+            let count = output.as_array().map(Vec::len).ok_or_else(|| {
+                StepError::permanent(format!("step `{}` read no rows", cx.step_name()))
+            })?;
+            Ok(serde_json::json!({ "rows": output, "count": count }))
+        }
+    }
+
+    fn cx(context: Value) -> StepContext {
+        StepContext::new(1, 1, "count", 1, context, HashMap::new(), Value::Null)
+    }
+
+    #[tokio::test]
+    async fn the_engine_stores_what_process_results_makes_of_the_output() {
+        let handler: &dyn DynStepHandler = &CountRows;
+        let stored = handler
+            .handle_dyn(&cx(serde_json::json!({ "rows": ["a", "b"] })))
+            .await
+            .expect("result");
+        assert_eq!(
+            stored,
+            serde_json::json!({ "rows": ["a", "b"], "count": 2 })
+        );
+        let error = handler
+            .handle_dyn(&cx(serde_json::json!({})))
+            .await
+            .expect_err("no rows");
+        assert_eq!(error, StepError::permanent("step `count` read no rows"));
     }
 }

@@ -38,42 +38,145 @@ use crate::handler::{StepContext, StepError, StepHandler, StepResult};
 /// Default deadline of one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The request described by a step's `handler_config`.
+/// The API a step calls, from its `handler_config`: the seed's `Api::Config` (`type: api`, `url`
+/// as the base of relative paths, `params`, `headers`, `ssl`, `retry_delay`,
+/// `enable_exponential_backoff`, `jitter_factor`) and the request the configuration-driven
+/// [`HttpHandler`] makes (`path`, `method`, `body`, `timeout_seconds`). An unknown key is refused
+/// by name.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestConfig {
-    /// The URL; `${VAR}` is interpolated.
+    /// `api`, when given: marks the configuration as the seed's API configuration, which every
+    /// [`ApiHandler`] reads.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// The URL, or the base that request paths are relative to; `${VAR}` is interpolated.
     pub url: String,
+    /// The path the configuration-driven handler requests, relative to `url`; `${VAR}` is
+    /// interpolated.
+    #[serde(default)]
+    pub path: Option<String>,
     /// The method (default `GET`).
     #[serde(default)]
     pub method: Option<String>,
-    /// Query parameters; values are interpolated.
+    /// Query parameters sent with every request; values are interpolated.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// Headers; values are interpolated.
+    /// Headers sent with every request; values are interpolated.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// A JSON body.
     #[serde(default)]
     pub body: Option<Value>,
-    /// Deadline of the request, in seconds (default 30).
+    /// Deadline of a request, in seconds (default 30).
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
+    /// TLS settings.
+    #[serde(default)]
+    pub ssl: Option<SslConfig>,
+    /// Seconds to wait before retrying a failure the server gave no `Retry-After` for; without
+    /// it, the engine's backoff decides.
+    #[serde(default)]
+    pub retry_delay: Option<f64>,
+    /// Whether `retry_delay` doubles with each attempt (default `true`).
+    #[serde(default)]
+    pub enable_exponential_backoff: Option<bool>,
+    /// The share of the delay added or taken at random, 0 to 1 (default 0.1).
+    #[serde(default)]
+    pub jitter_factor: Option<f64>,
 }
 
+/// TLS settings of an API (`handler_config.ssl`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SslConfig {
+    /// Whether the server's certificate is verified (default `true`; `false` is for test
+    /// servers only).
+    #[serde(default)]
+    pub verify: Option<bool>,
+    /// A PEM file of extra root certificates to trust.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Default share of jitter on `retry_delay`.
+const DEFAULT_JITTER: f64 = 0.1;
+
 impl RequestConfig {
-    /// Reads the step's `handler_config`.
+    /// Reads the step's `handler_config`, which must describe a request.
     pub fn from_step(cx: &StepContext<impl Sized>) -> Result<Self, StepError> {
-        Self::deserialize(cx.handler_config()).map_err(|e| {
-            StepError::permanent_with_code(
-                format!(
-                    "step `{}` has an invalid `handler_config` for an HTTP request: {e}",
-                    cx.step_name()
-                ),
-                "HANDLER_CONFIG",
-            )
-        })
+        Self::parse(cx.handler_config()).map_err(|e| invalid_config(cx.step_name(), e))
     }
+
+    /// The step's API configuration if its `handler_config` says `type: api`.
+    pub fn api_of_step(cx: &StepContext<impl Sized>) -> Result<Option<Self>, StepError> {
+        if cx.handler_config().get("type").and_then(Value::as_str) != Some("api") {
+            return Ok(None);
+        }
+        Self::from_step(cx).map(Some)
+    }
+
+    /// Parses and checks a `handler_config`; the error names the key at fault.
+    pub fn parse(config: &Value) -> Result<Self, String> {
+        let config: Self = serde_path_to_error::deserialize(config).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => e.into_inner().to_string(),
+                _ => format!("`{path}`: {}", e.into_inner()),
+            }
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(kind) = self.kind.as_deref().filter(|k| *k != "api") {
+            return Err(format!(
+                "`type`: `{kind}` is not a handler type; the only one is `api`"
+            ));
+        }
+        // A URL naming an environment variable is checked when the step runs.
+        if !self.url.contains("${") {
+            reqwest::Url::parse(&self.url).map_err(|e| format!("`url`: `{}` {e}", self.url))?;
+        }
+        let seconds = |key: &str, value: Option<f64>| match value {
+            Some(v) if !v.is_finite() || v < 0.0 => Err(format!(
+                "`{key}`: must be a non-negative number of seconds, not {v}"
+            )),
+            _ => Ok(()),
+        };
+        seconds("retry_delay", self.retry_delay)?;
+        seconds("timeout_seconds", self.timeout_seconds)?;
+        if let Some(jitter) = self.jitter_factor.filter(|j| !(0.0..=1.0).contains(j)) {
+            return Err(format!(
+                "`jitter_factor`: must be between 0 and 1, not {jitter}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long to wait before attempt `attempt + 1` after a failure the server gave no wait
+    /// for: `retry_delay`, doubled per attempt unless `enable_exponential_backoff` is false,
+    /// give or take `jitter_factor` of it. `None` leaves the wait to the engine's backoff.
+    pub fn retry_wait(&self, attempt: u32) -> Option<Duration> {
+        let delay = self.retry_delay?;
+        let exponent = i32::try_from(attempt.saturating_sub(1).min(30)).unwrap_or(30);
+        let base = if self.enable_exponential_backoff.unwrap_or(true) {
+            delay * 2f64.powi(exponent)
+        } else {
+            delay
+        };
+        let jitter = self.jitter_factor.unwrap_or(DEFAULT_JITTER);
+        let wait = base * (1.0 + jitter * (2.0 * fastrand::f64() - 1.0));
+        Duration::try_from_secs_f64(wait.max(0.0)).ok()
+    }
+}
+
+fn invalid_config(step: &str, problem: String) -> StepError {
+    StepError::permanent_with_code(
+        format!("step `{step}` has an invalid `handler_config` for an HTTP request: {problem}"),
+        "HANDLER_CONFIG",
+    )
 }
 
 /// A response, read whole.
@@ -101,10 +204,16 @@ impl ApiResponse {
     }
 }
 
-/// An HTTP client for step handlers: reqwest over rustls, with a default deadline.
+/// An HTTP client for step handlers (the seed's Faraday connection): reqwest over rustls, with
+/// a default deadline and, for a step whose `handler_config` says `type: api`, that API's base
+/// URL, parameters and headers.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
     client: reqwest::Client,
+    base: Option<String>,
+    params: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    timeout: Option<Duration>,
 }
 
 /// Makes rustls's `ring` provider the process default unless one is installed already; reqwest
@@ -117,18 +226,142 @@ pub fn install_crypto_provider() {
 impl ApiClient {
     /// A client whose requests time out after `timeout` unless the request says otherwise.
     pub fn new(timeout: Duration) -> Result<Self, StepError> {
+        Self::build(timeout, None)
+    }
+
+    fn build(timeout: Duration, ssl: Option<&SslConfig>) -> Result<Self, StepError> {
         install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(ssl) = ssl {
+            if ssl.verify == Some(false) {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            if let Some(file) = &ssl.ca_file {
+                let pem = std::fs::read(file).map_err(|e| {
+                    StepError::permanent_with_code(
+                        format!("`ssl.ca_file` `{}` cannot be read: {e}", file.display()),
+                        "HANDLER_CONFIG",
+                    )
+                })?;
+                let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    StepError::permanent_with_code(
+                        format!(
+                            "`ssl.ca_file` `{}` holds no PEM certificate: {e}",
+                            file.display()
+                        ),
+                        "HANDLER_CONFIG",
+                    )
+                })?;
+                for root in roots {
+                    builder = builder.add_root_certificate(root);
+                }
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| StepError::permanent(format!("cannot build the HTTP client: {e}")))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            base: None,
+            params: Vec::new(),
+            headers: Vec::new(),
+            timeout: None,
+        })
+    }
+
+    /// This client aimed at the API `config` describes: its `url` is the base of relative
+    /// paths, its `params` and `headers` go with every request. `${VAR}`s are read now.
+    pub fn for_api(&self, config: &RequestConfig) -> Result<Self, StepError> {
+        let base = interpolate(&config.url)?;
+        reqwest::Url::parse(&base).map_err(|e| {
+            StepError::permanent_with_code(
+                format!("`url` `{}` is not a URL: {e}", config.url),
+                "HANDLER_CONFIG",
+            )
+        })?;
+        let pairs = |map: &BTreeMap<String, String>| {
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), interpolate(v)?)))
+                .collect::<Result<Vec<_>, StepError>>()
+        };
+        Ok(Self {
+            client: self.client.clone(),
+            base: Some(base),
+            params: pairs(&config.params)?,
+            headers: pairs(&config.headers)?,
+            timeout: config
+                .timeout_seconds
+                .filter(|s| *s > 0.0)
+                .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+        })
     }
 
     /// The underlying reqwest client, for requests built by hand (send them with
     /// [`ApiClient::send`]).
     pub fn reqwest(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The base URL of the step's API, if its `handler_config` gave one.
+    pub fn base_url(&self) -> Option<&str> {
+        self.base.as_deref()
+    }
+
+    /// The URL of `path`: an absolute URL as it is, otherwise joined to the base URL with one
+    /// `/` between them (so `/orders/7` and `orders/7` both go under the base's own path).
+    pub fn url(&self, path: &str) -> String {
+        match &self.base {
+            Some(base) if !path.contains("://") => {
+                let (base, path) = (base.trim_end_matches('/'), path.trim_start_matches('/'));
+                if path.is_empty() {
+                    base.to_owned()
+                } else {
+                    format!("{base}/{path}")
+                }
+            }
+            _ => path.to_owned(),
+        }
+    }
+
+    /// A request to `path` (see [`ApiClient::url`]) with the API's parameters, headers and
+    /// deadline; send it with [`ApiClient::send`].
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.client.request(method, self.url(path));
+        if !self.params.is_empty() {
+            request = request.query(&self.params);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        if let Some(timeout) = self.timeout {
+            request = request.timeout(timeout);
+        }
+        request
+    }
+
+    /// A `GET` of `path`; see [`ApiClient::request`].
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// A `POST` to `path`; see [`ApiClient::request`].
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// A `PUT` to `path`; see [`ApiClient::request`].
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path)
+    }
+
+    /// A `PATCH` of `path`; see [`ApiClient::request`].
+    pub fn patch(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PATCH, path)
+    }
+
+    /// A `DELETE` of `path`; see [`ApiClient::request`].
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path)
     }
 
     /// Sends `request` and reads the whole response; transport failures are retryable.
@@ -154,9 +387,9 @@ impl ApiClient {
         })
     }
 
-    /// Sends the request `config` describes, interpolating `${VAR}`s from the environment.
-    pub async fn request(&self, config: &RequestConfig) -> Result<ApiResponse, StepError> {
-        let url = interpolate(&config.url)?;
+    /// Makes the request `config` describes, on this client aimed at its API: `method`
+    /// `path` with `body`.
+    pub async fn call(&self, config: &RequestConfig) -> Result<ApiResponse, StepError> {
         let method = config
             .method
             .as_deref()
@@ -168,23 +401,11 @@ impl ApiClient {
                 "HANDLER_CONFIG",
             )
         })?;
-        let mut request = self.client.request(method, &url);
-        let params: Vec<(String, String)> = config
-            .params
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), interpolate(v)?)))
-            .collect::<Result<_, StepError>>()?;
-        if !params.is_empty() {
-            request = request.query(&params);
-        }
-        for (name, value) in &config.headers {
-            request = request.header(name.as_str(), interpolate(value)?);
-        }
+        let api = self.for_api(config)?;
+        let path = interpolate(config.path.as_deref().unwrap_or(""))?;
+        let mut request = api.request(method, &path);
         if let Some(body) = &config.body {
             request = request.json(body);
-        }
-        if let Some(seconds) = config.timeout_seconds.filter(|s| s.is_finite() && *s > 0.0) {
-            request = request.timeout(Duration::from_secs_f64(seconds));
         }
         self.send(request).await
     }
@@ -281,6 +502,10 @@ fn snippet(body: &str) -> String {
 
 /// A step that calls an HTTP API: `process` makes the request, `process_results` shapes what
 /// is stored. Wrap it in [`ApiHandler`] to register it.
+///
+/// When the step's `handler_config` says `type: api`, the client handed to `process` is aimed
+/// at that API: `client.get("/orders/7")` requests `/orders/7` under its `url`, with its
+/// `params` and `headers`.
 pub trait ApiStepHandler: Send + Sync + 'static {
     /// Makes the request. By default, the one the step's `handler_config` describes.
     fn process(
@@ -290,7 +515,7 @@ pub trait ApiStepHandler: Send + Sync + 'static {
     ) -> impl Future<Output = Result<ApiResponse, StepError>> + Send {
         async move {
             let config = RequestConfig::from_step(cx)?;
-            client.request(&config).await
+            client.call(&config).await
         }
     }
 
@@ -299,6 +524,12 @@ pub trait ApiStepHandler: Send + Sync + 'static {
     fn process_results(&self, response: &ApiResponse, _cx: &StepContext) -> StepResult {
         Ok(serde_json::json!({ "status": response.status, "body": response.json() }))
     }
+
+    /// Whether the step's `handler_config` is its API's configuration even without
+    /// `type: api`; true for the configuration-driven [`HttpHandler`], whose steps must have one.
+    fn requires_config(&self) -> bool {
+        false
+    }
 }
 
 /// Runs an [`ApiStepHandler`] as a step handler, classifying each response.
@@ -306,28 +537,69 @@ pub trait ApiStepHandler: Send + Sync + 'static {
 pub struct ApiHandler<H> {
     handler: H,
     client: ApiClient,
+    /// Clients built for the `ssl` settings steps asked for, so connections are reused.
+    tls: std::sync::Mutex<std::collections::HashMap<SslConfig, ApiClient>>,
 }
 
 impl<H: ApiStepHandler> ApiHandler<H> {
     /// Wraps `handler` with a client whose default timeout is [`DEFAULT_TIMEOUT`].
     pub fn new(handler: H) -> Result<Self, StepError> {
-        Ok(Self {
-            handler,
-            client: ApiClient::new(DEFAULT_TIMEOUT)?,
-        })
+        Ok(Self::with_client(handler, ApiClient::new(DEFAULT_TIMEOUT)?))
     }
 
     /// Wraps `handler` with the given client.
     pub fn with_client(handler: H, client: ApiClient) -> Self {
-        Self { handler, client }
+        Self {
+            handler,
+            client,
+            tls: Default::default(),
+        }
+    }
+
+    /// The client for a step's `ssl` settings: the default one without any.
+    fn client_for(&self, ssl: Option<&SslConfig>) -> Result<ApiClient, StepError> {
+        let Some(ssl) = ssl.filter(|s| **s != SslConfig::default()) else {
+            return Ok(self.client.clone());
+        };
+        let mut clients = self.tls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(ssl) {
+            return Ok(client.clone());
+        }
+        let client = ApiClient::build(DEFAULT_TIMEOUT, Some(ssl))?;
+        clients.insert(ssl.clone(), client.clone());
+        Ok(client)
     }
 }
 
 impl<H: ApiStepHandler> StepHandler for ApiHandler<H> {
     async fn handle(&self, cx: &StepContext) -> StepResult {
-        let response = self.handler.process(&self.client, cx).await?;
-        classify(&response)?;
-        self.handler.process_results(&response, cx)
+        let api = match self.handler.requires_config() {
+            true => Some(RequestConfig::from_step(cx)?),
+            false => RequestConfig::api_of_step(cx)?,
+        };
+        let client = self.client_for(api.as_ref().and_then(|a| a.ssl.as_ref()))?;
+        let client = match &api {
+            Some(api) => client.for_api(api)?,
+            None => client,
+        };
+        let outcome = match self.handler.process(&client, cx).await {
+            Ok(response) => classify(&response).map(|()| response),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(response) => self.handler.process_results(&response, cx),
+            Err(StepError::Retryable {
+                message,
+                retry_after: None,
+            }) => {
+                let wait = api.as_ref().and_then(|a| a.retry_wait(cx.attempt()));
+                Err(StepError::Retryable {
+                    message,
+                    retry_after: wait,
+                })
+            }
+            Err(error) => Err(error),
+        }
     }
 }
 
@@ -335,7 +607,11 @@ impl<H: ApiStepHandler> StepHandler for ApiHandler<H> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConfigRequest;
 
-impl ApiStepHandler for ConfigRequest {}
+impl ApiStepHandler for ConfigRequest {
+    fn requires_config(&self) -> bool {
+        true
+    }
+}
 
 /// An HTTP step handler driven entirely by the step's `handler_config`.
 pub type HttpHandler = ApiHandler<ConfigRequest>;

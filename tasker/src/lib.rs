@@ -53,9 +53,12 @@ mod error;
 pub mod events;
 mod generated;
 pub mod handler;
+pub mod hooks;
 #[cfg(feature = "http")]
 pub mod http;
 mod integral;
+#[cfg(feature = "logging")]
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod redact;
@@ -83,6 +86,7 @@ pub use engine::{
 pub use error::{ContextViolation, Error, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
+pub use hooks::{Annotation, FinishedTask, PlanError, PlannedStep, StepPlan};
 pub use model::{
     AnnotationFilter, ClaimedStep, CompletionOutcome, ErrorClass, EventRecord, ExecutionContext,
     Failure, FailureReason, MigrationStatus, NewTask, ObjectMap, Outcome, ParentOutput,
@@ -122,6 +126,7 @@ pub mod __private {
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
     };
+    pub use crate::hooks::{Annotation, FinishedTask, PlanError, StepPlan};
     pub use crate::schedule::ScheduleTemplate;
     pub use crate::subscriber::{DynSubscriber, Subscriber, SubscriberError};
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
@@ -141,6 +146,7 @@ pub mod __private {
 
 /// The names most programs need: `use tasker::prelude::*;`.
 pub mod prelude {
+    pub use crate::{Annotation, FinishedTask, PlanError, StepPlan};
     pub use crate::{Event, Subscriber, SubscriberError};
     pub use crate::{
         ResultExt, StepContext, StepError, StepHandler, StepRef, StepResult, StepState,

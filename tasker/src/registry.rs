@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::generated::{StepHandlerRegistration, TaskHandlerParts, TaskHandlerRegistration};
 use crate::handler::{DynStepHandler, StepHandler};
+use crate::hooks::TaskHooks;
 use crate::template::{self, TaskTemplate};
 use crate::workflow::TaskHandler;
 
@@ -46,6 +47,8 @@ impl fmt::Display for TemplateKey {
 pub(crate) struct RegisteredTemplate {
     pub(crate) template: TaskTemplate,
     pub(crate) validator: Option<jsonschema::Validator>,
+    /// The hooks of the `#[task_handler]` it comes from, when it defines any.
+    pub(crate) hooks: Option<Arc<dyn TaskHooks>>,
 }
 
 /// Task templates and step handlers, registered at start-up.
@@ -83,6 +86,14 @@ impl Registry {
     /// Registers a template after checking its structure; a second template with the same
     /// `namespace/name@version` is an error.
     pub fn register_template(&mut self, template: TaskTemplate) -> Result<&mut Self> {
+        self.insert_template(template, None)
+    }
+
+    fn insert_template(
+        &mut self,
+        template: TaskTemplate,
+        hooks: Option<Arc<dyn TaskHooks>>,
+    ) -> Result<&mut Self> {
         template.validate()?;
         let key = TemplateKey::of(&template);
         if self.templates.contains_key(&key) {
@@ -106,6 +117,7 @@ impl Registry {
             Arc::new(RegisteredTemplate {
                 template,
                 validator,
+                hooks,
             }),
         );
         Ok(self)
@@ -135,7 +147,8 @@ impl Registry {
         type_id: TypeId,
         parts: TaskHandlerParts,
     ) -> Result<&mut Self> {
-        self.register_template(parts.template)?;
+        let hooks = (parts.hooks.establishes() || parts.hooks.annotates()).then_some(parts.hooks);
+        self.insert_template(parts.template, hooks)?;
         for (name, step) in parts.steps {
             self.register_dyn_handler(name, step)?;
         }

@@ -64,6 +64,15 @@ pub fn install(provider: &SdkTracerProvider) -> crate::Result<()> {
 /// `info`) and exports spans over OTLP/HTTP to `OTEL_EXPORTER_OTLP_ENDPOINT` (default
 /// `http://localhost:4318`), as service `OTEL_SERVICE_NAME` or `service_name`.
 pub fn init_otlp(service_name: &str) -> crate::Result<TelemetryGuard> {
+    init_otlp_with(service_name, &crate::config::LogConfig::default())
+}
+
+/// [`init_otlp`], with logs written as `log` says (text or JSON lines, and their filter when
+/// `RUST_LOG` is not set).
+pub fn init_otlp_with(
+    service_name: &str,
+    log: &crate::config::LogConfig,
+) -> crate::Result<TelemetryGuard> {
     #[cfg(feature = "http")]
     crate::http::install_crypto_provider();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -75,11 +84,9 @@ pub fn init_otlp(service_name: &str) -> crate::Result<TelemetryGuard> {
         .with_batch_exporter(exporter)
         .with_resource(Resource::builder().with_service_name(service).build())
         .build();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer())
+        .with(crate::logging::filter(log)?)
+        .with(crate::logging::layer(log))
         .with(layer(&provider))
         .try_init()
         .map_err(|e| crate::Error::TracingSubscriber(Box::new(e)))?;

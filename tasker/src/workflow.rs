@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::handler::{DynStepHandler, StepError};
+use crate::hooks::{Annotation, FinishedTask, PlanError, StepPlan};
 use crate::template::TaskTemplate;
 
 /// A type that can be a task's context: stored as JSON, validated by its JSON Schema.
@@ -65,6 +66,38 @@ pub trait TaskHandler: Send + Sync + Sized + 'static {
     ) -> Option<Self::Context> {
         let _ = (schedule, slot);
         None
+    }
+
+    /// Whether the engine calls
+    /// [`establish_step_dependencies_and_defaults`](TaskHandler::establish_step_dependencies_and_defaults);
+    /// `#[task_handler]` sets it when the impl defines that method.
+    const ESTABLISHES_STEPS: bool = false;
+
+    /// Whether the engine calls [`update_annotations`](TaskHandler::update_annotations);
+    /// `#[task_handler]` sets it when the impl defines that method.
+    const UPDATES_ANNOTATIONS: bool = false;
+
+    /// Adjusts a task's steps for its context before the task is written (the seed's hook of
+    /// this name): retry settings, skippable, bypassed, and extra dependencies. An error refuses
+    /// the task ([`Error::StepPlan`](crate::Error::StepPlan)) and nothing is written. Define it
+    /// in the `#[task_handler]` impl as `fn establish_step_dependencies_and_defaults(&self,
+    /// context: &Context, steps: &mut StepPlan) -> Result<(), PlanError>`.
+    fn establish_step_dependencies_and_defaults(
+        &self,
+        context: &Self::Context,
+        steps: &mut StepPlan,
+    ) -> std::result::Result<(), PlanError> {
+        let _ = (context, steps);
+        Ok(())
+    }
+
+    /// The annotations to add to a task each time it finishes, complete or in error (the
+    /// seed's `update_annotations`). They are written after the task's state is, but before its
+    /// `task.completed` or `task.failed` event is published. Define it in the `#[task_handler]`
+    /// impl as `fn update_annotations(&self, task: &FinishedTask<Context>) -> Vec<Annotation>`.
+    fn update_annotations(&self, task: &FinishedTask<Self::Context>) -> Vec<Annotation> {
+        let _ = task;
+        Vec::new()
     }
 }
 

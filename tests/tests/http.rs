@@ -111,7 +111,7 @@ async fn serve() -> Server {
                             (200, String::new(), r#"{"ok":true}"#.to_owned())
                         }
                     }
-                    "/echo" => (
+                    echo if echo.ends_with("/echo") => (
                         200,
                         String::new(),
                         json!({ "method": method, "target": target, "head": head, "body": body })
@@ -294,6 +294,150 @@ async fn process_and_process_results_can_be_overridden() {
     assert_eq!(result, json!({ "order_id": 42 }));
     let seen = server.seen.lock().map(|s| s.clone()).unwrap_or_default();
     assert!(seen[0].head.to_ascii_lowercase().contains("x-step: call"));
+}
+
+/// Builds its request the seed's way: a path relative to the API the step's YAML configures.
+struct StatusLookup;
+
+impl ApiStepHandler for StatusLookup {
+    async fn process(
+        &self,
+        client: &ApiClient,
+        _cx: &StepContext,
+    ) -> Result<ApiResponse, StepError> {
+        client.send(client.get("/echo")).await
+    }
+}
+
+fn cx_at(attempt: u32, config: Value) -> StepContext {
+    StepContext::new(1, 1, "call", attempt, json!({}), Default::default(), config)
+}
+
+#[tokio::test]
+async fn a_type_api_configuration_aims_the_client_at_its_base_url() {
+    let server = serve().await;
+    let handler = ApiHandler::new(StatusLookup).expect("client");
+    let config = json!({
+        "type": "api",
+        "url": format!("{}/v1", server.base),
+        "params": { "api_key": "${CARGO_PKG_NAME}" },
+        "headers": { "Accept": "application/json" },
+        "retry_delay": 1.0,
+        "enable_exponential_backoff": true,
+    });
+    handler.handle(&cx(config)).await.expect("echo");
+    let seen = server.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    let request = seen.last().expect("a request");
+    assert_eq!(request.target, "/v1/echo?api_key=tasker-tests");
+    assert!(
+        request
+            .head
+            .to_ascii_lowercase()
+            .contains("accept: application/json"),
+        "{}",
+        request.head
+    );
+
+    // Without `type: api` the handler's own configuration is left to it.
+    let unaimed = ApiHandler::new(StatusLookup).expect("client");
+    let error = unaimed
+        .handle(&cx(json!({ "url": server.base })))
+        .await
+        .expect_err("no base URL");
+    assert!(error.is_retryable(), "{error:?}");
+
+    // The configuration-driven handler takes `path` under `url`.
+    let echoed = call(json!({
+        "type": "api",
+        "url": format!("{}/v2/", server.base),
+        "path": "/echo",
+        "method": "put",
+    }))
+    .await
+    .expect("echo");
+    assert_eq!(echoed["body"]["method"], "PUT");
+    assert_eq!(echoed["body"]["target"], "/v2/echo");
+}
+
+#[tokio::test]
+async fn retry_delay_paces_failures_the_server_gave_no_wait_for() {
+    let server = serve().await;
+    let handler = HttpHandler::from_config().expect("client");
+    let config = |path: &str, exponential: bool| {
+        json!({
+            "type": "api",
+            "url": server.base,
+            "path": path,
+            "retry_delay": 2.0,
+            "enable_exponential_backoff": exponential,
+            "jitter_factor": 0.0,
+        })
+    };
+    let wait = |error: StepError| match error {
+        StepError::Retryable { retry_after, .. } => retry_after,
+        other => panic!("expected a retryable failure, got {other:?}"),
+    };
+    // The third attempt waits 2 s × 2².
+    let error = handler
+        .handle(&cx_at(3, config("/500", true)))
+        .await
+        .expect_err("500");
+    assert_eq!(wait(error), Some(Duration::from_secs(8)));
+    let error = handler
+        .handle(&cx_at(3, config("/500", false)))
+        .await
+        .expect_err("500");
+    assert_eq!(wait(error), Some(Duration::from_secs(2)));
+    // The server's own wait wins.
+    let error = handler
+        .handle(&cx_at(3, config("/429-seconds", true)))
+        .await
+        .expect_err("429");
+    assert_eq!(wait(error), Some(Duration::from_secs(7)));
+    // Jitter stays within its share of the delay.
+    let mut jittered = config("/500", false);
+    jittered["jitter_factor"] = json!(0.5);
+    for _ in 0..20 {
+        let error = handler
+            .handle(&cx_at(1, jittered.clone()))
+            .await
+            .expect_err("500");
+        let seconds = wait(error).expect("a wait").as_secs_f64();
+        assert!((1.0..=3.0).contains(&seconds), "{seconds}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_api_configuration_names_its_key() {
+    for (config, expected) in [
+        (
+            json!({ "type": "api", "url": "http://x", "ssl": { "client_cert": "c.pem" } }),
+            "`ssl.client_cert`: unknown field `client_cert`",
+        ),
+        (
+            json!({ "type": "api", "url": "http://x", "jitter_factor": 2 }),
+            "`jitter_factor`: must be between 0 and 1, not 2",
+        ),
+        (
+            json!({ "type": "api", "url": "http://x", "retry_delay": -1 }),
+            "`retry_delay`: must be a non-negative number of seconds",
+        ),
+        (
+            json!({ "type": "soap", "url": "http://x" }),
+            "`type`: `soap` is not a handler type",
+        ),
+        (
+            json!({ "type": "api", "url": "nowhere" }),
+            "`url`: `nowhere`",
+        ),
+    ] {
+        let error = call(config.clone()).await.expect_err("invalid");
+        assert!(
+            matches!(&error, StepError::Permanent { code: Some(code), .. } if code == "HANDLER_CONFIG"),
+            "{error:?}"
+        );
+        assert!(error.message().contains(expected), "{config}: {error:?}");
+    }
 }
 
 conformance!(

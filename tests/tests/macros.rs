@@ -136,6 +136,73 @@ impl WeekdayReport {
     }
 }
 
+/// The context of the audited workflow: what its hooks read.
+#[tasker::data]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    /// Gives `charge` one attempt and makes it wait for `notify`.
+    pub rush: bool,
+    /// Bypasses `notify`.
+    pub quiet: bool,
+    /// Makes the plan hook refuse the task.
+    pub refuse: bool,
+}
+
+/// `check → charge`, and `notify` on its own; its hooks adjust the plan and annotate the task.
+#[derive(Default)]
+pub struct Audited;
+
+#[task_handler(name = "audited", namespace = "tests", context = Audit)]
+impl Audited {
+    #[step]
+    async fn check(&self, _cx: &StepContext<Audit>) -> Result<i64, StepError> {
+        Ok(2)
+    }
+
+    #[step(depends_on = check)]
+    async fn charge(&self, _cx: &StepContext<Audit>, check: i64) -> Result<i64, StepError> {
+        Ok(check * 10)
+    }
+
+    #[step(skippable)]
+    async fn notify(&self, _cx: &StepContext<Audit>) -> Result<bool, StepError> {
+        Ok(true)
+    }
+
+    fn establish_step_dependencies_and_defaults(
+        &self,
+        context: &Audit,
+        steps: &mut StepPlan,
+    ) -> Result<(), PlanError> {
+        if context.refuse {
+            return Err(PlanError::new("this account is frozen"));
+        }
+        if context.rush {
+            steps
+                .step("charge")?
+                .set_retry_limit(1)
+                .set_retryable(false);
+            steps.add_dependency("charge", "notify")?;
+        }
+        if context.quiet {
+            steps.step("notify")?.bypass();
+        }
+        Ok(())
+    }
+
+    fn update_annotations(&self, task: &FinishedTask<Audit>) -> Vec<Annotation> {
+        let charged = task.step("charge").and_then(|s| s.results.clone());
+        vec![Annotation::new(
+            "audit",
+            tasker::serde_json::json!({
+                "state": task.state,
+                "charged": charged,
+                "rush": task.context.rush,
+            }),
+        )]
+    }
+}
+
 /// A standalone step handler with a typed context, for templates written by hand.
 #[step_handler(name = "tests.greet")]
 async fn greet(cx: &StepContext<Numbers>) -> Result<String, StepError> {
@@ -162,6 +229,9 @@ conformance!(
     parent_output_that_does_not_fit_fails_the_step,
     yaml_bound_handler_runs_with_the_yaml_settings,
     step_handlers_register_by_name,
+    the_plan_hook_adjusts_each_task_s_steps_for_its_context,
+    the_plan_hook_refuses_a_task_and_nothing_is_written,
+    finished_tasks_are_annotated_before_their_event_is_published,
 );
 
 async fn run(tasker: &Tasker, task_id: i64) -> TaskState {
@@ -494,4 +564,122 @@ async fn a_task_handler_schedule_is_stored_without_a_context() {
     );
     assert_eq!(schedule.context, None);
     assert_eq!(schedule.origin, "template");
+}
+
+fn audit(rush: bool, quiet: bool, refuse: bool) -> Audit {
+    Audit {
+        rush,
+        quiet,
+        refuse,
+    }
+}
+
+async fn the_plan_hook_adjusts_each_task_s_steps_for_its_context(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    let by_name = |steps: Vec<tasker::StepInfo>| {
+        steps
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+
+    let plain = tasker
+        .create::<Audited>(&audit(false, false, false))
+        .await
+        .expect("create");
+    let steps = by_name(tasker.steps(plain.id).await.expect("steps"));
+    assert_eq!(steps["charge"].retry_limit, 3);
+    assert!(steps["charge"].retryable);
+    assert_eq!(steps["charge"].remaining_parents, 1);
+
+    let rush = tasker
+        .create::<Audited>(&audit(true, false, false))
+        .await
+        .expect("create");
+    let steps = by_name(tasker.steps(rush.id).await.expect("steps"));
+    assert_eq!(steps["charge"].retry_limit, 1);
+    assert!(!steps["charge"].retryable);
+    // It waits for `notify` too now.
+    assert_eq!(steps["charge"].remaining_parents, 2);
+    assert_eq!(run(&tasker, rush.id).await, TaskState::Complete);
+    let steps = by_name(tasker.steps(rush.id).await.expect("steps"));
+    let (notified, charged) = (
+        steps["notify"].processed_at.expect("notify finished"),
+        steps["charge"].last_attempted_at.expect("charge ran"),
+    );
+    assert!(notified <= charged, "charge ran before notify finished");
+
+    // A bypassed step is recorded as the request's bypass would be, and waits for nothing.
+    let quiet = tasker
+        .create::<Audited>(&audit(true, true, false))
+        .await
+        .expect("create");
+    assert_eq!(
+        tasker.task(quiet.id).await.expect("task").bypass_steps,
+        ["notify"]
+    );
+    let steps = by_name(tasker.steps(quiet.id).await.expect("steps"));
+    assert_eq!(steps["charge"].remaining_parents, 1);
+    assert_eq!(run(&tasker, quiet.id).await, TaskState::Complete);
+    assert_eq!(step_result(&tasker, quiet.id, "charge").await, 20);
+}
+
+async fn the_plan_hook_refuses_a_task_and_nothing_is_written(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    match tasker.create::<Audited>(&audit(false, false, true)).await {
+        Err(error @ Error::StepPlan { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains("tests/audited@0.1.0"), "{text}");
+            assert!(text.contains("this account is frozen"), "{text}");
+        }
+        other => panic!("expected StepPlan, got {other:?}"),
+    }
+    let listed = tasker
+        .tasks(tasker::TaskFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("tasks");
+    assert!(listed.is_empty(), "{listed:?}");
+}
+
+async fn finished_tasks_are_annotated_before_their_event_is_published(db: TestDatabase) {
+    let tasker = db.builder().build().await.expect("build");
+    let mut events = tasker.subscribe();
+    let task = tasker
+        .create::<Audited>(&audit(false, false, false))
+        .await
+        .expect("create");
+    let worker = tasker.start_worker();
+    let annotations = tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.recv().await.expect("event");
+            if event.name == "task.completed" && event.task_id == Some(task.id) {
+                // Read at once: the hook ran before this event went out.
+                return tasker.annotations(task.id).await.expect("annotations");
+            }
+        }
+    })
+    .await
+    .expect("task.completed");
+    worker.shutdown().await;
+    assert_eq!(annotations.len(), 1, "{annotations:?}");
+    assert_eq!(annotations[0].annotation_type, "audit");
+    assert_eq!(
+        annotations[0].annotation,
+        tasker::serde_json::json!({"state": "complete", "charged": 20, "rush": false})
+    );
+    let found = tasker
+        .tasks(tasker::TaskFilter {
+            limit: 10,
+            annotation: Some("audit:state=complete".parse().expect("filter")),
+            ..Default::default()
+        })
+        .await
+        .expect("tasks");
+    assert_eq!(
+        found.iter().map(|t| t.task_id).collect::<Vec<_>>(),
+        [task.id]
+    );
 }

@@ -2,7 +2,7 @@
 
 use proc_macro2::TokenStream;
 use proc_macro2::{Group, Span, TokenTree};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use tasker_rules::{DEFAULT_NAMESPACE, DEFAULT_VERSION};
@@ -69,6 +69,13 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
     });
     let step_refs = step_refs(model, &paths);
     let schedule_context = schedule_context(model, &paths);
+    let hooks = hooks(model, &paths);
+    // Uses inside an `#[automatically_derived]` impl do not count for `dead_code`.
+    let hook_uses = model.hooks.iter().map(|method| quote!(let _ = <#self_ty>::#method;));
+    let hook_uses = match model.hooks.is_empty() {
+        true => quote!(),
+        false => quote!(const _: () = { #(#hook_uses)* };),
+    };
 
     let task_handler = private("TaskHandler");
     let template_ty = private("TaskTemplate");
@@ -106,7 +113,11 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
                 }
 
                 #schedule_context
+
+                #hooks
             }
+
+            #hook_uses
 
             #[automatically_derived]
             impl #default_probe for #self_ty {
@@ -124,6 +135,52 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
             }
         };
     }
+}
+
+/// The `TaskHandler` methods that call the hooks the impl defines (an inherent method wins
+/// over the trait's in a path), each through a function pointer of the expected signature,
+/// spanned at the user's method, so a wrong signature is reported there with both signatures.
+fn hooks(model: &TaskHandler, paths: &Paths) -> TokenStream {
+    let self_ty = &model.self_ty;
+    let result = quote!(::core::result::Result);
+    model
+        .hooks
+        .iter()
+        .map(|method| {
+            let span = method.span();
+            if method == "establish_step_dependencies_and_defaults" {
+                let (plan, error) = (paths.private("StepPlan"), paths.private("PlanError"));
+                let hook = quote_spanned!(span=> <#self_ty>::#method);
+                quote! {
+                    const ESTABLISHES_STEPS: bool = true;
+                    fn establish_step_dependencies_and_defaults(
+                        &self,
+                        context: &Self::Context,
+                        steps: &mut #plan,
+                    ) -> #result<(), #error> {
+                        let hook: fn(&Self, &Self::Context, &mut #plan) -> #result<(), #error> =
+                            #hook;
+                        hook(self, context, steps)
+                    }
+                }
+            } else {
+                let (task, annotation) =
+                    (paths.private("FinishedTask"), paths.private("Annotation"));
+                let vec = paths.private("Vec");
+                let hook = quote_spanned!(span=> <#self_ty>::#method);
+                quote! {
+                    const UPDATES_ANNOTATIONS: bool = true;
+                    fn update_annotations(
+                        &self,
+                        task: &#task<Self::Context>,
+                    ) -> #vec<#annotation> {
+                        let hook: fn(&Self, &#task<Self::Context>) -> #vec<#annotation> = #hook;
+                        hook(self, task)
+                    }
+                }
+            }
+        })
+        .collect()
 }
 
 /// The template built in code from the attributes.

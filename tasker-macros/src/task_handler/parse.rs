@@ -23,7 +23,15 @@ pub(crate) struct TaskHandler {
     pub(crate) type_name: String,
     pub(crate) options: TaskOptions,
     pub(crate) steps: Vec<Step>,
+    /// The impl's hook methods, by the `TaskHandler` method each defines.
+    pub(crate) hooks: Vec<Ident>,
 }
+
+/// Methods a task handler's impl may define, which the `TaskHandler` impl calls.
+pub(crate) const HOOKS: [&str; 2] = [
+    "establish_step_dependencies_and_defaults",
+    "update_annotations",
+];
 
 /// The options of `#[task_handler(...)]`.
 pub(crate) struct TaskOptions {
@@ -117,10 +125,15 @@ pub(crate) fn parse(cx: &mut Ctxt, args: TokenStream, item: TokenStream) -> Opti
     };
 
     let mut steps = Vec::new();
+    let mut hooks = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(method) = impl_item else {
             continue;
         };
+        let is_hook = HOOKS.iter().any(|h| method.sig.ident == h);
+        if is_hook {
+            hooks.push(method.sig.ident.clone());
+        }
         let mut step_attrs = Vec::new();
         method.attrs.retain(|a| {
             if is_step_attr(a) {
@@ -133,6 +146,16 @@ pub(crate) fn parse(cx: &mut Ctxt, args: TokenStream, item: TokenStream) -> Opti
         let Some((first, rest)) = step_attrs.split_first() else {
             continue;
         };
+        if is_hook {
+            cx.error_at(
+                &method.sig.ident,
+                format!(
+                    "`{}` is a task handler hook, not a step: remove `#[step]` or rename the method",
+                    method.sig.ident
+                ),
+            );
+            continue;
+        }
         for extra in rest {
             cx.error_at(extra, "duplicate `#[step]` attribute");
         }
@@ -150,6 +173,7 @@ pub(crate) fn parse(cx: &mut Ctxt, args: TokenStream, item: TokenStream) -> Opti
         type_name,
         options,
         steps,
+        hooks,
     })
 }
 

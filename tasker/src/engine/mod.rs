@@ -27,6 +27,8 @@ use crate::error::{ContextViolation, Error, Result};
 use crate::events::{Event, EventKind};
 use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
+use crate::hooks::StepPlan;
+use crate::model::Change;
 use crate::model::{
     ClaimedStep, CompletionOutcome, EventRecord, NewTask, Outcome, PruneOptions, Pruned, StepInfo,
     TaskFilter, TaskRow, TemplateFilter, TransitionInfo, WorkerInfo,
@@ -51,6 +53,8 @@ pub(crate) struct Inner {
     pub(crate) registry: Registry,
     pub(crate) config: TaskerConfig,
     pub(crate) identity: IdentityStrategy,
+    /// Whether any registered template has an `update_annotations` hook.
+    annotates: bool,
     /// Database ids of each registered template.
     ids: HashMap<TemplateKey, store::TemplateIds>,
     /// Templates by `named_task_id`, for workers resolving a claimed step.
@@ -243,6 +247,10 @@ impl TaskerBuilder {
         Ok(Tasker {
             inner: Arc::new(Inner {
                 store,
+                annotates: registry
+                    .registered()
+                    .iter()
+                    .any(|(_, r)| r.hooks.as_ref().is_some_and(|h| h.annotates())),
                 registry,
                 config: self.config,
                 identity: self.identity,
@@ -641,8 +649,50 @@ impl Tasker {
         if events.is_empty() {
             return;
         }
+        if self.inner.annotates {
+            self.update_annotations(&events).await;
+        }
         let _after_creations = self.inner.creations.write().await;
         self.publish(events);
+    }
+
+    /// Runs the `update_annotations` hook of each task these events finish (complete or
+    /// error), and writes what it returns. The task's outcome has committed already: a hook or
+    /// write that fails is logged, and the events are still published.
+    async fn update_annotations(&self, events: &[EventRecord]) {
+        for event in events {
+            let Change::Task {
+                to: to @ (TaskState::Complete | TaskState::Error),
+                ..
+            } = event.change
+            else {
+                continue;
+            };
+            let task_id = event.task_id;
+            if let Err(error) = self.annotate_finished(task_id, to).await {
+                tracing::warn!(task_id, %error, "update_annotations failed");
+            }
+        }
+    }
+
+    async fn annotate_finished(&self, task_id: i64, state: TaskState) -> Result<()> {
+        let task = self.task(task_id).await?;
+        let Some(hooks) = self
+            .inner
+            .registry
+            .find(&task.namespace, &task.name, &task.version)
+            .and_then(|r| r.hooks.clone())
+            .filter(|h| h.annotates())
+        else {
+            return Ok(());
+        };
+        let steps = self.steps(task_id).await?;
+        let annotations = hooks.annotate(task_id, state, &task.context, steps)?;
+        for annotation in annotations {
+            self.annotate(task_id, &annotation.annotation_type, annotation.annotation)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Checks a request against its template and builds the rows to insert.
@@ -657,7 +707,26 @@ impl Tasker {
         let context = check_context(request, registered, self.inner.config.max_context_bytes)?;
         check_bypass(template, &request.bypass_steps)?;
         request.check_fields()?;
-        let (steps, edges) = build_steps(template, ids, &request.bypass_steps)?;
+        let (mut steps, mut edges) = build_steps(template, ids, &request.bypass_steps)?;
+        let mut bypass_steps = request.bypass_steps.clone();
+        if let Some(hooks) = registered.hooks.as_deref().filter(|h| h.establishes()) {
+            let whole = crate::integral::whole_numbers(&request.context);
+            let value = whole.as_ref().unwrap_or(&request.context);
+            let mut plan = StepPlan::new(
+                steps.iter().map(|s| {
+                    (
+                        s.name.clone(),
+                        s.retry_limit,
+                        s.retryable,
+                        s.skippable,
+                        s.bypassed,
+                    )
+                }),
+                std::mem::take(&mut edges),
+            );
+            hooks.establish(&template.full_name(), value, &mut plan)?;
+            apply_plan(plan, &mut steps, &mut edges, &mut bypass_steps);
+        }
         let requested_at = request.requested_at.unwrap_or_else(Utc::now);
         let identity_hash = match &request.idempotency_key {
             None => self.inner.identity.hash(request, requested_at),
@@ -671,7 +740,7 @@ impl Tasker {
             initiator: request.initiator.clone(),
             source_system: request.source_system.clone(),
             reason: request.reason.clone(),
-            bypass_steps: serde_json::to_string(&request.bypass_steps)?,
+            bypass_steps: serde_json::to_string(&bypass_steps)?,
             tags: serde_json::to_string(&request.tags)?,
             context,
             identity_hash,
@@ -1606,6 +1675,35 @@ fn build_steps(
         });
     }
     Ok((steps, edges))
+}
+
+/// Takes the steps' settings and dependencies from a plan a hook adjusted, recounting the
+/// parents each step waits for; a step the hook bypassed joins `bypass_steps`.
+fn apply_plan(
+    plan: StepPlan,
+    steps: &mut [PreparedStep],
+    edges: &mut StepEdges,
+    bypass_steps: &mut Vec<String>,
+) {
+    for (step, planned) in steps.iter_mut().zip(&plan.steps) {
+        step.retry_limit = planned.retry_limit;
+        step.retryable = planned.retryable;
+        step.skippable = planned.skippable;
+        if planned.bypassed && !step.bypassed {
+            bypass_steps.push(step.name.clone());
+        }
+        step.bypassed = planned.bypassed;
+    }
+    *edges = plan.edges;
+    let mut remaining = vec![0; steps.len()];
+    for &(parent, child) in edges.iter() {
+        if !steps[parent].bypassed {
+            remaining[child] += 1;
+        }
+    }
+    for (step, remaining) in steps.iter_mut().zip(remaining) {
+        step.remaining_parents = remaining;
+    }
 }
 
 /// For operations whose only output is their events: whether anything changed, and the events.

@@ -16,7 +16,7 @@ pub use attempt::{
 };
 pub use execution::{ExecutionContext, ExecutionStatus, HealthStatus, RecommendedAction};
 pub use transition::EventRecord;
-pub(crate) use transition::{Metadata, StepTransition, TaskTransition, TransitionRow};
+pub(crate) use transition::{Change, Metadata, StepTransition, TaskTransition, TransitionRow};
 
 /// The result of creating a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

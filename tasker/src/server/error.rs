@@ -77,6 +77,7 @@ impl From<Error> for ApiError {
             Error::UnknownBypassStep { .. } | Error::StepNotSkippable { .. } => {
                 status(StatusCode::BAD_REQUEST, "invalid_request").at("/bypass_steps")
             }
+            Error::StepPlan { .. } => status(StatusCode::UNPROCESSABLE_ENTITY, "step_plan_refused"),
             Error::InvalidField { field, .. } => {
                 status(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").at(format!("/{field}"))
             }

@@ -1293,3 +1293,46 @@ schedules:
     );
     assert_problem(&error, None, Some("context"), &["must be a JSON object"]);
 }
+
+#[cfg(feature = "http")]
+#[test]
+fn an_api_handler_config_is_checked_at_load_naming_step_and_key() {
+    let template = parse_ok(
+        "name: t
+step_templates:
+  - name: fetch_order_status
+    handler: FetchOrderStatus
+    handler_config:
+      type: api
+      url: https://api.example.com
+      params: {api_key: '${API_KEY}'}
+      headers: {Accept: application/json}
+      retry_delay: 1.0
+      enable_exponential_backoff: true
+      jitter_factor: 0.2
+      ssl: {verify: true}
+  - name: own_config
+    handler: Own
+    handler_config: {type_of_thing: x, retries: 3}
+",
+    );
+    assert_eq!(template.step_templates.len(), 2);
+
+    let error = parse_err(
+        "name: t
+step_templates:
+  - name: fetch_order_status
+    handler: FetchOrderStatus
+    handler_config:
+      type: api
+      url: https://api.example.com
+      retry_dealy: 1.0
+",
+    );
+    assert_problem(
+        &error,
+        Some("fetch_order_status"),
+        Some("handler_config"),
+        &["`type: api`", "unknown field `retry_dealy`"],
+    );
+}

@@ -225,6 +225,25 @@ impl Checker {
         }
     }
 
+    /// A `handler_config` that says `type: api` is checked as the API configuration every
+    /// `ApiHandler` reads, so a typo fails at start-up rather than at the step's first run.
+    #[cfg(feature = "http")]
+    fn api_config(&mut self, step: &crate::template::StepTemplate) {
+        let Some(config) = &step.handler_config else {
+            return;
+        };
+        if config.get("type").and_then(serde_json::Value::as_str) != Some("api") {
+            return;
+        }
+        if let Err(problem) = crate::http::RequestConfig::parse(config) {
+            self.push(
+                Problem::new(format!("`type: api`: {problem}"))
+                    .in_step(&step.name)
+                    .at_key("handler_config"),
+            );
+        }
+    }
+
     /// Each schedule's name, cron expression, time zone, catch-up and context; names unique.
     fn schedules(&mut self, template: &TaskTemplate) {
         use crate::schedule::{Timetable, catch_up_problem, schedule_name_problem};
@@ -296,6 +315,8 @@ impl Checker {
             }
             first_seen.entry(step.name.as_str()).or_insert(i);
             self.step_settings(step);
+            #[cfg(feature = "http")]
+            self.api_config(step);
         }
     }
 
