@@ -48,7 +48,7 @@ pub enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Generate a workflow, a step handler or a subscriber.
+    /// Generate a workflow, a step handler, a subscriber or the custom events directory.
     #[command(subcommand)]
     Generate(Generate),
     /// Apply tasker's embedded database migrations.
@@ -95,13 +95,20 @@ pub enum Command {
     /// List recurring tasks with their next runs; pause, resume or trigger one.
     #[command(subcommand)]
     Schedules(Schedules),
-    /// List the event catalog, with the custom events templates and programs declare.
+    /// List the event catalog, with the custom events of the events directory, templates and
+    /// programs; with QUERY, only the events whose name or description contains it.
     Events {
+        /// Text to look for in names and descriptions, ignoring case (`order`, `retry`).
+        query: Option<String>,
+        /// The events directory whose YAML files define custom events (default:
+        /// `config/tasker/events` if present).
+        #[arg(long, value_name = "DIR")]
+        events_dir: Option<PathBuf>,
         /// Templates whose custom events to list (default: `config/tasker/tasks` if present).
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
-        /// Also list the custom events declared in code by programs running workers on this
-        /// database (they record them at start-up).
+        /// Also list the custom events of the programs running workers on this database,
+        /// declared in code or in their events directories (they record them at start-up).
         #[arg(long, env = "TASKER_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// Print JSON instead of a table.
@@ -195,13 +202,25 @@ pub enum Generate {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// A subscriber that reacts to events of the catalog, with its test.
+    /// A subscriber that reacts to events of the catalog or of `config/tasker/events`, with
+    /// its test.
     Subscriber {
         /// The subscriber's name, in snake_case.
         name: String,
         /// The events it handles: `step.failed,task.completed`.
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
+        /// Where generated files go.
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// The custom events directory, `config/tasker/events`, and a subscriber for the events
+    /// its YAML files define, with its test.
+    Events {
+        /// Write `examples.yml`: three documented events with payload schemas (otherwise an
+        /// empty directory is kept with `.keep`).
+        #[arg(long)]
+        create_example: bool,
         /// Where generated files go.
         #[command(flatten)]
         target: TargetArgs,
@@ -514,6 +533,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
                     scaffold::subscriber(&target.crate_dir, &name, &events)?,
                     target,
                 ),
+                Generate::Events {
+                    create_example,
+                    target,
+                } => (scaffold::events(&target.crate_dir, create_example)?, target),
                 Generate::Authenticator { name, target } => (
                     scaffold::auth(&target.crate_dir, scaffold::AuthKind::Authenticator, &name)?,
                     target,
@@ -541,6 +564,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             }
             let written = plan.write(&target.crate_dir)?;
             report(out, &written)?;
+            for note in &plan.notes {
+                writeln!(out, "{note}")?;
+            }
         }
         Command::Migrate { database } => ops::migrate(out, &database.database_url)?,
         Command::Status { database, json } => ops::status(out, &database.database_url, json)?,
@@ -560,10 +586,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>, out: &mut impl Write) -> Re
             database,
         }) => ops::resolve_step(out, id, result.as_deref(), &database.database_url)?,
         Command::Events {
+            query,
+            events_dir,
             templates,
             database_url,
             json,
-        } => ops::events(out, templates.as_deref(), database_url.as_deref(), json)?,
+        } => {
+            let sources = ops::EventSources {
+                events_dir: events_dir.as_deref(),
+                templates: templates.as_deref(),
+                database_url: database_url.as_deref(),
+            };
+            ops::events(out, query.as_deref(), &sources, json)?
+        }
         Command::Schema {
             kind,
             templates,

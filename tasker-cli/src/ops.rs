@@ -73,6 +73,10 @@ async fn engine_with(url: &str, templates: bool) -> Result<Tasker, CliError> {
         .configure(|c| {
             c.migrate_on_start = false;
             c.pool_size = 2;
+            // The project's events and subscriptions are for its own programs: the CLI runs
+            // none of their subscribers, and needs no definitions to operate on tasks.
+            c.custom_events_directories.clear();
+            c.subscriptions_directories.clear();
         })
         .build()
         .await
@@ -721,23 +725,78 @@ pub(crate) fn schema(
     Ok(())
 }
 
+/// Where `cargo tasker events` finds custom events besides the catalog.
+pub(crate) struct EventSources<'a> {
+    /// The events directory (default: `config/tasker/events` if present).
+    pub(crate) events_dir: Option<&'a Path>,
+    /// The templates directory (default: `config/tasker/tasks` if present).
+    pub(crate) templates: Option<&'a Path>,
+    /// A database whose workers recorded their custom events.
+    pub(crate) database_url: Option<&'a str>,
+}
+
+/// One line of `cargo tasker events`.
+struct EventRow {
+    name: String,
+    kind: String,
+    description: String,
+}
+
+impl EventRow {
+    fn new(
+        name: impl Into<String>,
+        kind: impl Into<String>,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind: kind.into(),
+            description: description.into(),
+        }
+    }
+
+    /// Whether the name or description contains `query`, ignoring case.
+    fn matches(&self, query: &str) -> bool {
+        let query = query.to_lowercase();
+        self.name.to_lowercase().contains(&query)
+            || self.description.to_lowercase().contains(&query)
+    }
+}
+
+/// `cargo tasker events`: the catalog, then the custom events of the events directory, the
+/// templates and the database (each listed once), those matching `query` when given.
 pub(crate) fn events(
     out: &mut impl Write,
-    templates: Option<&Path>,
-    database_url: Option<&str>,
+    query: Option<&str>,
+    sources: &EventSources<'_>,
     as_json: bool,
 ) -> Result<(), CliError> {
-    let mut rows: Vec<(String, String, String)> = tasker::events::CATALOG
+    let mut rows: Vec<EventRow> = tasker::events::CATALOG
         .iter()
         .map(|e| {
             let description = match e.not_published {
                 Some(why) => format!("{} Not published: {why}.", e.description),
                 None => e.description.to_owned(),
             };
-            (e.name.to_owned(), e.kind.as_str().to_owned(), description)
+            EventRow::new(e.name, e.kind.as_str(), description)
         })
         .collect();
-    if let Some(url) = database_url {
+    for event in &project_events(sources.events_dir)? {
+        let kind = format!("custom ({})", event.file().display());
+        rows.push(EventRow::new(event.name(), kind, event.description()));
+    }
+    for template in project_templates(sources.templates)? {
+        for step in &template.step_templates {
+            for event in &step.custom_events {
+                rows.push(EventRow::new(
+                    event.name.clone(),
+                    format!("custom ({}, step {})", template.full_name(), step.name),
+                    event.description.clone().unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    if let Some(url) = sources.database_url {
         let stored = block_on(async {
             engine(url)
                 .await?
@@ -746,37 +805,36 @@ pub(crate) fn events(
                 .map_err(db_error(url))
         })?;
         for (name, description) in stored {
-            rows.push((
-                name,
-                "custom (declared in code)".to_owned(),
-                description.unwrap_or_default(),
-            ));
-        }
-    }
-    for template in project_templates(templates)? {
-        for step in &template.step_templates {
-            for event in &step.custom_events {
-                rows.push((
-                    event.name.clone(),
-                    format!("custom ({}, step {})", template.full_name(), step.name),
-                    event.description.clone().unwrap_or_default(),
+            // Workers record the events of their code and their events directory; the ones
+            // found in this project's files are listed once, from there.
+            if !rows.iter().any(|r| r.name == name) {
+                let description = description.unwrap_or_default();
+                rows.push(EventRow::new(
+                    name,
+                    "custom (recorded by a worker)",
+                    description,
                 ));
             }
         }
     }
+    if let Some(query) = query {
+        rows.retain(|row| row.matches(query));
+    }
     if as_json {
         let list: Vec<_> = rows
             .iter()
-            .map(|(name, kind, description)| {
-                json!({ "name": name, "kind": kind, "description": description })
-            })
+            .map(|r| json!({ "name": r.name, "kind": r.kind, "description": r.description }))
             .collect();
         writeln!(out, "{}", to_json(&list)?)?;
         return Ok(());
     }
+    if let (Some(query), true) = (query, rows.is_empty()) {
+        writeln!(out, "no event's name or description contains `{query}`")?;
+        return Ok(());
+    }
     let rows: Vec<Vec<String>> = rows
         .into_iter()
-        .map(|(name, kind, description)| vec![name, kind, description])
+        .map(|r| vec![r.name, r.kind, r.description])
         .collect();
     write!(
         out,
@@ -784,6 +842,15 @@ pub(crate) fn events(
         table::render(&["EVENT", "KIND", "DESCRIPTION"], &rows)
     )?;
     Ok(())
+}
+
+/// The custom events defined in `dir`, or in `config/tasker/events` when there is one.
+fn project_events(dir: Option<&Path>) -> Result<tasker::events::EventDefinitions, CliError> {
+    let dir = dir.map_or_else(
+        || PathBuf::from(tasker::config::DEFAULT_EVENTS_DIR),
+        Path::to_path_buf,
+    );
+    tasker::events::EventDefinitions::load(&[dir]).map_err(|e| CliError::failure(e.to_string()))
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {

@@ -28,6 +28,8 @@ pub struct Plan {
     pub features: Vec<&'static str>,
     /// Features the files' tests need of the tasker dev-dependency (`testing`).
     pub dev_features: Vec<&'static str>,
+    /// What to tell the user once the files are written.
+    pub notes: Vec<String>,
 }
 
 impl Plan {
@@ -119,12 +121,19 @@ mod templates {
     pub(super) const SUBSCRIBER_ARM: &str = include_str!("../templates/subscriber/arm.rs");
     pub(super) const AUTHENTICATOR: &str = include_str!("../templates/authenticator/module.rs");
     pub(super) const AUTHORIZER: &str = include_str!("../templates/authorizer/module.rs");
+    pub(super) const EVENTS_EXAMPLE: &str = include_str!("../templates/events/examples.yml");
 }
 
 /// Where templates of generated workflows live, relative to the crate root.
 pub const TASKS_DIR: &str = "config/tasker/tasks";
 /// The configuration file `init` writes.
 pub const CONFIG_FILE: &str = "config/tasker/tasker.yaml";
+/// Where YAML files define custom events, relative to the crate root (the engine's default).
+pub const EVENTS_DIR: &str = tasker::config::DEFAULT_EVENTS_DIR;
+/// The example file of `generate events --create-example`, in [`EVENTS_DIR`].
+pub const EVENTS_EXAMPLE_FILE: &str = "examples.yml";
+/// The subscriber `generate events` writes for the events of [`EVENTS_DIR`].
+pub const EVENTS_SUBSCRIBER: &str = "custom_events_subscriber";
 
 /// What `generate task-handler` is asked for.
 #[derive(Debug, Clone)]
@@ -417,7 +426,15 @@ pub fn auth(root: &Path, kind: AuthKind, name: &str) -> Result<Plan, CliError> {
     Ok(plan)
 }
 
-/// Plans a subscriber module for `events` (names from the catalog).
+/// An event a generated subscriber handles.
+struct Handled {
+    name: String,
+    description: String,
+    kind: tasker::EventKind,
+}
+
+/// Plans a subscriber module for `events`: names from the catalog, or defined in the crate's
+/// [`EVENTS_DIR`].
 pub fn subscriber(root: &Path, name: &str, events: &[String]) -> Result<Plan, CliError> {
     let mut problems = Vec::new();
     if let Err(e) = names::check("subscriber name", name) {
@@ -430,65 +447,186 @@ pub fn subscriber(root: &Path, name: &str, events: &[String]) -> Result<Plan, Cl
                 .to_owned(),
         );
     }
-    let mut infos = Vec::new();
+    let defined = defined_events(root)?;
+    let mut handled: Vec<Handled> = Vec::new();
     for event in events {
-        match tasker::events::find(event) {
-            Some(info) if info.not_published.is_some() => problems.push(format!(
-                "`{event}` is never published: {}",
-                info.not_published.unwrap_or_default()
-            )),
-            Some(info) if !infos.contains(&info) => infos.push(info),
-            Some(_) => problems.push(format!("event `{event}` is listed twice")),
-            None => problems.push(format!(
-                "`{event}` is not in the event catalog (`cargo tasker events` lists it)"
-            )),
+        let found = match tasker::events::find(event) {
+            Some(info) if info.not_published.is_some() => {
+                problems.push(format!(
+                    "`{event}` is never published: {}",
+                    info.not_published.unwrap_or_default()
+                ));
+                continue;
+            }
+            Some(info) => Handled {
+                name: info.name.to_owned(),
+                description: info.description.to_owned(),
+                kind: info.kind,
+            },
+            None => match defined.get(event) {
+                Some(definition) => Handled {
+                    name: definition.name().to_owned(),
+                    description: definition.description().to_owned(),
+                    kind: tasker::EventKind::Custom,
+                },
+                None => {
+                    problems.push(format!(
+                        "`{event}` is not in the event catalog nor defined in `{EVENTS_DIR}` \
+                         (`cargo tasker events` lists them)"
+                    ));
+                    continue;
+                }
+            },
+        };
+        if handled.iter().any(|h| h.name == found.name) {
+            problems.push(format!("event `{event}` is listed twice"));
+        } else {
+            handled.push(found);
         }
     }
     if !problems.is_empty() {
         return Err(CliError::usage(problems.join("\n")));
     }
     project::crate_name(root)?;
-    let arms: String = infos
+    let mut plan = Plan::default();
+    plan_subscriber(&mut plan, root, name, &handled, "subscriber")?;
+    Ok(plan)
+}
+
+/// Plans [`EVENTS_DIR`] (with `examples.yml` when `create_example`, else a `.keep` while it has
+/// no YAML file) and a subscriber module for every event its files define, with its test.
+pub fn events(root: &Path, create_example: bool) -> Result<Plan, CliError> {
+    project::crate_name(root)?;
+    let example_path = format!("{EVENTS_DIR}/{EVENTS_EXAMPLE_FILE}");
+    let existing = defined_events(root)?;
+    // The example replaces a file of the same name (with `--force`): that file's events are
+    // not counted twice.
+    let replaced = root.join(&example_path);
+    let kept = |e: &&tasker::events::EventDefinition| !(create_example && e.file() == replaced);
+    let mut handled: Vec<Handled> = existing
         .iter()
-        .map(|info| {
+        .filter(kept)
+        .map(|e| Handled {
+            name: e.name().to_owned(),
+            description: e.description().to_owned(),
+            kind: tasker::EventKind::Custom,
+        })
+        .collect();
+    let mut plan = Plan::default();
+    if create_example {
+        let example =
+            tasker::events::EventDefinitions::parse(templates::EVENTS_EXAMPLE, &example_path)
+                .map_err(|e| CliError::failure(format!("the example is invalid (a bug): {e}")))?;
+        let mut problems = Vec::new();
+        for event in &example {
+            if let Some(first) = existing.get(event.name()).filter(kept) {
+                problems.push(format!(
+                    "the example defines `{}`, which `{}` defines already",
+                    event.name(),
+                    first.file().display()
+                ));
+            }
+            handled.push(Handled {
+                name: event.name().to_owned(),
+                description: event.description().to_owned(),
+                kind: tasker::EventKind::Custom,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(CliError::usage(problems.join("\n")));
+        }
+        plan.create(example_path, templates::EVENTS_EXAMPLE.to_owned());
+    } else if handled.is_empty() && !root.join(EVENTS_DIR).join(".keep").exists() {
+        plan.create(format!("{EVENTS_DIR}/.keep"), String::new());
+    }
+    if handled.is_empty() {
+        plan.notes.push(format!(
+            "no custom event is defined yet: define some in `{EVENTS_DIR}/*.yml` (or run \
+             `cargo tasker generate events --create-example`), then run this again for their \
+             subscriber"
+        ));
+        return Ok(plan);
+    }
+    handled.sort_by(|a, b| a.name.cmp(&b.name));
+    plan_subscriber(&mut plan, root, EVENTS_SUBSCRIBER, &handled, "events")?;
+    plan.notes.push(format!(
+        "engines read `{EVENTS_DIR}` from the directory they run in (the setting \
+         `custom_events_directories`); one that cannot find these events refuses to start \
+         with `{EVENTS_SUBSCRIBER}`"
+    ));
+    Ok(plan)
+}
+
+/// The custom events the crate's [`EVENTS_DIR`] defines (none without the directory).
+fn defined_events(root: &Path) -> Result<tasker::events::EventDefinitions, CliError> {
+    let dir = root.join(EVENTS_DIR);
+    if !dir.is_dir() {
+        return Ok(tasker::events::EventDefinitions::new());
+    }
+    tasker::events::EventDefinitions::load(&[dir]).map_err(|e| {
+        CliError::failure(format!(
+            "{e}\nnothing was written (`cargo tasker events` checks the directory)"
+        ))
+    })
+}
+
+/// Plans the subscriber module `name` for `handled`, with its test, and its `pub mod` line;
+/// `command` is the `generate` subcommand its docs name.
+fn plan_subscriber(
+    plan: &mut Plan,
+    root: &Path,
+    name: &str,
+    handled: &[Handled],
+    command: &str,
+) -> Result<(), CliError> {
+    let arms: String = handled
+        .iter()
+        .map(|event| {
+            // A YAML description may span lines; the arm's comment is one.
+            let description = event.description.split_whitespace().collect::<Vec<_>>();
             render(
                 templates::SUBSCRIBER_ARM,
-                &[("event", info.name), ("description", info.description)],
+                &[
+                    ("event", &event.name),
+                    ("description", &description.join(" ")),
+                ],
             )
         })
         .collect();
-    let event_list = infos
+    let event_list = handled
         .iter()
-        .map(|i| format!("`{}`", i.name))
+        .map(|e| format!("`{}`", e.name))
         .collect::<Vec<_>>()
         .join(", ");
-    let patterns = infos
+    let patterns = handled
         .iter()
-        .map(|i| format!("\"{}\"", i.name))
+        .map(|e| format!("\"{}\"", e.name))
         .collect::<Vec<_>>()
         .join(", ");
-    let first_kind = match infos.first().map(|i| i.kind) {
+    let first_kind = match handled.first().map(|e| e.kind) {
         Some(tasker::EventKind::Task) => "Task",
         Some(tasker::EventKind::Step) => "Step",
         Some(tasker::EventKind::Workflow) => "Workflow",
         Some(tasker::EventKind::Observability) => "Observability",
         _ => "Custom",
     };
-    let mut plan = Plan::default();
     plan.create(
         format!("src/{name}.rs"),
         render(
             templates::SUBSCRIBER,
             &[
                 ("name", name),
+                ("command", command),
                 ("event_list", &event_list),
                 ("patterns", &patterns),
                 ("arms", &arms),
-                ("first_event", infos.first().map_or("", |i| i.name)),
+                (
+                    "first_event",
+                    handled.first().map_or("", |e| e.name.as_str()),
+                ),
                 ("first_kind", first_kind),
             ],
         ),
     );
-    add_module(&mut plan, root, name)?;
-    Ok(plan)
+    add_module(plan, root, name)
 }

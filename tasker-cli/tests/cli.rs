@@ -81,6 +81,7 @@ fn help_of_every_command() {
         &["generate", "task-handler"],
         &["generate", "step-handler"],
         &["generate", "subscriber"],
+        &["generate", "events"],
         &["migrate"],
         &["status"],
         &["validate"],
@@ -290,6 +291,10 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
         ],
     );
     assert!(output.status.success(), "{}", text(&output));
+    // A subscriber for the example's custom events: every engine of the crate's tests runs it,
+    // so they start only if the engine finds the events in `config/tasker/events`.
+    let output = tasker(&krate, &["generate", "events", "--create-example"]);
+    assert!(output.status.success(), "{}", text(&output));
 
     for (path, contents) in tree(&krate) {
         let scaffolded = path.starts_with("config/tasker/tasker")
@@ -349,6 +354,7 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
                 "{out}"
             );
             for test in [
+                "custom_events_subscriber::tests::handles_its_events",
                 "hello_world_runs_to_completion",
                 "hello_world_retries_a_failed_step",
                 "sessions_names_the_caller_of_a_known_session",
@@ -487,4 +493,155 @@ fn schema_prints_the_api_schemas_for_client_generators() {
         schemas["TemplateRequest"]["anyOf"][0]["title"],
         "shop/ship@2.0.0"
     );
+}
+
+/// `events QUERY` keeps the events whose name or description contains it, ignoring case, from
+/// the catalog, the events directory and the templates; a bad events file is named with its key.
+#[test]
+fn events_are_searched_by_name_or_description() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events = dir.path().join("config/tasker/events");
+    let tasks = dir.path().join("config/tasker/tasks");
+    for path in [&events, &tasks] {
+        std::fs::create_dir_all(path).expect("dir");
+    }
+    std::fs::write(
+        events.join("orders.yml"),
+        "events:\n  order:\n    fulfilled:\n      description: The parcel left the warehouse.\n      payload_schema: { type: object }\n",
+    )
+    .expect("events");
+    std::fs::write(
+        tasks.join("order.yaml"),
+        "name: order\nstep_templates:\n  - name: notify\n    custom_events:\n      - name: customer.notified\n        description: The ORDER's customer was told.\n",
+    )
+    .expect("template");
+
+    let output = tasker(dir.path(), &["events", "Order"]);
+    assert!(output.status.success(), "{}", text(&output));
+    insta::assert_snapshot!("events_search", String::from_utf8_lossy(&output.stdout));
+
+    let output = tasker(dir.path(), &["events", "RETRY", "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let found: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let names: Vec<&str> = found
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or_default())
+        .collect();
+    assert!(names.contains(&"step.retry_requested"), "{names:?}");
+    assert!(names.contains(&"task.retry_requested"), "{names:?}");
+    assert!(!names.contains(&"order.fulfilled"), "{names:?}");
+    for event in found.as_array().expect("a list") {
+        let text = format!("{} {}", event["name"], event["description"]).to_lowercase();
+        assert!(text.contains("retry"), "{event}");
+    }
+
+    let output = tasker(dir.path(), &["events", "no such thing"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "no event's name or description contains `no such thing`\n"
+    );
+
+    // Another directory, named: it must exist, and its files must be valid.
+    let output = tasker(dir.path(), &["events", "--events-dir", "elsewhere"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("`elsewhere`: cannot read this directory"),
+        "{}",
+        text(&output)
+    );
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    std::fs::write(
+        elsewhere.join("bad.yml"),
+        "events:\n  step:\n    exploded: { description: Boom. }\n",
+    )
+    .expect("bad");
+    let output = tasker(dir.path(), &["events", "--events-dir", "elsewhere"]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        text(&output).contains("`elsewhere/bad.yml` at `events.step.exploded`: custom event `step.exploded` uses the reserved prefix `step.`"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// `generate events` keeps an empty directory; with `--create-example` it writes the example,
+/// which the engine's loader accepts, and a subscriber for its events; `generate subscriber`
+/// then takes the defined events too.
+#[test]
+fn events_scaffold_writes_the_directory_the_example_and_its_subscriber() {
+    let krate = new_crate("shop");
+    let output = tasker(krate.path(), &["generate", "events"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(
+        text(&output).contains("wrote config/tasker/events/.keep"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        text(&output).contains("no custom event is defined yet"),
+        "{}",
+        text(&output)
+    );
+    assert!(
+        !krate
+            .path()
+            .join("src/custom_events_subscriber.rs")
+            .exists()
+    );
+
+    let output = tasker(krate.path(), &["generate", "events", "--create-example"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let events_dir = krate.path().join("config/tasker/events");
+    assert_eq!(
+        std::fs::read_to_string(events_dir.join("examples.yml")).expect("example"),
+        include_str!("../templates/events/examples.yml")
+    );
+    let defined = tasker::events::EventDefinitions::load(&[events_dir]).expect("loads");
+    let names: Vec<&str> = defined.iter().map(|e| e.name()).collect();
+    assert_eq!(
+        names,
+        ["notification.sent", "order.processed", "payment.completed"]
+    );
+    for (path, contents) in tree(krate.path()) {
+        if path.starts_with("src/") && path != "src/main.rs" {
+            insta::assert_snapshot!(
+                format!("events__{}", path.replace(['/', '.'], "_")),
+                contents
+            );
+        }
+    }
+
+    // Once is enough: the example is not overwritten without --force.
+    let before = tree(krate.path());
+    let output = tasker(krate.path(), &["generate", "events", "--create-example"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(text(&output).contains("examples.yml"), "{}", text(&output));
+    assert_eq!(tree(krate.path()), before);
+    let output = tasker(
+        krate.path(),
+        &["generate", "events", "--create-example", "--force"],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+
+    let output = tasker(
+        krate.path(),
+        &[
+            "generate",
+            "subscriber",
+            "payments",
+            "--events",
+            "payment.completed,task.failed",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let module = std::fs::read_to_string(krate.path().join("src/payments.rs")).expect("module");
+    assert!(
+        module.contains(r#"#[subscriber(events = ["payment.completed", "task.failed"])]"#),
+        "{module}"
+    );
+    assert!(module.contains("// A payment was taken."), "{module}");
 }

@@ -4,7 +4,7 @@
 //! durations with a `_seconds` suffix in seconds (`lease_seconds: 30`), retry delays under
 //! `backoff` (see [`BackoffConfig`]). Every key is optional; an unknown key is refused.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::BackoffConfig;
@@ -115,6 +115,15 @@ pub struct TaskerConfig {
     /// session's `search_path`, so several applications can share one database. Ignored on
     /// SQLite. Default: none (the URL's or the server's `search_path`).
     pub postgres_schema: Option<String>,
+    /// Directories whose `*.yml`/`*.yaml` files define custom events, with the schemas their
+    /// payloads must satisfy (see [`EventDefinitions`](crate::events::EventDefinitions)).
+    /// Relative paths are read from the current directory; one that does not exist is an
+    /// error, except the default. Default: [`DEFAULT_EVENTS_DIR`].
+    pub custom_events_directories: Vec<PathBuf>,
+    /// Directories whose `*.yml`/`*.yaml` files turn registered subscribers off, change the
+    /// events they receive, or hand them a `config` (see [`mod@crate::subscriber`]). Read like
+    /// `custom_events_directories`. Default: [`DEFAULT_SUBSCRIPTIONS_DIR`].
+    pub subscriptions_directories: Vec<PathBuf>,
     /// How the process logs when it installs tasker's logger
     /// ([`logging::init`](crate::logging::init), feature `logging`).
     pub log: LogConfig,
@@ -152,6 +161,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// The default events directory, the seed's; it may be missing (then no events are defined).
+pub const DEFAULT_EVENTS_DIR: &str = "config/tasker/events";
+
+/// The default subscriptions directory, the seed's; it may be missing.
+pub const DEFAULT_SUBSCRIPTIONS_DIR: &str = "config/tasker/subscriptions";
+
 impl Default for TaskerConfig {
     fn default() -> Self {
         let lease = Duration::from_secs(30);
@@ -183,6 +198,8 @@ impl Default for TaskerConfig {
             redact_mask: crate::redact::DEFAULT_MASK.to_owned(),
             postgres_schema: None,
             log: LogConfig::default(),
+            custom_events_directories: vec![PathBuf::from(DEFAULT_EVENTS_DIR)],
+            subscriptions_directories: vec![PathBuf::from(DEFAULT_SUBSCRIPTIONS_DIR)],
         }
     }
 }

@@ -161,6 +161,28 @@ pub enum Error {
         /// The pattern that matches nothing.
         pattern: String,
     },
+    /// A YAML file of an events directory (`custom_events_directories`) is unreadable,
+    /// malformed, or defines an event it may not; every problem found is listed.
+    #[error("invalid custom event definitions: {}", file_problems(.0))]
+    EventDefinitions(Vec<FileProblem>),
+    /// A YAML file of a subscriptions directory (`subscriptions_directories`) is unreadable,
+    /// malformed, or does not fit the registered subscribers; every problem found is listed.
+    #[error("invalid subscriptions: {}", file_problems(.0))]
+    Subscriptions(Vec<FileProblem>),
+    /// A name published as a custom event is not one: not declared with `custom_event!`, in an
+    /// events directory, or by a template's step.
+    #[error(
+        "`{0}` is not a declared custom event (`cargo tasker events` lists the events there are)"
+    )]
+    UnknownCustomEvent(String),
+    /// A custom event's payload does not satisfy the `payload_schema` its definition gives.
+    #[error("payload of custom event `{event}` is invalid: {}", violations(.errors))]
+    InvalidEventPayload {
+        /// The event's name.
+        event: String,
+        /// Every violation, each naming the value at fault.
+        errors: Vec<ContextViolation>,
+    },
     /// No template is registered under this name.
     #[error("no task template `{namespace}/{name}@{version}` is registered")]
     UnknownTemplate {
@@ -302,12 +324,13 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// One way a task context breaks its template's JSON Schema.
+/// One way a JSON value breaks its JSON Schema: a task context its template's `schema`, or a
+/// custom event's payload its definition's `payload_schema`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ContextViolation {
-    /// The JSON pointer of the value at fault within the context (`/order_id`; empty for the
-    /// context as a whole).
+    /// The JSON pointer of the value at fault within the context or payload (`/order_id`;
+    /// empty for the value as a whole).
     pub pointer: String,
     /// What is wrong with it.
     pub message: String,
@@ -332,6 +355,55 @@ impl fmt::Display for ContextViolation {
             &self.pointer
         };
         write!(f, "at `{at}`: {}", self.message)
+    }
+}
+
+/// One problem in a YAML file of an events or subscriptions directory (or with the directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileProblem {
+    /// The file at fault, or the directory when it cannot be read.
+    pub file: PathBuf,
+    /// The dotted key at fault (`events.order.fulfilled.payload_schema`); `None` for the file
+    /// as a whole.
+    pub key: Option<String>,
+    /// What is wrong, and what to do about it.
+    pub message: String,
+}
+
+impl FileProblem {
+    /// A problem with `file`, at `key` when given.
+    pub(crate) fn new(
+        file: impl Into<PathBuf>,
+        key: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.into(),
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.file.display())?;
+        if let Some(key) = &self.key {
+            write!(f, " at `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// One problem on the same line, several one per line.
+fn file_problems(problems: &[FileProblem]) -> String {
+    match problems {
+        [one] => one.to_string(),
+        all => {
+            let lines: Vec<String> = all.iter().map(|p| format!("\n  {p}")).collect();
+            format!("{} problems:{}", all.len(), lines.concat())
+        }
     }
 }
 

@@ -2,9 +2,14 @@
 //!
 //! Each transition of a task or step publishes exactly one of these (see
 //! [`Tasker::subscribe`](crate::Tasker::subscribe)); the payload is an
-//! [`EventRecord`].
+//! [`EventRecord`]. Applications add custom events, in code
+//! ([`custom_event!`](crate::custom_event)) or in YAML ([`EventDefinitions`]).
 
 use crate::model::{ErrorClass, EventRecord, FailureReason};
+
+mod definitions;
+
+pub use definitions::{EventDefinition, EventDefinitions};
 
 /// The receiving end of [`Tasker::subscribe`](crate::Tasker::subscribe), and its error
 /// (`Lagged(n)` when a slow receiver missed `n` events, `Closed` when the engine is gone).
@@ -465,7 +470,9 @@ pub fn custom_events() -> Vec<&'static CustomEvent> {
 }
 
 /// Whether `name` is an event this program can publish: a catalog event that is published, or a
-/// declared custom event.
+/// custom event declared with [`custom_event!`](crate::custom_event). Events of the events
+/// directories are known to the engine that loaded them:
+/// [`Tasker::event_definitions`](crate::Tasker::event_definitions)`().is_known(name)`.
 pub fn is_known(name: &str) -> bool {
     find(name).is_some_and(|e| e.not_published.is_none())
         || custom_events().iter().any(|e| e.name == name)

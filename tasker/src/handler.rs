@@ -188,12 +188,21 @@ struct StepContextInner {
     handler_config: Value,
     /// Where results of this task's steps that are not parents are looked up.
     outputs: Option<OutputReader>,
-    /// Where custom events go, and the names the step template declares.
-    events: Option<(Publisher, Vec<String>)>,
+    /// Where custom events go, and which may be published.
+    events: Option<EventSink>,
 }
 
 /// Publishes an event in the engine's process.
 pub(crate) type Publisher = Arc<dyn Fn(crate::events::Event) + Send + Sync>;
+
+/// Where a step's custom events go, and what they are checked against.
+struct EventSink {
+    publisher: Publisher,
+    /// The names the step template's `custom_events` declare.
+    declared: Vec<String>,
+    /// The events of the events directories, whose payload schemas are enforced.
+    definitions: Arc<crate::events::EventDefinitions>,
+}
 
 /// What a step reads of its task beyond its parents: the state and stored result of another of
 /// the task's steps, by name (`None` when the task has no step of that name).
@@ -238,10 +247,19 @@ impl StepContext {
     }
 
     /// Lets the step publish custom events: `publisher` delivers them, `declared` are the names
-    /// its template's `custom_events` declare.
-    pub(crate) fn with_events(mut self, publisher: Publisher, declared: Vec<String>) -> Self {
+    /// its template's `custom_events` declare, `definitions` those of the events directories.
+    pub(crate) fn with_events(
+        mut self,
+        publisher: Publisher,
+        declared: Vec<String>,
+        definitions: Arc<crate::events::EventDefinitions>,
+    ) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.events = Some((publisher, declared));
+            inner.events = Some(EventSink {
+                publisher,
+                declared,
+                definitions,
+            });
         }
         self
     }
@@ -352,7 +370,9 @@ impl<C> StepContext<C> {
     }
 
     /// Publishes a custom event declared with [`custom_event!`](crate::custom_event), tagged
-    /// with this task, step and attempt. Sensitive keys of `payload` are masked.
+    /// with this task, step and attempt. Sensitive keys of `payload` are masked. When an events
+    /// directory also defines the event with a `payload_schema`, a payload that does not
+    /// satisfy it is refused with a permanent error naming the path of each violation.
     pub fn publish(
         &self,
         event: &crate::events::CustomEvent,
@@ -361,21 +381,24 @@ impl<C> StepContext<C> {
         self.publish_event(event.name().into(), payload)
     }
 
-    /// Publishes a custom event the step's template declares in `custom_events` (for events
-    /// named in YAML rather than with [`custom_event!`](crate::custom_event)).
+    /// Publishes a custom event named in YAML rather than with
+    /// [`custom_event!`](crate::custom_event): one the step's template declares in
+    /// `custom_events`, or one an events directory defines (see
+    /// [`EventDefinitions`](crate::events::EventDefinitions)). A payload that does not satisfy
+    /// the definition's `payload_schema` is refused with a permanent error naming the event and
+    /// the path of each violation, and nothing is published.
     pub fn publish_declared(
         &self,
         name: &str,
         payload: impl serde::Serialize,
     ) -> Result<(), StepError> {
-        let declared = self
-            .inner
-            .events
-            .as_ref()
-            .is_some_and(|(_, names)| names.iter().any(|n| n == name));
+        let declared = self.inner.events.as_ref().is_some_and(|sink| {
+            sink.declared.iter().any(|n| n == name) || sink.definitions.get(name).is_some()
+        });
         if !declared {
             return Err(StepError::permanent(format!(
-                "step `{}` does not declare the custom event `{name}` in its template's `custom_events`",
+                "step `{}` does not declare the custom event `{name}` in its template's \
+                 `custom_events`, and no events directory defines it",
                 self.inner.step_name
             )));
         }
@@ -389,17 +412,21 @@ impl<C> StepContext<C> {
     ) -> Result<(), StepError> {
         let payload = serde_json::to_value(payload)
             .map_err(|e| StepError::permanent(format!("custom event `{name}`: {e}")))?;
-        let Some((publisher, _)) = &self.inner.events else {
+        let Some(sink) = &self.inner.events else {
             // A context built by hand (in a unit test) has nowhere to publish.
             return Ok(());
         };
+        // The same payload would break the schema again on a retry.
+        sink.definitions
+            .check_payload(&name, &payload)
+            .map_err(StepError::permanent)?;
         let mut event = crate::events::Event::new(name, crate::events::EventKind::Custom);
         event.task_id = Some(self.inner.task_id);
         event.step_id = Some(self.inner.step_id);
         event.step_name = Some(self.inner.step_name.clone());
         event.attempt = i32::try_from(self.inner.attempt).ok();
         event.payload = payload;
-        publisher(event);
+        (sink.publisher)(event);
         Ok(())
     }
 

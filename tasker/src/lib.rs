@@ -76,6 +76,7 @@ pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod workflow;
+mod yaml;
 
 pub use backoff::BackoffConfig;
 pub use config::TaskerConfig;
@@ -83,7 +84,7 @@ pub use engine::{
     IdentityStrategy, TaskIdentity, TaskRequest, Tasker, TaskerBuilder, TaskerConnection, Worker,
     WorkerOptions, shutdown_signal,
 };
-pub use error::{ContextViolation, Error, Result};
+pub use error::{ContextViolation, Error, FileProblem, Result};
 pub use events::{CustomEvent, Event, EventKind};
 pub use handler::{StepContext, StepError, StepHandler, StepRef, StepResult, handler_fn};
 pub use hooks::{Annotation, FinishedTask, PlanError, PlannedStep, StepPlan};

@@ -100,7 +100,7 @@ impl Registry {
             return Err(Error::DuplicateTemplate(key.to_string()));
         }
         let validator = match &template.schema {
-            Some(schema) => Some(context_validator(schema).map_err(|e| {
+            Some(schema) => Some(schema_validator(schema).map_err(|e| {
                 template::TemplateError::new(
                     template.full_name(),
                     vec![template::Problem {
@@ -312,18 +312,18 @@ impl Registry {
     }
 }
 
-/// A validator for a template's context schema. schemars marks an `i64` field
-/// `"format": "int64"` (a `u8` `"uint8"`, …) and JSON Schema validators leave `format`
-/// unchecked, so a context with 2^63 in an `i64` passed its schema and failed only when a step
-/// read it. Here the integer formats are checked: the value must be an integer written as one
-/// and fit the type.
 /// Whether a context schema takes `{}`, the context of a request that gives none.
 #[cfg(feature = "server")]
 pub(crate) fn accepts_empty_context(schema: &Value) -> bool {
-    context_validator(schema).is_ok_and(|validator| validator.is_valid(&serde_json::json!({})))
+    schema_validator(schema).is_ok_and(|validator| validator.is_valid(&serde_json::json!({})))
 }
 
-fn context_validator(
+/// A validator for a template's context schema or a custom event's payload schema. schemars
+/// marks an `i64` field `"format": "int64"` (a `u8` `"uint8"`, …) and JSON Schema validators
+/// leave `format` unchecked, so a context with 2^63 in an `i64` passed its schema and failed
+/// only when a step read it. Here the integer formats are checked: the value must be an
+/// integer written as one and fit the type.
+pub(crate) fn schema_validator(
     schema: &Value,
 ) -> std::result::Result<jsonschema::Validator, jsonschema::ValidationError<'_>> {
     jsonschema::options()
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn integer_formats_are_checked_exactly() {
         use serde_json::json;
-        let validator = context_validator(&json!({
+        let validator = schema_validator(&json!({
             "type": "object",
             "properties": {
                 "big": { "type": "integer", "format": "int64" },

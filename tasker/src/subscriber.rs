@@ -9,6 +9,29 @@
 //! returns an error, panics or runs past 30 s is logged and counted, and the next event is
 //! delivered. Events published by other processes are not delivered here. For work that must
 //! not be lost, make it a step: steps are durable and retried.
+//!
+//! **Subscription files.** Every `*.yml`/`*.yaml` file of the directories of
+//! [`subscriptions_directories`](crate::TaskerConfig::subscriptions_directories) (default
+//! `config/tasker/subscriptions`) adjusts the registered subscribers at start-up, in the seed's
+//! format:
+//!
+//! ```yaml
+//! subscriptions:
+//!   pager:                         # the subscription's name
+//!     class: alerts::PageOnFailure # a registered subscriber, by its path or the end of it
+//!     enabled: true                # false: it does not run
+//!     events: [task.failed]        # replaces the events it asks for
+//!     config: { team: payments }   # handed to `Subscriber::configure` once, at start-up
+//!   audit_log:
+//!     type: log                    # built in: writes its events to `tracing`
+//!     events: ["order.*"]
+//!     config: { level: info }      # trace, debug, info (default), warn or error
+//! ```
+//!
+//! A subscriber is named by its `#[subscriber]` path or the type given to
+//! [`TaskerBuilder::subscriber`](crate::TaskerBuilder::subscriber). A subscription that names no
+//! registered subscriber, names one another subscription names, asks for an event that does not
+//! exist, or gives a `config` the subscriber refuses fails the build, naming its file and key.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +42,10 @@ use tokio::sync::mpsc;
 
 use crate::events::Event;
 use crate::handler::BoxFuture;
+
+mod subscriptions;
+
+pub(crate) use subscriptions::{Candidate, Enrolled, Subscription, enroll, load_subscriptions};
 
 /// What a subscriber's failure carries.
 pub type SubscriberError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,11 +70,53 @@ pub type SubscriberError = Box<dyn std::error::Error + Send + Sync>;
 /// }
 /// ```
 pub trait Subscriber: Send + Sync + 'static {
-    /// The events it receives: exact names, `family.*`, or `*` for all.
+    /// The events it receives: exact names, `family.*`, or `*` for all. A subscription file's
+    /// `events` replaces them.
     fn events(&self) -> &[&str];
 
     /// Handles one event.
     fn handle(&self, event: &Event) -> impl Future<Output = Result<(), SubscriberError>> + Send;
+
+    /// Reads the `config` a subscription file gives it (a JSON object), once, at start-up and
+    /// before any event; an error fails the build, naming the file. Not called when no
+    /// subscription gives one. The default refuses every `config`, so that one is never
+    /// silently ignored.
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    ///
+    /// use tasker::events::Event;
+    /// use tasker::subscriber::{Subscriber, SubscriberError};
+    ///
+    /// #[derive(Default)]
+    /// struct Pager {
+    ///     team: OnceLock<String>,
+    /// }
+    ///
+    /// impl Subscriber for Pager {
+    ///     fn events(&self) -> &[&str] {
+    ///         &["task.failed"]
+    ///     }
+    ///
+    ///     async fn handle(&self, event: &Event) -> Result<(), SubscriberError> {
+    ///         let team = self.team.get().map_or("on-call", String::as_str);
+    ///         let _ = (team, event.task_id);
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn configure(&self, config: &tasker::serde_json::Value) -> Result<(), SubscriberError> {
+    ///         let team = config["team"].as_str().ok_or("`team` must be a string")?;
+    ///         self.team.set(team.to_owned()).map_err(|_| "configured twice".into())
+    ///     }
+    /// }
+    /// ```
+    fn configure(&self, config: &serde_json::Value) -> Result<(), SubscriberError> {
+        let _ = config;
+        Err(
+            "this subscriber takes no `config` (it does not implement `Subscriber::configure`)"
+                .into(),
+        )
+    }
 }
 
 /// The object-safe form of [`Subscriber`].
@@ -56,6 +125,8 @@ pub trait DynSubscriber: Send + Sync + 'static {
     fn events_dyn(&self) -> &[&str];
     /// See [`Subscriber::handle`].
     fn handle_dyn<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), SubscriberError>>;
+    /// See [`Subscriber::configure`].
+    fn configure_dyn(&self, config: &serde_json::Value) -> Result<(), SubscriberError>;
 }
 
 impl<S: Subscriber> DynSubscriber for S {
@@ -64,6 +135,9 @@ impl<S: Subscriber> DynSubscriber for S {
     }
     fn handle_dyn<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), SubscriberError>> {
         Box::pin(self.handle(event))
+    }
+    fn configure_dyn(&self, config: &serde_json::Value) -> Result<(), SubscriberError> {
+        self.configure(config)
     }
 }
 
@@ -107,21 +181,22 @@ pub(crate) struct Subscribers {
 
 impl Subscribers {
     /// Starts a delivery task for each subscriber; must run inside a tokio runtime.
-    pub(crate) fn start(subscribers: Vec<(String, Arc<dyn DynSubscriber>)>) -> Self {
+    pub(crate) fn start(subscribers: Vec<Enrolled>) -> Self {
         let entries = subscribers
             .into_iter()
-            .map(|(name, subscriber)| {
+            .map(|enrolled| {
                 let (queue, rx) = mpsc::channel(QUEUE);
                 let counters = Arc::new(Counters::default());
-                let patterns = subscriber
-                    .events_dyn()
-                    .iter()
-                    .map(|p| (*p).to_owned())
-                    .collect();
-                tokio::spawn(deliver(name.clone(), subscriber, rx, Arc::clone(&counters)));
+                let name = enrolled.name;
+                tokio::spawn(deliver(
+                    name.clone(),
+                    enrolled.subscriber,
+                    rx,
+                    Arc::clone(&counters),
+                ));
                 Entry {
                     name,
-                    patterns,
+                    patterns: enrolled.patterns,
                     queue,
                     counters,
                 }

@@ -225,7 +225,7 @@ async fn operations_on_a_live_database(db: TestDatabase) {
         .find(|l| l.starts_with("order.audited"))
         .unwrap_or_else(|| panic!("order.audited missing from:\n{events}"));
     assert!(
-        line.contains("declared in code") && line.contains("An order was audited."),
+        line.contains("recorded by a worker") && line.contains("An order was audited."),
         "{line}"
     );
     assert!(events.contains("task.before_transition") && events.contains("Not published"));

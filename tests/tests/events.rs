@@ -129,7 +129,9 @@ fn diamond() -> TaskTemplate {
 
 conformance!(
     a_diamond_with_a_retry_publishes_exactly_these_events,
-    a_deadline_ends_an_overdue_task
+    a_deadline_ends_an_overdue_task,
+    a_payload_that_breaks_its_schema_is_refused_when_published,
+    a_subscription_file_turns_a_subscriber_off_and_narrows_another
 );
 
 async fn a_diamond_with_a_retry_publishes_exactly_these_events(db: TestDatabase) {
@@ -559,5 +561,345 @@ async fn a_deadline_ends_an_overdue_task(db: TestDatabase) {
         cancelled
             .iter()
             .all(|e| e.payload["reason"] == "deadline_exceeded")
+    );
+}
+
+/// An events directory defining `order.fulfilled` with a payload schema, and `order.noted`
+/// without one.
+fn events_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("orders.yml"),
+        "\
+events:
+  order:
+    fulfilled:
+      description: The order left the warehouse.
+      fired_by: [ship]
+      payload_schema:
+        type: object
+        required: [order_id]
+        properties:
+          order_id: { type: integer }
+    noted:
+      description: Someone wrote a note on the order.
+",
+    )
+    .expect("events file");
+    dir
+}
+
+/// A step publishes an event of the events directory (its template does not declare it): a
+/// payload that fits the schema is delivered, one that does not fails the step for good,
+/// naming the event and the path at fault, and is not delivered. The same holds outside a step.
+async fn a_payload_that_breaks_its_schema_is_refused_when_published(db: TestDatabase) {
+    let events = events_dir();
+    let dir = events.path().to_owned();
+    let recorder = Recorder::new(&["order.*"]);
+    let tasker = db
+        .builder()
+        .configure(move |c| c.custom_events_directories = vec![dir])
+        .template(
+            TaskTemplate::new("events", "ship", "1.0.0").step(StepTemplate::new("ship", "ship")),
+        )
+        .handler(
+            "ship",
+            handler_fn(|cx| async move {
+                let order_id = cx.context()["order_id"].clone();
+                cx.publish_declared("order.fulfilled", json!({ "order_id": order_id }))?;
+                Ok(json!({ "shipped": true }))
+            }),
+        )
+        .subscriber(recorder.clone())
+        .build()
+        .await
+        .expect("build");
+    assert!(tasker.event_definitions().is_known("order.fulfilled"));
+    let request = |order_id: serde_json::Value| {
+        TaskRequest::new("ship")
+            .namespace("events")
+            .version("1.0.0")
+            .context(json!({ "order_id": order_id }))
+    };
+    let worker = tasker.start_worker();
+    let good = tasker.create_task(request(json!(7))).await.expect("good");
+    let bad = tasker
+        .create_task(request(json!("seven")))
+        .await
+        .expect("bad");
+    let good = tasker.wait_for_task(good.id, WAIT).await.expect("good");
+    let bad = tasker.wait_for_task(bad.id, WAIT).await.expect("bad");
+    worker.shutdown().await;
+    assert_eq!(good.state, TaskState::Complete);
+    assert_eq!(bad.state, TaskState::Error);
+    let step = &tasker.steps(bad.task_id).await.expect("steps")[0];
+    assert_eq!(step.attempts, 1, "a refused payload is not retried");
+    let results = step.results.as_ref().expect("error");
+    assert_eq!(results["error_class"], "permanent");
+    let error = results["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("payload of custom event `order.fulfilled` is invalid: at `/order_id`"),
+        "{error}"
+    );
+
+    // Outside a step: the same check, and only declared custom events.
+    tasker
+        .publish_custom("order.fulfilled", json!({ "order_id": 8 }))
+        .expect("fits");
+    tasker
+        .publish_custom("order.noted", json!(["no", "schema"]))
+        .expect("no schema");
+    match tasker.publish_custom("order.fulfilled", json!({})) {
+        Err(Error::InvalidEventPayload { event, errors }) => {
+            assert_eq!(event, "order.fulfilled");
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].pointer, "");
+            assert!(
+                errors[0]
+                    .message
+                    .contains("\"order_id\" is a required property")
+            );
+        }
+        other => panic!("expected InvalidEventPayload, got {other:?}"),
+    }
+    for name in ["order.lost", "task.completed"] {
+        assert!(
+            matches!(
+                tasker.publish_custom(name, json!({})),
+                Err(Error::UnknownCustomEvent(n)) if n == name
+            ),
+            "{name}"
+        );
+    }
+
+    let delivered = recorder.wait_for(3).await;
+    let seen: Vec<(&str, Option<i64>, &serde_json::Value)> = delivered
+        .iter()
+        .map(|e| (e.name.as_ref(), e.task_id, &e.payload))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "order.fulfilled",
+                Some(good.task_id),
+                &json!({ "order_id": 7 })
+            ),
+            ("order.fulfilled", None, &json!({ "order_id": 8 })),
+            ("order.noted", None, &json!(["no", "schema"])),
+        ]
+    );
+    assert!(delivered.iter().all(|e| e.kind == EventKind::Custom));
+    // Recorded with its description, as the events declared in code are.
+    let stored = tasker.stored_custom_events().await.expect("stored");
+    assert!(
+        stored.contains(&(
+            "order.fulfilled".to_owned(),
+            Some("The order left the warehouse.".to_owned())
+        )),
+        "{stored:?}"
+    );
+}
+
+/// Receives every event; its subscription narrows it to `task.completed` and hands it a config.
+#[derive(Clone)]
+struct Narrowed {
+    recorder: Recorder,
+    config: Arc<Mutex<Option<serde_json::Value>>>,
+}
+
+impl Subscriber for Narrowed {
+    fn events(&self) -> &[&str] {
+        &["*"]
+    }
+
+    async fn handle(&self, event: &Event) -> Result<(), SubscriberError> {
+        self.recorder.handle(event).await
+    }
+
+    fn configure(&self, config: &serde_json::Value) -> Result<(), SubscriberError> {
+        let mut slot = self.config.lock().map_err(|_| "poisoned")?;
+        *slot = Some(config.clone());
+        Ok(())
+    }
+}
+
+/// Receives task events; its subscription turns it off.
+#[derive(Clone)]
+struct Silenced(Recorder);
+
+impl Subscriber for Silenced {
+    fn events(&self) -> &[&str] {
+        &["task.*"]
+    }
+
+    async fn handle(&self, event: &Event) -> Result<(), SubscriberError> {
+        self.0.handle(event).await
+    }
+}
+
+/// A subscriptions directory turns one subscriber off, narrows another's events and hands it
+/// its `config`, and adds a `type: log` subscriber.
+async fn a_subscription_file_turns_a_subscriber_off_and_narrows_another(db: TestDatabase) {
+    let subscriptions = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        subscriptions.path().join("subscribers.yml"),
+        "\
+subscriptions:
+  completions:
+    class: Narrowed
+    events: [task.completed]
+    config: { channel: \"#orders\" }
+  quiet:
+    class: events::Silenced
+    enabled: false
+  trail:
+    type: log
+    events: [\"task.*\"]
+    config: { level: debug }
+",
+    )
+    .expect("subscriptions file");
+    let dir = subscriptions.path().to_owned();
+    let narrowed = Narrowed {
+        recorder: Recorder::new(&[]),
+        config: Arc::default(),
+    };
+    let silenced = Silenced(Recorder::new(&[]));
+    let tasker = db
+        .builder()
+        .configure(move |c| c.subscriptions_directories = vec![dir])
+        .template(
+            TaskTemplate::new("events", "single", "1.0.0").step(StepTemplate::new("only", "ok")),
+        )
+        .handler("ok", handler_fn(|_| async { Ok(json!(1)) }))
+        .subscriber(narrowed.clone())
+        .subscriber(silenced.clone())
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(
+        narrowed.config.lock().map(|c| c.clone()).ok().flatten(),
+        Some(json!({ "channel": "#orders" }))
+    );
+    let names: Vec<String> = tasker
+        .subscriber_stats()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("::Narrowed")), "{names:?}");
+    assert!(names.iter().any(|n| n == "trail"), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with("::Silenced")),
+        "{names:?}"
+    );
+
+    let worker = tasker.start_worker();
+    let task = tasker
+        .create_task(
+            TaskRequest::new("single")
+                .namespace("events")
+                .version("1.0.0"),
+        )
+        .await
+        .expect("create");
+    tasker.wait_for_task(task.id, WAIT).await.expect("wait");
+    worker.shutdown().await;
+    let events = narrowed.recorder.wait_for(1).await;
+    assert_eq!(names_of(&events), ["task.completed"]);
+    for _ in 0..300 {
+        let stats = tasker.subscriber_stats();
+        if stats.iter().any(|s| s.name == "trail" && s.delivered >= 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let trail = tasker
+        .subscriber_stats()
+        .into_iter()
+        .find(|s| s.name == "trail")
+        .expect("trail");
+    // task.initialize_requested, task.start_requested, task.completed.
+    assert_eq!((trail.delivered, trail.failed), (3, 0), "{trail:?}");
+    assert!(silenced.0.events().is_empty());
+}
+
+fn names_of(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.name.as_ref()).collect()
+}
+
+/// What a bad events or subscriptions file does to a build: an error naming its file and key.
+#[tokio::test]
+async fn bad_event_and_subscription_files_fail_the_build_naming_file_and_key() {
+    let db = TestDatabase::sqlite();
+    let root = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let dir = root.path().join(name);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("file.yml"), text).expect("write");
+        dir
+    };
+    let reserved = write(
+        "reserved",
+        "events:\n  step:\n    exploded: { description: x }\n",
+    );
+    let error = db
+        .builder()
+        .configure(move |c| c.custom_events_directories = vec![reserved])
+        .build()
+        .await
+        .expect_err("reserved");
+    let text = error.to_string();
+    assert!(matches!(error, Error::EventDefinitions(_)), "{text}");
+    assert!(
+        text.contains("reserved/file.yml` at `events.step.exploded`"),
+        "{text}"
+    );
+
+    let unknown = write(
+        "unknown",
+        "subscriptions:\n  pager:\n    class: PagerDuty\n",
+    );
+    let error = db
+        .builder()
+        .configure(move |c| c.subscriptions_directories = vec![unknown])
+        .build()
+        .await
+        .expect_err("unknown subscriber");
+    let text = error.to_string();
+    assert!(matches!(error, Error::Subscriptions(_)), "{text}");
+    assert!(
+        text.contains("unknown/file.yml` at `subscriptions.pager.class`: no registered subscriber is named `PagerDuty`"),
+        "{text}"
+    );
+
+    let pattern = write(
+        "pattern",
+        "subscriptions:\n  log:\n    type: log\n    events: [task.failed, order.*]\n",
+    );
+    let error = db
+        .builder()
+        .configure(move |c| c.subscriptions_directories = vec![pattern])
+        .build()
+        .await
+        .expect_err("unknown event");
+    let text = error.to_string();
+    assert!(
+        text.contains("pattern/file.yml` at `subscriptions.log.events[1]`: `order.*` matches no published or declared event"),
+        "{text}"
+    );
+
+    let missing = root.path().join("missing");
+    let error = db
+        .builder()
+        .configure(move |c| c.subscriptions_directories = vec![missing])
+        .build()
+        .await
+        .expect_err("missing directory");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot read this directory of `subscriptions_directories`"),
+        "{error}"
     );
 }

@@ -24,7 +24,7 @@ pub use worker::{Worker, WorkerOptions};
 
 use crate::config::TaskerConfig;
 use crate::error::{ContextViolation, Error, Result};
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventDefinitions, EventKind};
 use crate::generated::SubscriberRegistration;
 use crate::handler::StepHandler;
 use crate::hooks::StepPlan;
@@ -36,7 +36,10 @@ use crate::model::{
 use crate::registry::{RegisteredTemplate, Registry, TemplateKey};
 use crate::state::{StepState, TaskState};
 use crate::store::{self, PreparedStep, PreparedTask, Start, Store};
-use crate::subscriber::{DynSubscriber, Subscriber, SubscriberStats, Subscribers};
+use crate::subscriber::{
+    Candidate, DynSubscriber, Enrolled, Subscriber, SubscriberStats, Subscribers, Subscription,
+    enroll, load_subscriptions,
+};
 use crate::template::TaskTemplate;
 use crate::workflow::TaskHandler;
 
@@ -65,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) wake: Arc<Notify>,
     events: broadcast::Sender<Event>,
     subscribers: Subscribers,
+    /// The custom events of the events directories, with their payload schemas.
+    pub(crate) event_definitions: Arc<EventDefinitions>,
     pub(crate) redactor: crate::redact::Redactor,
     /// Correlation ids of the tasks this process works on.
     pub(crate) correlations: std::sync::Mutex<HashMap<i64, String>>,
@@ -177,7 +182,8 @@ impl TaskerBuilder {
     }
 
     /// Adds a subscriber; it receives the events its [`Subscriber::events`] select, off the path
-    /// that runs steps (see [`mod@crate::subscriber`] for the delivery rules).
+    /// that runs steps (see [`mod@crate::subscriber`] for the delivery rules). Subscription
+    /// files name it by its type's path.
     pub fn subscriber<S: Subscriber>(mut self, subscriber: S) -> Self {
         self.subscribers
             .push((std::any::type_name::<S>().to_owned(), Arc::new(subscriber)));
@@ -228,8 +234,10 @@ impl TaskerBuilder {
         let mut registry = self.registry;
         registry.set_environment(self.config.environment.clone());
         register_handlers(&mut registry, self.task_handlers, self.auto_register)?;
-        let subscribers = collect_subscribers(self.subscribers, self.auto_register)?;
-        check_subscriptions(&registry, &subscribers)?;
+        let definitions = EventDefinitions::load(&self.config.custom_events_directories)?;
+        let subscriptions = load_subscriptions(&self.config.subscriptions_directories)?;
+        let subscribers = collect_subscribers(self.subscribers, self.auto_register, subscriptions)?;
+        check_subscriptions(&registry, &definitions, &subscribers)?;
         registry.validate()?;
         let store = connect(&self.config).await?;
         // Only the templates registered here are ones whose steps this process can run.
@@ -239,7 +247,7 @@ impl TaskerBuilder {
         }
         let stored = sync_templates(&store, &registry, &local).await?;
         schedules::sync_schedules(&store, &registry, &local, self.config.max_context_bytes).await?;
-        sync_custom_events(&store).await?;
+        sync_custom_events(&store, &definitions).await?;
         let wake_up = start_listener(&store, &self.config);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let redactor = self.config.redactor();
@@ -260,6 +268,7 @@ impl TaskerBuilder {
                 wake: wake_up.wake,
                 events,
                 subscribers: Subscribers::start(subscribers),
+                event_definitions: Arc::new(definitions),
                 redactor,
                 correlations: Default::default(),
                 creations: tokio::sync::RwLock::new(()),
@@ -371,56 +380,85 @@ fn register_handlers(
 }
 
 /// The builder's subscribers and (unless automatic registration is off) every `#[subscriber]`
-/// not handed over; one that holds state and was not handed over is an error.
+/// not handed over, as the subscription files leave them; one that holds state, was not handed
+/// over and is not turned off is an error.
 fn collect_subscribers(
-    mut subscribers: Vec<NamedSubscriber>,
+    subscribers: Vec<NamedSubscriber>,
     auto_register: bool,
-) -> Result<Vec<NamedSubscriber>> {
-    if !auto_register {
-        return Ok(subscribers);
-    }
-    for registration in inventory::iter::<SubscriberRegistration> {
-        if subscribers
-            .iter()
-            .any(|(name, _)| name == registration.name)
-        {
-            continue;
+    subscriptions: Vec<Subscription>,
+) -> Result<Vec<Enrolled>> {
+    let mut candidates: Vec<Candidate> = subscribers
+        .into_iter()
+        .map(|(name, subscriber)| Candidate {
+            name,
+            instance: Some(subscriber),
+        })
+        .collect();
+    if auto_register {
+        for registration in inventory::iter::<SubscriberRegistration> {
+            if candidates.iter().any(|c| c.name == registration.name) {
+                continue;
+            }
+            candidates.push(Candidate {
+                name: registration.name.to_owned(),
+                instance: (registration.instance)(),
+            });
         }
-        let Some(subscriber) = (registration.instance)() else {
-            return Err(Error::SubscriberNeedsInstance(registration.name.to_owned()));
-        };
-        subscribers.push((registration.name.to_owned(), subscriber));
     }
-    Ok(subscribers)
+    enroll(candidates, subscriptions)
 }
 
 /// Refuses a subscriber pattern that matches no event: none the engine publishes, none declared
-/// with `custom_event!`, none a template's step declares.
-fn check_subscriptions(registry: &Registry, subscribers: &[NamedSubscriber]) -> Result<()> {
+/// with `custom_event!`, in an events directory, or by a template's step. A pattern a
+/// subscription file chose is reported with its file and key.
+fn check_subscriptions(
+    registry: &Registry,
+    definitions: &EventDefinitions,
+    subscribers: &[Enrolled],
+) -> Result<()> {
     let declared: Vec<String> = registry
         .templates()
         .iter()
         .flat_map(|t| &t.step_templates)
         .flat_map(|s| s.custom_events.iter().map(|e| e.name.clone()))
         .collect();
-    for (name, subscriber) in subscribers {
-        for pattern in subscriber.events_dyn() {
-            let known = crate::events::CATALOG
-                .iter()
-                .filter(|e| e.not_published.is_none())
-                .map(|e| e.name)
-                .chain(crate::events::custom_events().iter().map(|e| e.name()))
-                .chain(declared.iter().map(String::as_str))
-                .any(|event| crate::events::matches_pattern(event, pattern));
-            if !known {
-                return Err(Error::UnknownEvent {
-                    subscriber: name.clone(),
-                    pattern: (*pattern).to_owned(),
-                });
+    let known = |pattern: &str| {
+        crate::events::CATALOG
+            .iter()
+            .filter(|e| e.not_published.is_none())
+            .map(|e| e.name)
+            .chain(crate::events::custom_events().iter().map(|e| e.name()))
+            .chain(definitions.iter().map(|e| e.name()))
+            .chain(declared.iter().map(String::as_str))
+            .any(|event| crate::events::matches_pattern(event, pattern))
+    };
+    let mut problems = Vec::new();
+    for subscriber in subscribers {
+        for (i, pattern) in subscriber.patterns.iter().enumerate() {
+            if known(pattern) {
+                continue;
             }
+            let Some((file, key)) = &subscriber.chosen_by else {
+                return Err(Error::UnknownEvent {
+                    subscriber: subscriber.name.clone(),
+                    pattern: pattern.clone(),
+                });
+            };
+            problems.push(crate::FileProblem::new(
+                file,
+                Some(format!("{key}[{i}]")),
+                format!(
+                    "`{pattern}` matches no published or declared event (`cargo tasker events` \
+                     lists them)"
+                ),
+            ));
         }
     }
-    Ok(())
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Subscriptions(problems))
+    }
 }
 
 /// Opens the store and, unless disabled, applies the migrations, on the blocking pool.
@@ -512,11 +550,14 @@ async fn sync_templates(
     Ok(stored)
 }
 
-/// Records the custom events this program declares, with their descriptions.
-async fn sync_custom_events(store: &Store) -> Result<()> {
+/// Records the custom events this program declares in code and in its events directories, with
+/// their descriptions (a directory's, for an event declared in both).
+async fn sync_custom_events(store: &Store, definitions: &EventDefinitions) -> Result<()> {
     let custom: Vec<(String, String)> = crate::events::custom_events()
         .iter()
-        .map(|e| (e.name().to_owned(), e.description().to_owned()))
+        .map(|e| (e.name(), e.description()))
+        .chain(definitions.iter().map(|e| (e.name(), e.description())))
+        .map(|(name, description)| (name.to_owned(), description.to_owned()))
         .collect();
     if !custom.is_empty() {
         store
@@ -592,9 +633,51 @@ impl Tasker {
         self.inner.events.subscribe()
     }
 
-    /// Delivered, failed and dropped counts of each subscriber.
+    /// Delivered, failed and dropped counts of each subscriber that runs (not those a
+    /// subscription file turned off).
     pub fn subscriber_stats(&self) -> Vec<SubscriberStats> {
         self.inner.subscribers.stats()
+    }
+
+    /// The custom events of the events directories
+    /// ([`TaskerConfig::custom_events_directories`]), loaded at start-up.
+    pub fn event_definitions(&self) -> &EventDefinitions {
+        &self.inner.event_definitions
+    }
+
+    /// Publishes a custom event from outside a step: to [`Tasker::subscribe`] receivers and the
+    /// subscribers that ask for it, in this process. `name` must be declared with
+    /// `custom_event!`, in an events directory or by a template's step; a payload that does not
+    /// satisfy the definition's `payload_schema` is refused with
+    /// [`Error::InvalidEventPayload`], naming the path of each violation. Sensitive keys of the
+    /// payload are masked.
+    pub fn publish_custom(&self, name: &str, payload: impl serde::Serialize) -> Result<()> {
+        if !self.is_custom_event(name) {
+            return Err(Error::UnknownCustomEvent(name.to_owned()));
+        }
+        let payload = serde_json::to_value(payload)?;
+        self.inner.event_definitions.check_payload(name, &payload)?;
+        let mut event = Event::new(name.to_owned(), EventKind::Custom);
+        event.payload = payload;
+        self.emit(event);
+        Ok(())
+    }
+
+    /// Whether `name` is a custom event of this program: declared with `custom_event!`, in an
+    /// events directory, or by a registered template's step.
+    fn is_custom_event(&self, name: &str) -> bool {
+        crate::events::custom_events()
+            .iter()
+            .any(|e| e.name() == name)
+            || self.inner.event_definitions.get(name).is_some()
+            || self
+                .inner
+                .registry
+                .templates()
+                .iter()
+                .flat_map(|t| &t.step_templates)
+                .flat_map(|s| &s.custom_events)
+                .any(|e| e.name == name)
     }
 
     /// Publishes an event in this process: to [`Tasker::subscribe`] receivers and subscribers.

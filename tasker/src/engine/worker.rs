@@ -637,6 +637,7 @@ fn prepare_attempt(
             .iter()
             .map(|e| e.name.clone())
             .collect(),
+        Arc::clone(&inner.event_definitions),
     );
     let timeout = step_template
         .timeout_seconds

@@ -5,8 +5,6 @@
 //! `repetition limit exceeded`. [`MAX_TEMPLATE_BYTES`] bounds the rest.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -16,7 +14,7 @@ use serde_norway::Value as YamlValue;
 use super::{Problem, TaskTemplate, TemplateError};
 
 /// Largest template document accepted, in bytes (1 MiB).
-pub const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
+pub const MAX_TEMPLATE_BYTES: usize = crate::yaml::MAX_FILE_BYTES;
 
 /// Parses, merges the environment `env` into, and validates one YAML template.
 ///
@@ -62,14 +60,8 @@ pub fn parse_template(
 /// Reads and parses the template at `path` (see [`parse_template`]).
 pub fn load_template_file(path: &Path, env: Option<&str>) -> Result<TaskTemplate, TemplateError> {
     let source = path.display().to_string();
-    let fail = |message: String| TemplateError::new(&source, vec![Problem::new(message)]);
-    let bytes = read_bounded(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    if bytes.len() > MAX_TEMPLATE_BYTES {
-        return Err(fail(format!(
-            "file is over the maximum template size of {MAX_TEMPLATE_BYTES} bytes"
-        )));
-    }
-    let yaml = String::from_utf8(bytes).map_err(|e| fail(format!("file is not UTF-8: {e}")))?;
+    let yaml = crate::yaml::read_file(path)
+        .map_err(|message| TemplateError::new(&source, vec![Problem::new(message)]))?;
     parse_template(&yaml, &source, env)
 }
 
@@ -88,19 +80,7 @@ pub fn load_templates_dir(
             vec![Problem::new(format!("cannot read directory: {e}"))],
         )
     };
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).map_err(unreadable)? {
-        let path = entry.map_err(unreadable)?.path();
-        let is_yaml = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
-        if is_yaml && path.is_file() {
-            files.push(path);
-        }
-    }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-
+    let files = crate::yaml::files_in(dir).map_err(unreadable)?;
     let mut templates = Vec::with_capacity(files.len());
     let mut problems = Vec::new();
     let mut defined_in: HashMap<String, String> = HashMap::new();
@@ -132,15 +112,6 @@ pub fn load_templates_dir(
     } else {
         Err(TemplateError::new(source, problems))
     }
-}
-
-/// Reads at most one byte more than [`MAX_TEMPLATE_BYTES`], so a huge file is refused cheaply.
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = fs::File::open(path)?;
-    let limit = u64::try_from(MAX_TEMPLATE_BYTES).map_or(u64::MAX, |n| n.saturating_add(1));
-    let mut bytes = Vec::new();
-    file.take(limit).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// The base document with `environments.<env>` merged in, as a typed template.

@@ -978,7 +978,7 @@ fn load_template_file_names_the_path() {
     }
     match load_template_file(&huge, None) {
         Ok(_) => panic!("huge file loaded"),
-        Err(error) => assert_problem(&error, None, None, &["over the maximum template size"]),
+        Err(error) => assert_problem(&error, None, None, &["over the maximum size of"]),
     }
 
     let latin1 = dir.path().join("latin1.yaml");
