@@ -75,6 +75,7 @@ pub mod telemetry;
 pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timestamp;
 pub mod workflow;
 mod yaml;
 

@@ -222,13 +222,16 @@ pub struct ScheduleInfo {
     /// Whether it is paused.
     pub paused: bool,
     /// The earliest slot not yet run.
+    #[serde(serialize_with = "crate::timestamp::utc::serialize")]
     pub next_run_at: DateTime<Utc>,
     /// The slots after that, up to five in all (none while paused).
+    #[serde(serialize_with = "crate::timestamp::utc::list::serialize")]
     pub upcoming: Vec<DateTime<Utc>>,
     /// Whether a run asked for now ([`Tasker::trigger_schedule`](crate::Tasker::trigger_schedule))
     /// waits for a worker.
     pub trigger_pending: bool,
     /// The last slot it started a task for.
+    #[serde(serialize_with = "crate::timestamp::utc::option::serialize")]
     pub last_slot_at: Option<DateTime<Utc>>,
     /// The task it last started.
     pub last_task_id: Option<i64>,
@@ -239,8 +242,10 @@ pub struct ScheduleInfo {
     /// cleared by the next run that starts.
     pub last_error: Option<String>,
     /// When it was first stored.
+    #[serde(serialize_with = "crate::timestamp::utc::serialize")]
     pub created_at: DateTime<Utc>,
     /// When it last changed.
+    #[serde(serialize_with = "crate::timestamp::utc::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 

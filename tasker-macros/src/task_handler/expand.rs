@@ -71,7 +71,10 @@ pub(crate) fn expand(model: &TaskHandler, bound: Option<&BoundTemplate>) -> Toke
     let schedule_context = schedule_context(model, &paths);
     let hooks = hooks(model, &paths);
     // Uses inside an `#[automatically_derived]` impl do not count for `dead_code`.
-    let hook_uses = model.hooks.iter().map(|method| quote!(let _ = <#self_ty>::#method;));
+    let hook_uses = model
+        .hooks
+        .iter()
+        .map(|method| quote!(let _ = <#self_ty>::#method;));
     let hook_uses = match model.hooks.is_empty() {
         true => quote!(),
         false => quote!(const _: () = { #(#hook_uses)* };),

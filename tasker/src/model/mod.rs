@@ -57,14 +57,24 @@ pub struct TaskRow {
     /// Caller-provided idempotency key.
     pub idempotency_key: Option<String>,
     /// When it was requested (UTC).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub requested_at: chrono::NaiveDateTime,
     /// When it was created (UTC, database clock).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub created_at: chrono::NaiveDateTime,
     /// When it last changed (UTC, database clock).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub updated_at: chrono::NaiveDateTime,
     /// When a delayed task's steps start (UTC), if it was created with `run_at` or `delay`.
+    #[serde(serialize_with = "crate::timestamp::option::serialize")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub run_at: Option<chrono::NaiveDateTime>,
     /// When it ends in error if still open (UTC), if it has a `timeout_seconds`.
+    #[serde(serialize_with = "crate::timestamp::option::serialize")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub deadline_at: Option<chrono::NaiveDateTime>,
 }
 
@@ -93,12 +103,18 @@ pub struct StepInfo {
     pub remaining_parents: i32,
     /// When it became (or becomes) ready to run, UTC; kept while it runs, so a step given back
     /// keeps its place in the queue; `None` when it cannot run or has finished.
+    #[serde(serialize_with = "crate::timestamp::option::serialize")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub ready_at: Option<chrono::NaiveDateTime>,
     /// Worker holding its lease.
     pub lease_owner: Option<String>,
     /// When the last attempt started.
+    #[serde(serialize_with = "crate::timestamp::option::serialize")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub last_attempted_at: Option<chrono::NaiveDateTime>,
     /// When it finished.
+    #[serde(serialize_with = "crate::timestamp::option::serialize")]
+    #[schemars(with = "Option<chrono::DateTime<chrono::Utc>>")]
     pub processed_at: Option<chrono::NaiveDateTime>,
 }
 
@@ -116,6 +132,7 @@ pub struct TransitionInfo {
     /// Whether this is the entity's current state.
     pub most_recent: bool,
     /// When (UTC, database clock).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub created_at: chrono::NaiveDateTime,
 }
 
@@ -229,6 +246,8 @@ pub struct TaskAnnotation {
     /// What it says.
     pub annotation: Value,
     /// When it was added (UTC, database clock).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub created_at: chrono::NaiveDateTime,
 }
 
@@ -268,8 +287,12 @@ pub struct WorkerInfo {
     /// Steps it was running at its last heartbeat.
     pub running: i32,
     /// When it started (UTC, database clock).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub started_at: chrono::NaiveDateTime,
     /// Its last heartbeat (UTC, database clock).
+    #[serde(serialize_with = "crate::timestamp::serialize")]
+    #[schemars(with = "chrono::DateTime<chrono::Utc>")]
     pub last_seen_at: chrono::NaiveDateTime,
 }
 

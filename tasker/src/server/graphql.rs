@@ -551,8 +551,7 @@ pub(super) struct Annotation {
 }
 
 fn utc(at: chrono::NaiveDateTime) -> String {
-    at.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    crate::timestamp::format(at)
 }
 
 /// A step.
