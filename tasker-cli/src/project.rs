@@ -36,9 +36,10 @@ pub(crate) fn crate_name(root: &Path) -> Result<String, CliError> {
 /// Whether the crate depends on tasker already (in any table).
 pub(crate) fn depends_on_tasker(root: &Path) -> Result<bool, CliError> {
     let package = package(root)?;
-    Ok(package["dependencies"]
-        .as_array()
-        .is_some_and(|deps| deps.iter().any(|d| d["name"] == "tasker")))
+    Ok(package["dependencies"].as_array().is_some_and(|deps| {
+        deps.iter()
+            .any(|d| d["name"] == PACKAGE || d["rename"] == "tasker")
+    }))
 }
 
 /// The crate's package as `cargo metadata` describes it.
@@ -135,17 +136,15 @@ pub(crate) fn with_module(lib_rs: &str, name: &str) -> String {
     out
 }
 
+/// The package tasker is published as; its library keeps the import name `tasker`.
+pub(crate) const PACKAGE: &str = "tasker-engine";
+
 /// Adds tasker to the crate's dependencies with `cargo add`.
 pub(crate) fn add_dependency(root: &Path, tasker_path: Option<&Path>) -> Result<(), CliError> {
     let mut command = Command::new(cargo());
-    command.arg("add").current_dir(root);
-    match tasker_path {
-        Some(path) => {
-            command.arg("tasker").arg("--path").arg(path);
-        }
-        None => {
-            command.arg("tasker");
-        }
+    command.arg("add").current_dir(root).arg(PACKAGE);
+    if let Some(path) = tasker_path {
+        command.arg("--path").arg(tasker_crate(path)?);
     }
     let output = command
         .output()
@@ -154,10 +153,31 @@ pub(crate) fn add_dependency(root: &Path, tasker_path: Option<&Path>) -> Result<
         Ok(())
     } else {
         Err(CliError::failure(format!(
-            "`cargo add tasker` failed; nothing else was written:\n{}",
+            "`cargo add {PACKAGE}` failed; nothing else was written:\n{}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))
     }
+}
+
+/// The tasker crate at `path`: the crate itself, or the one inside a checkout of the whole
+/// repository (whose root manifest is a workspace, not a package).
+pub(crate) fn tasker_crate(path: &Path) -> Result<PathBuf, CliError> {
+    let is_tasker = |dir: &Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|manifest| manifest.contains(&format!("name = \"{PACKAGE}\"")))
+    };
+    if is_tasker(path) {
+        return Ok(path.to_owned());
+    }
+    let inner = path.join("tasker");
+    if is_tasker(&inner) {
+        return Ok(inner);
+    }
+    Err(CliError::usage(format!(
+        "`--tasker-path {}` is not tasker's crate: pass a checkout of tasker (or its `tasker/` \
+         directory, the crate inside it)",
+        path.display()
+    )))
 }
 
 /// Turns on `features` of the crate's tasker dependency (with `dev`, of its tasker
@@ -173,7 +193,7 @@ pub(crate) fn add_features(root: &Path, features: &[&str], dev: bool) -> Result<
         command.arg("--dev");
     }
     let output = command
-        .args(["tasker", "--features"])
+        .args([PACKAGE, "--features"])
         .arg(features.join(","))
         .output()
         .map_err(|e| CliError::failure(format!("cannot run `cargo add`: {e}")))?;
@@ -181,7 +201,7 @@ pub(crate) fn add_features(root: &Path, features: &[&str], dev: bool) -> Result<
         Ok(())
     } else {
         Err(CliError::failure(format!(
-            "`cargo add tasker --features {}` failed; nothing was written:\n{}",
+            "`cargo add {PACKAGE} --features {}` failed; nothing was written:\n{}",
             features.join(","),
             String::from_utf8_lossy(&output.stderr).trim()
         )))
@@ -216,5 +236,20 @@ mod tests {
         );
         assert_eq!(with_module(&updated, "beta"), updated);
         assert_eq!(with_module("//! Docs.\n", "x"), "//! Docs.\n\npub mod x;\n");
+    }
+
+    #[test]
+    fn tasker_path_takes_the_checkout_or_the_crate_and_names_a_wrong_one() {
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("checkout");
+        let inner = checkout.join("tasker");
+        assert_eq!(tasker_crate(checkout).expect("checkout root"), inner);
+        assert_eq!(tasker_crate(&inner).expect("crate"), inner);
+        let error = tasker_crate(&checkout.join("tasker-cli")).expect_err("not tasker");
+        assert!(
+            error.to_string().contains("is not tasker's crate"),
+            "{error}"
+        );
     }
 }

@@ -379,7 +379,33 @@ pub fn init(root: &Path) -> Result<Plan, CliError> {
     };
     let steps = steps::parse(&example.steps).map_err(CliError::failure)?;
     plan_task_handler(&mut plan, root, &crate_name, &example, &steps)?;
+    plan.edit(".gitignore", with_ignored(root));
     Ok(plan)
+}
+
+/// The SQLite files the default configuration creates (`tasker.db` and its write-ahead log),
+/// which have no place in version control.
+const IGNORED: [&str; 3] = ["*.db", "*.db-wal", "*.db-shm"];
+
+/// The crate's `.gitignore` with [`IGNORED`] added where missing.
+fn with_ignored(root: &Path) -> String {
+    let mut text = std::fs::read_to_string(root.join(".gitignore")).unwrap_or_default();
+    let missing: Vec<&str> = IGNORED
+        .into_iter()
+        .filter(|pattern| !text.lines().any(|line| line.trim() == *pattern))
+        .collect();
+    if missing.is_empty() {
+        return text;
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("# tasker's SQLite database (config/tasker/tasker.yaml: database_url)\n");
+    for pattern in missing {
+        text.push_str(pattern);
+        text.push('\n');
+    }
+    text
 }
 
 /// Plans a standalone step handler module with its unit test.

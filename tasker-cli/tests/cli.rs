@@ -270,16 +270,23 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
         .expect("cargo new");
     assert!(status.success());
     let krate = parent.path().join("shop");
-    let tasker_path = workspace().join("tasker");
+    std::fs::write(krate.join(".gitignore"), "/target").expect(".gitignore");
+    // The checkout's root, as the README says; the crate inside it is found.
+    let checkout = workspace();
     let output = tasker(
         &krate,
         &[
             "init",
             "--tasker-path",
-            tasker_path.to_str().expect("utf-8 path"),
+            checkout.to_str().expect("utf-8 path"),
         ],
     );
     assert!(output.status.success(), "{}", text(&output));
+    let ignored = std::fs::read_to_string(krate.join(".gitignore")).expect(".gitignore");
+    assert!(ignored.starts_with("/target\n"), "{ignored}");
+    for pattern in ["*.db", "*.db-wal", "*.db-shm"] {
+        assert!(ignored.lines().any(|l| l == pattern), "{ignored}");
+    }
     let output = tasker(
         &krate,
         &[
@@ -315,7 +322,7 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
         );
     }
     let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).expect("manifest");
-    assert!(manifest.contains("tasker = {"), "{manifest}");
+    assert!(manifest.contains("tasker-engine = {"), "{manifest}");
     assert!(manifest.contains(r#"features = ["server"]"#), "{manifest}");
     // The generated tests run on `tasker::testing`, a feature of the dev-dependency.
     assert!(manifest.contains("[dev-dependencies]"), "{manifest}");

@@ -17,10 +17,7 @@ use crate::handler::{BoxFuture, DynStepHandler, StepContext, StepError, StepHand
 use crate::hooks::{HooksOf, TaskHooks};
 use crate::subscriber::DynSubscriber;
 use crate::template::{Problem, TaskTemplate, TemplateError};
-use crate::workflow::{StepInput, StepOutput, StepReturn, TaskHandler};
-
-/// Fails to compile, at the user's parameter, unless `P` can take the parent's output `T`.
-pub fn assert_step_input<P: StepInput<T>, T>() {}
+use crate::workflow::{StepOutput, StepReturn, TaskHandler};
 
 /// One step of a task handler: the shared handler and the generated function that runs the step.
 pub(crate) struct MethodStep<H> {

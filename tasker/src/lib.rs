@@ -43,6 +43,35 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Where to read on
+//!
+//! The README (the crate's front page on crates.io) is the guide, section by section: creating
+//! task handlers (the macros, YAML templates, hooks), step handlers and [`StepContext`], API
+//! step handlers ([`http`]), dependencies, operating on tasks, workers and scale-out, the event
+//! system ([`events`], [`subscriber`](mod@subscriber)), telemetry (`tasker::telemetry`, `tasker::logging`,
+//! [`metrics`]), the REST and GraphQL API (`tasker::server`), scheduling ([`schedule`]),
+//! retention, testing (`tasker::testing`) and the `cargo tasker` command line. The modules in
+//! plain text need the feature of the same name (below).
+//!
+//! # Features
+//!
+//! | Feature | Default | What it adds |
+//! |---|---|---|
+//! | `postgres` | yes | the PostgreSQL backend (libpq built from source, no OpenSSL) |
+//! | `macros` | yes | `#[task_handler]`, `#[step]`, `#[step_handler]`, `#[subscriber]`, `#[tasker::data]`, `custom_event!` |
+//! | `http` | yes | `tasker::http`: API step handlers over reqwest and rustls |
+//! | `server` | no | `tasker::server`: the REST API (axum), with API keys and JWTs |
+//! | `graphql` | no | `POST /graphql` beside the REST routes (turns on `server`) |
+//! | `logging` | no | `tasker::logging`: text or JSON log lines, as the configuration says |
+//! | `opentelemetry` | no | `tasker::telemetry`: span export over OTLP/HTTP (turns on `logging`) |
+//! | `testing` | no | `tasker::testing`: a harness with a temporary database and a test clock |
+//!
+//! Modules behind a feature are documented on docs.rs, which builds with every feature; locally,
+//! `cargo doc --open -p tasker-engine --all-features`.
+
+// docs.rs marks each item behind a feature with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod analytics;
 mod backoff;
@@ -122,8 +151,8 @@ pub mod __private {
     pub use crate::generated::{
         DefaultProbe, Probe, SchemaProbe, StepHandlerRegistration, SubscriberRegistration,
         TaskHandlerRegistration, ViaDefault, ViaJsonSchema, ViaNoSchema, ViaNothing,
-        assert_step_input, context_schema, method_step, parent_input, require_send, schema_of,
-        step_result, typed_context, uncompiled_template,
+        context_schema, method_step, parent_input, require_send, schema_of, step_result,
+        typed_context, uncompiled_template,
     };
     pub use crate::handler::{
         BoxFuture, DynStepHandler, StepContext, StepHandler, StepRef, StepResult,
@@ -132,7 +161,7 @@ pub mod __private {
     pub use crate::schedule::ScheduleTemplate;
     pub use crate::subscriber::{DynSubscriber, Subscriber, SubscriberError};
     pub use crate::template::{StepTemplate, TaskTemplate, parse_template};
-    pub use crate::workflow::{StepReturn, TaskHandler};
+    pub use crate::workflow::{StepInput, StepReturn, TaskHandler};
     pub use crate::{Result, TaskContext};
     pub use ::chrono;
     pub use ::inventory;

@@ -110,7 +110,11 @@ pub trait TaskHandler: Send + Sync + Sized + 'static {
 )]
 pub trait StepInput<T> {}
 
+// Not recommended in errors: the note would point into this file, and the message already says
+// what fits.
+#[diagnostic::do_not_recommend]
 impl<T> StepInput<T> for T {}
+#[diagnostic::do_not_recommend]
 impl<T> StepInput<T> for Option<T> {}
 
 /// What a step method may return: `Result<T, E>` where `E` converts into a [`StepError`].

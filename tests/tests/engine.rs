@@ -1922,3 +1922,42 @@ async fn pruning_deletes_finished_tasks_whole(db: TestDatabase) {
     worker.shutdown().await;
     assert_eq!(rows_of(&[done]), [0; 6]);
 }
+
+/// A database the server refuses (a misspelt name) is reported with the server's reason, not
+/// as a pool that timed out waiting for a connection.
+#[tokio::test]
+async fn a_refused_connection_names_the_server_s_reason() {
+    let Ok(server) = std::env::var("TASKER_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let Some((base, _)) = server.rsplit_once('/') else {
+        return;
+    };
+    let missing = format!("{base}/tasker_surely_missing_{}", std::process::id());
+    let error = Tasker::builder()
+        .database_url(missing)
+        .build()
+        .await
+        .expect_err("no such database");
+    // The server's own refusal, from one attempt: not the pool's timeout (`Error::Pool`), which
+    // came only after `connection_timeout`.
+    assert!(matches!(error, tasker::Error::Connection(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(text.contains("does not exist"), "{text}");
+
+    let unopenable = Tasker::builder()
+        .database_url("/nonexistent-dir/tasker.db")
+        .build()
+        .await
+        .expect_err("no such directory");
+    assert!(
+        matches!(unopenable, tasker::Error::Connection(_)),
+        "{unopenable:?}"
+    );
+    assert!(
+        unopenable
+            .to_string()
+            .contains("unable to open database file"),
+        "{unopenable}"
+    );
+}

@@ -393,7 +393,13 @@ fn run_step(model: &TaskHandler, step: &Step, paths: &Paths) -> TokenStream {
     let step_return = paths.private("StepReturn");
     let step_result = paths.private("step_result");
     let method = &step.method;
-    let mut lets = Vec::new();
+    let step_input = paths.private("StepInput");
+    // The bound lives in the user's crate, so the compiler's "required by a bound" note points
+    // at the `#[task_handler]` rather than into tasker's source.
+    let mut lets = vec![quote!(
+        #[allow(dead_code)]
+        fn __tasker_step_input<P: #step_input<T>, T>() {}
+    )];
     let mut args = Vec::new();
     for (i, dep) in step.depends_on.iter().enumerate() {
         let Some(parent) = model.steps.iter().find(|s| s.method == *dep) else {
@@ -404,10 +410,9 @@ fn run_step(model: &TaskHandler, step: &Step, paths: &Paths) -> TokenStream {
         };
         let var = format_ident!("__tasker_input_{}", i);
         let parent_name = &parent.name;
-        let assert = paths.private("assert_step_input");
         // Spanned at the parameter's type, so a mismatch is reported there.
         let check = respan(
-            quote!(let _: fn() = #assert::<#declared, <#output as #step_return>::Output>;),
+            quote!(let _: fn() = __tasker_step_input::<#declared, <#output as #step_return>::Output>;),
             declared.span(),
         );
         let parent_input = paths.private("parent_input");

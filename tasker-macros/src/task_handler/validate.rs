@@ -127,7 +127,12 @@ fn check_dependencies(cx: &mut Ctxt, steps: &[Step]) {
         }
     }
     if let Some(cycle) = graph::find_cycle(&parents) {
-        let mut names: Vec<String> = cycle.iter().map(|&i| steps[i].method.to_string()).collect();
+        // `cycle` follows dependencies (each step depends on the next); it is printed in run
+        // order from the same step, as `cargo tasker validate` and the diagrams draw it.
+        let mut names: Vec<String> = std::iter::once(cycle[0])
+            .chain(cycle[1..].iter().rev().copied())
+            .map(|i| steps[i].method.to_string())
+            .collect();
         names.push(names[0].clone());
         let first = &steps[cycle[0]];
         let next = &steps[cycle[1 % cycle.len()]].method;
@@ -140,7 +145,7 @@ fn check_dependencies(cx: &mut Ctxt, steps: &[Step]) {
         cx.error_span(
             span,
             format!(
-                "dependency cycle `{}`: each step depends on the next, so none can start; \
+                "dependency cycle `{}`: each step must run before the next, so none can start; \
                  remove one of these dependencies",
                 names.join(" -> ")
             ),

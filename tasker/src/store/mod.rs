@@ -55,9 +55,9 @@ pub(crate) use pool::{with_deadlines, with_schema};
 pub(crate) use schedules::{Definition, Firing, ORIGIN_API, ORIGIN_TEMPLATE, ScheduleRow};
 pub(crate) use templates::TemplateIds;
 
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
-const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -219,9 +219,12 @@ impl Pool {
 
     #[cfg(feature = "postgres")]
     fn open_postgres(url: &str, options: ConnectOptions) -> Result<Self> {
-        let manager = Manager(ConnectionManager::<diesel::pg::PgConnection>::new(
-            with_deadlines(url, options.connection_timeout, options.statement_timeout),
-        ));
+        let url = with_deadlines(url, options.connection_timeout, options.statement_timeout);
+        // The pool retries a refused connection until `connection_timeout` and then reports
+        // only that it timed out; one attempt first fails at once with the server's reason (a
+        // misspelt database, a wrong password).
+        <diesel::pg::PgConnection as diesel::Connection>::establish(&url)?;
+        let manager = Manager(ConnectionManager::<diesel::pg::PgConnection>::new(url));
         Ok(Pool::Postgres(
             R2d2Pool::builder()
                 .max_size(options.pool_size.max(2))
@@ -253,6 +256,10 @@ impl Pool {
         } else {
             options.pool_size.max(2)
         };
+        // As for PostgreSQL: an unopenable file is reported at once, with SQLite's reason.
+        if path != ":memory:" {
+            <SqliteConnection as diesel::Connection>::establish(path)?;
+        }
         let manager = Manager(ConnectionManager::<SqliteConnection>::new(path));
         let pool = R2d2Pool::builder()
             .max_size(size)
