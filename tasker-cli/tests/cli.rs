@@ -409,6 +409,11 @@ fn validate_reports_every_problem_with_file_and_key() {
         "{out}"
     );
     assert!(out.contains("tasks/bad.yaml: key `retries`"), "{out}");
+    // The unknown key does not hide the file's cycle.
+    assert!(
+        out.contains("tasks/bad.yaml: step `a`, key `depends_on_step`: dependency cycle"),
+        "{out}"
+    );
     assert!(
         out.contains("tasks/cyclic.yaml: step `b`, key `depends_on_steps`"),
         "{out}"

@@ -39,8 +39,8 @@ pub fn parse_template(
         return Err(fail(Problem::new("template is empty")));
     }
 
-    let base: TaskTemplate =
-        serde_norway::from_str(yaml).map_err(|e| fail(yaml_problem(&e, yaml, "")))?;
+    let base: TaskTemplate = serde_norway::from_str(yaml)
+        .map_err(|e| TemplateError::new(source, every_problem(yaml, &e)))?;
     if !base.environments.is_empty() {
         serde_norway::from_str::<EnvironmentsShape>(yaml)
             .map_err(|e| fail(yaml_problem(&e, yaml, "")))?;
@@ -111,6 +111,81 @@ pub fn load_templates_dir(
         Ok(templates)
     } else {
         Err(TemplateError::new(source, problems))
+    }
+}
+
+/// Most problems one file reports: past this, the rest are left for the next run.
+const MAX_PROBLEMS: usize = 64;
+
+/// Every problem of a document that does not deserialise: the first, then those found by
+/// reading it again without what was refused (an unknown key, a value of the wrong type), so
+/// one typo does not hide the file's other problems. Problems after the first carry no line:
+/// they come from the document as rewritten.
+fn every_problem(yaml: &str, first: &serde_norway::Error) -> Vec<Problem> {
+    let mut problems = vec![yaml_problem(first, yaml, "")];
+    let Ok(mut root) = serde_norway::from_str::<YamlValue>(yaml) else {
+        return problems;
+    };
+    let mut refused = first.to_string();
+    while problems.len() < MAX_PROBLEMS && remove_refused(&mut root, &refused) {
+        let Ok(rewritten) = serde_norway::to_string(&root) else {
+            break;
+        };
+        match serde_norway::from_str::<TaskTemplate>(&rewritten) {
+            Ok(template) => {
+                if let Err(error) = template.validate() {
+                    problems.extend(error.problems);
+                }
+                break;
+            }
+            Err(error) => {
+                let mut problem = yaml_problem(&error, &rewritten, "");
+                if let Some(at) = problem.message.rfind(" at line ") {
+                    problem.message.truncate(at);
+                }
+                problems.push(problem);
+                refused = error.to_string();
+            }
+        }
+    }
+    problems
+}
+
+/// Removes from `root` what the error `refused` names: an unknown key, or a value of the wrong
+/// shape. `false` when there is nothing to remove (a missing field, say).
+fn remove_refused(root: &mut YamlValue, refused: &str) -> bool {
+    let (path, message) = split_path(refused);
+    let mut segments = path.map(parse_path).unwrap_or_default();
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field.to_owned());
+    if let Some(field) = unknown {
+        segments.push(Segment::Key(field));
+    } else if message.starts_with("missing field") || message.starts_with("duplicate field") {
+        return false;
+    }
+    let Some(last) = segments.pop() else {
+        return false;
+    };
+    let mut node = &mut *root;
+    for segment in &segments {
+        let next = match segment {
+            Segment::Key(k) => node.get_mut(k.as_str()),
+            Segment::Index(i) => node.get_mut(*i),
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        node = next;
+    }
+    match (last, node) {
+        (Segment::Key(k), YamlValue::Mapping(map)) => map.remove(k.as_str()).is_some(),
+        (Segment::Index(i), YamlValue::Sequence(items)) if i < items.len() => {
+            items.remove(i);
+            true
+        }
+        _ => false,
     }
 }
 

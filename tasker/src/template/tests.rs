@@ -1336,3 +1336,55 @@ step_templates:
         &["`type: api`", "unknown field `retry_dealy`"],
     );
 }
+
+#[test]
+fn one_refused_key_does_not_hide_the_file_s_other_problems() {
+    let error = parse_err(
+        "name: t
+retries: 3
+step_templates:
+  - name: a
+    timeout: 5
+    depends_on_step: b
+  - name: b
+    default_retry_limit: lots
+    depends_on_step: a
+",
+    );
+    assert_problem(
+        &error,
+        None,
+        Some("retries"),
+        &["unknown field `retries`", "line 2"],
+    );
+    assert_problem(
+        &error,
+        Some("a"),
+        Some("timeout"),
+        &["unknown field `timeout`"],
+    );
+    assert_problem(
+        &error,
+        Some("b"),
+        Some("default_retry_limit"),
+        &["invalid type"],
+    );
+    assert_problem(
+        &error,
+        Some("a"),
+        Some("depends_on_step"),
+        &["dependency cycle `a -> b -> a`"],
+    );
+    assert_eq!(error.problems().len(), 4, "{error}");
+    // Problems after the first have no line: the document they come from was rewritten.
+    assert!(
+        !error.problems()[1].message.contains(" at line "),
+        "{error}"
+    );
+
+    // A missing required field stops the reading; what was found before it stays.
+    let error = parse_err("retries: 3\nstep_templates: []\n");
+    assert_problem(&error, None, Some("retries"), &["unknown field `retries`"]);
+    assert_problem(&error, None, Some("name"), &["missing field `name`"]);
+    assert_eq!(error.problems().len(), 2, "{error}");
+}
