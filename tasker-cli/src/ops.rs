@@ -292,12 +292,30 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
         }
         Tasks::Show { id, json, database } => {
             let url = database.database_url;
-            let (mut task, mut steps, execution) = block_on(async {
+            let (mut task, mut steps, execution, failures) = block_on(async {
                 let tasker = engine(&url).await?;
                 let task = tasker.task(id).await.map_err(db_error(&url))?;
                 let steps = tasker.steps(id).await.map_err(db_error(&url))?;
                 let execution = tasker.execution_context(id).await.map_err(db_error(&url))?;
-                Ok((task, steps, execution))
+                // Failed attempts live in the steps' transitions; only a step that was retried
+                // or is in error has any.
+                let mut failures = Vec::new();
+                for step in steps
+                    .iter()
+                    .filter(|s| s.attempts > 1 || s.state == tasker::StepState::Error)
+                {
+                    let transitions = tasker
+                        .step_transitions(step.step_id)
+                        .await
+                        .map_err(db_error(&url))?;
+                    failures.extend(
+                        transitions
+                            .into_iter()
+                            .filter(|t| t.to_state == "error")
+                            .map(|t| failure(step, &t)),
+                    );
+                }
+                Ok((task, steps, execution, failures))
             })?;
             // Operators see the shape of the data, not its secrets.
             let redactor = tasker::redact::Redactor::default();
@@ -311,9 +329,12 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 writeln!(
                     out,
                     "{}",
-                    to_json(
-                        &json!({ "task": task, "execution_context": execution, "steps": steps })
-                    )?
+                    to_json(&json!({
+                        "task": task,
+                        "execution_context": execution,
+                        "steps": steps,
+                        "failed_attempts": failures,
+                    }))?
                 )?;
                 return Ok(());
             }
@@ -370,6 +391,27 @@ pub(crate) fn tasks(out: &mut impl Write, command: Tasks) -> Result<(), CliError
                 "{}",
                 table::render(&["STEP", "NAME", "STATE", "ATTEMPTS", "RESULT"], &rows)
             )?;
+            if !failures.is_empty() {
+                writeln!(out, "\nfailed attempts:")?;
+                let rows: Vec<Vec<String>> = failures
+                    .iter()
+                    .map(|f| {
+                        let at = f["at"].as_str().unwrap_or_default();
+                        vec![
+                            f["step"].as_str().unwrap_or_default().to_owned(),
+                            f["attempt"].to_string(),
+                            at.get(..19).unwrap_or(at).replace('T', " "),
+                            f["error_class"].as_str().unwrap_or_default().to_owned(),
+                            table::shorten(f["error"].as_str().unwrap_or_default(), 70),
+                        ]
+                    })
+                    .collect();
+                write!(
+                    out,
+                    "{}",
+                    table::render(&["STEP", "ATTEMPT", "AT", "CLASS", "ERROR"], &rows)
+                )?;
+            }
         }
         Tasks::Annotate {
             id,
@@ -855,4 +897,18 @@ fn project_events(dir: Option<&Path>) -> Result<tasker::events::EventDefinitions
 
 fn to_json(value: &impl serde::Serialize) -> Result<String, CliError> {
     serde_json::to_string_pretty(value).map_err(|e| CliError::failure(e.to_string()))
+}
+
+/// One failed attempt of `step`, from its transition into `error`.
+fn failure(step: &tasker::StepInfo, transition: &tasker::TransitionInfo) -> serde_json::Value {
+    let metadata = &transition.metadata;
+    json!({
+        "step_id": step.step_id,
+        "step": step.name,
+        "attempt": metadata["attempt"],
+        "error": metadata["error"],
+        "error_class": metadata["error_class"],
+        "reason": metadata["reason"],
+        "at": tasker::timestamp::format(transition.created_at),
+    })
 }

@@ -191,6 +191,26 @@ async fn operations_on_a_live_database(db: TestDatabase) {
         .expect("retried");
     worker.shutdown().await;
     assert_eq!(finished.state, TaskState::Complete);
+    // The earlier attempt's failure is still shown, though the step has since completed.
+    let show = cli(url, &["tasks", "show", &id]).await.expect("show");
+    let failed_attempts = show.split("failed attempts:").nth(1).unwrap_or_default();
+    assert!(
+        failed_attempts.lines().any(|l| l.starts_with("charge ")
+            && l.contains("permanent")
+            && l.contains("card declined")),
+        "{show}"
+    );
+    let shown: Value = serde_json::from_str(
+        &cli(url, &["tasks", "show", &id, "--json"])
+            .await
+            .expect("show"),
+    )
+    .expect("show JSON");
+    let failures = shown["failed_attempts"].as_array().expect("failures");
+    assert_eq!(failures.len(), 1, "{shown}");
+    assert_eq!(failures[0]["step"], "charge");
+    assert_eq!(failures[0]["attempt"], 1);
+    assert_eq!(failures[0]["error"], "card declined");
 
     // Resolve a step by hand on a fresh failure.
     charge_fails.store(true, Ordering::SeqCst);
