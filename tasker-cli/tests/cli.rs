@@ -340,6 +340,8 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
                 "--offline",
                 "--config",
                 "profile.dev.package.\"*\".debug=false",
+                "--config",
+                "profile.dev.debug=\"line-tables-only\"",
             ])
             .env("CARGO_TARGET_DIR", &target)
             .current_dir(&krate)

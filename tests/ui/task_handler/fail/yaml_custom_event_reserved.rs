@@ -4,7 +4,7 @@ use tasker::prelude::*;
 struct Flow;
 
 // Custom events are only declared in the file.
-// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-tests`.
+// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-ui-tests`.
 #[task_handler(template = "../../../../tests/ui/templates/custom_event_reserved.yaml")]
 impl Flow {
     #[step]

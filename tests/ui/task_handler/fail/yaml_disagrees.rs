@@ -3,7 +3,7 @@ use tasker::prelude::*;
 #[derive(Default)]
 struct Flow;
 
-// trybuild builds this case in `target/tests/trybuild/tasker-tests`, the crate root the path
+// trybuild builds this case in `target/tests/trybuild/tasker-ui-tests`, the crate root the path
 // is relative to; `tests/ui.rs` runs the YAML cases only where that holds.
 #[task_handler(template = "../../../../tests/ui/templates/order.yaml", version = "1.1.0")]
 impl Flow {

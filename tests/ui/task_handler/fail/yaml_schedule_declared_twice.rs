@@ -4,7 +4,7 @@ use tasker::prelude::*;
 struct Flow;
 
 // The file declares `schedules:` already.
-// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-tests`.
+// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-ui-tests`.
 #[task_handler(
     template = "../../../../tests/ui/templates/scheduled.yaml",
     schedule = "0 6 * * *"

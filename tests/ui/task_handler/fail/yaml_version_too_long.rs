@@ -4,7 +4,7 @@ use tasker::prelude::*;
 struct Flow;
 
 // The version comes from the file alone, so the file's value is checked.
-// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-tests`.
+// The path is relative to trybuild's crate root, `target/tests/trybuild/tasker-ui-tests`.
 #[task_handler(template = "../../../../tests/ui/templates/version_too_long.yaml")]
 impl Flow {
     #[step]

@@ -1,6 +1,6 @@
 //! Compile-fail and compile-pass cases of the macros, each failure with its reviewed `.stderr`.
 //!
-//! `TRYBUILD=overwrite cargo test -p tasker-tests --test ui` rewrites the `.stderr` files after a
+//! `TRYBUILD=overwrite cargo test -p tasker-ui-tests` rewrites the `.stderr` files after a
 //! deliberate change to a message; review the diff before committing it.
 
 use std::path::Path;
@@ -8,11 +8,11 @@ use std::path::Path;
 #[test]
 fn ui() {
     let cases = trybuild::TestCases::new();
-    cases.pass("ui/task_handler/pass/*.rs");
-    cases.pass("ui/step_handler/pass/*.rs");
-    cases.compile_fail("ui/step_handler/fail/*.rs");
-    cases.compile_fail("ui/events/fail/*.rs");
-    for entry in std::fs::read_dir("ui/task_handler/fail").expect("ui cases") {
+    cases.pass("task_handler/pass/*.rs");
+    cases.pass("step_handler/pass/*.rs");
+    cases.compile_fail("step_handler/fail/*.rs");
+    cases.compile_fail("events/fail/*.rs");
+    for entry in std::fs::read_dir("task_handler/fail").expect("ui cases") {
         let path = entry.expect("ui case").path();
         if path.extension().is_some_and(|e| e == "rs") {
             if binds_workspace_yaml(&path) && !trybuild_root_is_default() {
@@ -34,11 +34,13 @@ fn binds_workspace_yaml(case: &Path) -> bool {
         .is_ok_and(|source| source.contains("\"../../../../tests/ui/templates/"))
 }
 
-/// Whether trybuild's crate root is `<workspace>/target/tests/trybuild/tasker-tests`, four
+/// Whether trybuild's crate root is `<workspace>/target/tests/trybuild/tasker-ui-tests`, four
 /// levels below the workspace, as the YAML cases' relative template paths assume.
 fn trybuild_root_is_default() -> bool {
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).parent();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent);
     match (target, workspace) {
         (Some(target), Some(workspace)) => target == workspace.join("target"),
         _ => false,
