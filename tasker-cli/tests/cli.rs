@@ -333,9 +333,18 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
     // which is not locked while these tests run) already holds the dependencies.
     std::fs::copy(workspace().join("Cargo.lock"), krate.join("Cargo.lock")).expect("lock");
     let target = workspace().join("target/tests/trybuild");
+    // trybuild builds for the host triple by name, which puts its artifacts apart from a build
+    // without `--target`: naming it too shares them.
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let version = Command::new(rustc).arg("-vV").output().expect("rustc -vV");
+    let host = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .expect("host triple");
     for command in ["build", "test"] {
         let output = Command::new(&cargo)
             .arg(command)
+            .args(["--target", &host])
             .args([
                 "--offline",
                 "--config",

@@ -332,7 +332,10 @@ async fn the_seed_queries_and_mutations(db: TestDatabase) {
         .expect("send");
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: Value = response.json().await.expect("JSON");
-    assert_eq!(created["run_at"], "2999-01-01T00:00:00", "{created}");
+    assert_eq!(
+        created["run_at"], "2999-01-01T00:00:00.000000Z",
+        "{created}"
+    );
     let id = created["task_id"].as_i64().expect("id");
     assert_eq!(
         tasker.steps(id).await.expect("steps")[0].ready_at,

@@ -2019,7 +2019,7 @@ async fn schedules_over_http(db: TestDatabase) {
     assert!(
         stored["next_run_at"]
             .as_str()
-            .is_some_and(|t| t.ends_with(":00:00Z")),
+            .is_some_and(|t| t.ends_with(":00:00.000000Z")),
         "{stored}"
     );
 

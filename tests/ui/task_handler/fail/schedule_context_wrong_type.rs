@@ -12,7 +12,7 @@ struct Flow;
 #[task_handler(name = "flow", context = Report, schedule = "0 6 * * *", schedule_context = Self::for_slot)]
 impl Flow {
     // Returns the day, not the `Report` the workflow's context is.
-    fn for_slot(slot: chrono::DateTime<chrono::Utc>) -> String {
+    fn for_slot(slot: tasker::chrono::DateTime<tasker::chrono::Utc>) -> String {
         slot.date_naive().to_string()
     }
 
