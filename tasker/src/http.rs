@@ -214,6 +214,8 @@ pub struct ApiClient {
     params: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     timeout: Option<Duration>,
+    /// The configuration it is aimed at ([`ApiClient::for_api`]).
+    api: Option<std::sync::Arc<RequestConfig>>,
 }
 
 /// Makes rustls's `ring` provider the process default unless one is installed already; reqwest
@@ -266,6 +268,7 @@ impl ApiClient {
             params: Vec::new(),
             headers: Vec::new(),
             timeout: None,
+            api: None,
         })
     }
 
@@ -293,7 +296,14 @@ impl ApiClient {
                 .timeout_seconds
                 .filter(|s| *s > 0.0)
                 .and_then(|s| Duration::try_from_secs_f64(s).ok()),
+            api: Some(std::sync::Arc::new(config.clone())),
         })
+    }
+
+    /// The configuration this client is aimed at: the step's, for a client handed to `process`
+    /// when the step's `handler_config` describes its API.
+    pub fn api(&self) -> Option<&RequestConfig> {
+        self.api.as_deref()
     }
 
     /// The underlying reqwest client, for requests built by hand (send them with
@@ -387,8 +397,8 @@ impl ApiClient {
         })
     }
 
-    /// Makes the request `config` describes, on this client aimed at its API: `method`
-    /// `path` with `body`.
+    /// Makes the request `config` describes, on this client aimed at its API (aimed first,
+    /// unless `config` is the one it is aimed at already): `method` `path` with `body`.
     pub async fn call(&self, config: &RequestConfig) -> Result<ApiResponse, StepError> {
         let method = config
             .method
@@ -401,7 +411,14 @@ impl ApiClient {
                 "HANDLER_CONFIG",
             )
         })?;
-        let api = self.for_api(config)?;
+        let aimed;
+        let api = match self.api() {
+            Some(own) if std::ptr::eq(own, config) => self,
+            _ => {
+                aimed = self.for_api(config)?;
+                &aimed
+            }
+        };
         let path = interpolate(config.path.as_deref().unwrap_or(""))?;
         let mut request = api.request(method, &path);
         if let Some(body) = &config.body {
@@ -514,8 +531,16 @@ pub trait ApiStepHandler: Send + Sync + 'static {
         cx: &StepContext,
     ) -> impl Future<Output = Result<ApiResponse, StepError>> + Send {
         async move {
-            let config = RequestConfig::from_step(cx)?;
-            client.call(&config).await
+            // The engine has read the step's configuration already when it aimed the client.
+            let parsed;
+            let config = match client.api() {
+                Some(config) => config,
+                None => {
+                    parsed = RequestConfig::from_step(cx)?;
+                    &parsed
+                }
+            };
+            client.call(config).await
         }
     }
 

@@ -94,22 +94,24 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str) -> Result<T, (Option<String
             .collect();
         let key = (!segments.is_empty()).then(|| segments.join("."));
         let message = error.into_inner().to_string();
-        (key, without_path(&message).to_owned())
+        // The caller reports the key on its own.
+        (key, split_path(&message).1.to_owned())
     })
 }
 
-/// serde_norway's message without the key path it starts with (`a.b: unknown field …`), which
-/// the caller reports on its own.
-fn without_path(message: &str) -> &str {
-    match message.split_once(": ") {
-        Some((path, rest))
-            if path
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c)) =>
+/// Splits serde_norway's `path: message` (`step_templates[1].handler: unknown field …`) when
+/// the text starts with a key path.
+pub(crate) fn split_path(text: &str) -> (Option<&str>, &str) {
+    match text.split_once(": ") {
+        Some((path, message))
+            if !path.is_empty()
+                && path
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c)) =>
         {
-            rest
+            (Some(path), message)
         }
-        _ => message,
+        _ => (None, text),
     }
 }
 

@@ -12,6 +12,7 @@ use serde_json::Value as JsonValue;
 use serde_norway::Value as YamlValue;
 
 use super::{Problem, TaskTemplate, TemplateError};
+use crate::yaml::split_path;
 
 /// Largest template document accepted, in bytes (1 MiB).
 pub const MAX_TEMPLATE_BYTES: usize = crate::yaml::MAX_FILE_BYTES;
@@ -310,21 +311,6 @@ fn yaml_problem(error: &serde_norway::Error, yaml: &str, context: &str) -> Probl
     problem.key = key;
     problem.step = step_name_at(&segments, yaml);
     problem
-}
-
-/// Splits `path: message` when the text starts with a serde_norway path.
-fn split_path(text: &str) -> (Option<&str>, &str) {
-    match text.split_once(": ") {
-        Some((path, message))
-            if !path.is_empty()
-                && path
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.[]?".contains(c)) =>
-        {
-            (Some(path), message)
-        }
-        _ => (None, text),
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
