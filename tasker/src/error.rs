@@ -78,8 +78,13 @@ pub enum Error {
     )]
     UnsupportedUrl(String),
     /// The PostgreSQL backend was asked for but not compiled in.
-    #[error("PostgreSQL support is not compiled in: enable the `postgres` feature of tasker")]
+    #[error(
+        "PostgreSQL support is not compiled in: enable the `postgres` feature of tasker-engine"
+    )]
     PostgresDisabled,
+    /// The SQLite backend was asked for but not compiled in.
+    #[error("SQLite support is not compiled in: enable the `sqlite` feature of tasker-engine")]
+    SqliteDisabled,
     /// A connection could not be had from the pool in time.
     #[error("database connection unavailable: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),

@@ -58,6 +58,7 @@
 //!
 //! | Feature | Default | What it adds |
 //! |---|---|---|
+//! | `sqlite` | yes | the embedded SQLite backend (SQLite built from source); a PostgreSQL-only application may turn it off |
 //! | `postgres` | yes | the PostgreSQL backend (libpq built from source, no OpenSSL) |
 //! | `macros` | yes | `#[task_handler]`, `#[step]`, `#[step_handler]`, `#[subscriber]`, `#[tasker::data]`, `custom_event!` |
 //! | `http` | yes | `tasker::http`: API step handlers over reqwest and rustls |
@@ -65,13 +66,16 @@
 //! | `graphql` | no | `POST /graphql` beside the REST routes (turns on `server`) |
 //! | `logging` | no | `tasker::logging`: text or JSON log lines, as the configuration says |
 //! | `opentelemetry` | no | `tasker::telemetry`: span export over OTLP/HTTP (turns on `logging`) |
-//! | `testing` | no | `tasker::testing`: a harness with a temporary database and a test clock |
+//! | `testing` | no | `tasker::testing`: a harness with a temporary database and a test clock (turns on `sqlite`) |
 //!
 //! Modules behind a feature are documented on docs.rs, which builds with every feature; locally,
 //! `cargo doc --open -p tasker-engine --all-features`.
 
 // docs.rs marks each item behind a feature with the feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!("tasker-engine needs a database: enable its `sqlite` feature, `postgres`, or both");
 
 pub mod analytics;
 mod backoff;

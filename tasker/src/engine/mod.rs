@@ -1926,13 +1926,15 @@ mod sealed {
 }
 
 /// A diesel connection tasks can be created on inside the caller's own transaction:
-/// `SqliteConnection`, or `PgConnection` with the `postgres` feature.
+/// `SqliteConnection` with the `sqlite` feature, `PgConnection` with `postgres`.
 pub trait TaskerConnection: sealed::Sealed {
     #[doc(hidden)]
     fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)>;
 }
 
+#[cfg(feature = "sqlite")]
 impl sealed::Sealed for diesel::sqlite::SqliteConnection {}
+#[cfg(feature = "sqlite")]
 impl TaskerConnection for diesel::sqlite::SqliteConnection {
     fn create_prepared(&mut self, task: &PreparedTask) -> Result<(NewTask, Vec<EventRecord>)> {
         store::create_on(&mut store::Conn::Sqlite(self), task)

@@ -267,6 +267,10 @@ where
 fn table() -> Vec<Endpoint> {
     use Guard::{Permission, Public};
     use Verb::{Delete, Get, Patch, Post};
+    #[cfg_attr(
+        not(feature = "graphql"),
+        allow(unused_mut, reason = "GraphQL's routes are added only with `graphql`")
+    )]
     let mut table = vec![
         endpoint(Get, "/health/live", Public, "The process is up.", health_live)
             .answers::<views::Health>(200),

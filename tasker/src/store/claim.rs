@@ -60,6 +60,10 @@ pub(crate) fn claim(
         return Ok((Vec::new(), Vec::new()));
     }
     #[cfg(feature = "postgres")]
+    #[allow(
+        irrefutable_let_patterns,
+        reason = "PostgreSQL may be the only backend compiled in"
+    )]
     if let Conn::Postgres(pg) = c {
         return postgres::claim(pg, owner, limit, lease, named_task_ids);
     }

@@ -349,6 +349,7 @@ pub(crate) fn finalize_tasks(c: &mut Conn<'_>, task_ids: &[i64]) -> Result<Vec<E
     // Locked on PostgreSQL, so the counts below (a later statement) see what another
     // completer of the same task committed first; see `complete/postgres.rs`.
     let lock = match c {
+        #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => "",
         #[cfg(feature = "postgres")]
         Conn::Postgres(_) => "FOR UPDATE",

@@ -9,6 +9,7 @@
 use diesel::backend::Backend;
 #[cfg(feature = "postgres")]
 use diesel::connection::SimpleConnection;
+#[cfg(feature = "sqlite")]
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::dsl::sql;
 use diesel::expression::SqlLiteral;
@@ -18,6 +19,7 @@ use diesel::query_dsl::methods::ExecuteDsl;
 #[cfg(feature = "postgres")]
 use diesel::sql_types::{Array, BigInt};
 use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamp};
+#[cfg(feature = "sqlite")]
 use diesel::sqlite::{Sqlite, SqliteConnection};
 
 use super::prepared::Prepared;
@@ -36,58 +38,56 @@ pub(crate) const PG_NOW: &str = "(now() AT TIME ZONE 'UTC')";
 
 /// A borrowed connection to SQLite or PostgreSQL.
 pub(crate) enum Conn<'a> {
+    #[cfg(feature = "sqlite")]
     Sqlite(&'a mut SqliteConnection),
     #[cfg(feature = "postgres")]
     Postgres(&'a mut PgConnection),
 }
 
-/// A query that returns rows of `U` on every compiled-in backend.
-#[cfg(feature = "postgres")]
-pub(crate) trait Load<'q, U>:
-    LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>
-{
+/// Defines `$name` as the bound `$bound` where backend `$feature` is compiled in, and as no
+/// bound where it is not, so the traits below can ask it of every compiled-in backend.
+macro_rules! backend_bound {
+    ($feature:literal, $name:ident[$($params:tt)*]: $($bound:tt)+) => {
+        #[cfg(feature = $feature)]
+        pub(crate) trait $name<$($params)*>: $($bound)+ {}
+        #[cfg(feature = $feature)]
+        impl<$($params)* T: $($bound)+> $name<$($params)*> for T {}
+        #[cfg(not(feature = $feature))]
+        pub(crate) trait $name<$($params)*> {}
+        #[cfg(not(feature = $feature))]
+        impl<$($params)* T> $name<$($params)*> for T {}
+    };
 }
-#[cfg(feature = "postgres")]
-impl<'q, U, T> Load<'q, U> for T where
-    T: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>
-{
-}
+
+backend_bound!("sqlite", LoadSqlite['q, U,]: LoadQuery<'q, SqliteConnection, U>);
+backend_bound!("postgres", LoadPg['q, U,]: LoadQuery<'q, PgConnection, U>);
+backend_bound!("sqlite", ExecuteSqlite[]: ExecuteDsl<SqliteConnection> + RunQueryDsl<SqliteConnection>);
+backend_bound!("postgres", ExecutePg[]: ExecuteDsl<PgConnection>);
+backend_bound!("sqlite", ByNameSqlite[]: QueryableByName<Sqlite>);
+backend_bound!("postgres", ByNamePg[]: QueryableByName<Pg>);
+
 /// A query that returns rows of `U` on every compiled-in backend.
-#[cfg(not(feature = "postgres"))]
-pub(crate) trait Load<'q, U>: LoadQuery<'q, SqliteConnection, U> {}
-#[cfg(not(feature = "postgres"))]
-impl<'q, U, T> Load<'q, U> for T where T: LoadQuery<'q, SqliteConnection, U> {}
+pub(crate) trait Load<'q, U>: LoadSqlite<'q, U> + LoadPg<'q, U> {}
+impl<'q, U, T: LoadSqlite<'q, U> + LoadPg<'q, U>> Load<'q, U> for T {}
 
 /// A statement that runs on every compiled-in backend.
-#[cfg(feature = "postgres")]
-pub(crate) trait Execute:
-    ExecuteDsl<SqliteConnection> + ExecuteDsl<PgConnection> + RunQueryDsl<SqliteConnection>
-{
-}
-#[cfg(feature = "postgres")]
-impl<T> Execute for T where
-    T: ExecuteDsl<SqliteConnection> + ExecuteDsl<PgConnection> + RunQueryDsl<SqliteConnection>
-{
-}
-/// A statement that runs on every compiled-in backend.
-#[cfg(not(feature = "postgres"))]
-pub(crate) trait Execute:
-    ExecuteDsl<SqliteConnection> + RunQueryDsl<SqliteConnection>
-{
-}
-#[cfg(not(feature = "postgres"))]
-impl<T> Execute for T where T: ExecuteDsl<SqliteConnection> + RunQueryDsl<SqliteConnection> {}
+pub(crate) trait Execute: ExecuteSqlite + ExecutePg {}
+impl<T: ExecuteSqlite + ExecutePg> Execute for T {}
+
+/// Rows a hand-written statement returns, on every compiled-in backend.
+pub(crate) trait ByName: ByNameSqlite + ByNamePg + 'static {}
+impl<T: ByNameSqlite + ByNamePg + 'static> ByName for T {}
 
 /// The test clock's offset as a further `strftime` modifier, in builds with `tasker::testing`
 /// (feature `testing`, a dev-dependency's, so tests get it and production builds do not pay
 /// for the lookup); nothing otherwise.
-#[cfg(feature = "testing")]
+#[cfg(all(feature = "sqlite", feature = "testing"))]
 macro_rules! sqlite_offset {
     () => {
         ", (SELECT offset_seconds || ' seconds' FROM tasker_clock)"
     };
 }
-#[cfg(not(feature = "testing"))]
+#[cfg(all(feature = "sqlite", not(feature = "testing")))]
 macro_rules! sqlite_offset {
     () => {
         ""
@@ -95,7 +95,17 @@ macro_rules! sqlite_offset {
 }
 
 /// SQLite's clock: the system's, moved by `tasker_clock`'s offset under `tasker::testing`.
+#[cfg(feature = "sqlite")]
 const SQLITE_NOW: &str = concat!("strftime('%Y-%m-%d %H:%M:%f', 'now'", sqlite_offset!(), ")");
+
+/// A compiled-in backend, for the select clauses diesel derives per backend (they read the same
+/// on both).
+#[cfg(feature = "sqlite")]
+pub(crate) type SomeBackend = Sqlite;
+/// A compiled-in backend, for the select clauses diesel derives per backend (they read the same
+/// on both).
+#[cfg(not(feature = "sqlite"))]
+pub(crate) type SomeBackend = Pg;
 
 /// A value bound to a hand-written statement.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +123,7 @@ pub(crate) trait Binds: Backend + Sized {
     fn bind<'a>(prepared: Prepared<'a, Self>, bind: Bind<'a>) -> Prepared<'a, Self>;
 }
 
+#[cfg(feature = "sqlite")]
 impl Binds for Sqlite {
     fn bind<'a>(prepared: Prepared<'a, Self>, bind: Bind<'a>) -> Prepared<'a, Self> {
         match bind {
@@ -143,21 +154,11 @@ fn prepared<'a, DB: Binds>(sql: &'a str, binds: &[Bind<'a>]) -> Prepared<'a, DB>
     })
 }
 
-/// Rows a hand-written statement returns, on every compiled-in backend.
-#[cfg(feature = "postgres")]
-pub(crate) trait ByName: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static {}
-#[cfg(feature = "postgres")]
-impl<T: QueryableByName<Sqlite> + QueryableByName<Pg> + 'static> ByName for T {}
-/// Rows a hand-written statement returns, on every compiled-in backend.
-#[cfg(not(feature = "postgres"))]
-pub(crate) trait ByName: QueryableByName<Sqlite> + 'static {}
-#[cfg(not(feature = "postgres"))]
-impl<T: QueryableByName<Sqlite> + 'static> ByName for T {}
-
 impl Conn<'_> {
     /// Runs a statement; returns the rows it touched.
     pub(crate) fn execute<Q: Execute>(&mut self, query: Q) -> QueryResult<usize> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => ExecuteDsl::<SqliteConnection>::execute(query, c),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => ExecuteDsl::<PgConnection>::execute(query, c),
@@ -167,6 +168,7 @@ impl Conn<'_> {
     /// Runs a query; returns its rows.
     pub(crate) fn load<'q, U, Q: Load<'q, U>>(&mut self, query: Q) -> QueryResult<Vec<U>> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => RunQueryDsl::<SqliteConnection>::load(query, c),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => RunQueryDsl::<PgConnection>::load(query, c),
@@ -176,6 +178,7 @@ impl Conn<'_> {
     /// Runs a query that returns one row.
     pub(crate) fn get_result<'q, U, Q: Load<'q, U>>(&mut self, query: Q) -> QueryResult<U> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => RunQueryDsl::<SqliteConnection>::get_result(query, c),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => RunQueryDsl::<PgConnection>::get_result(query, c),
@@ -191,6 +194,7 @@ impl Conn<'_> {
         binds: &[Bind<'_>],
     ) -> QueryResult<Vec<U>> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => prepared::<Sqlite>(sql, binds).load(*c),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => prepared::<Pg>(sql, binds).load(*c),
@@ -200,6 +204,7 @@ impl Conn<'_> {
     /// Runs a hand-written statement as [`Conn::load_sql`] does; returns the rows it touched.
     pub(crate) fn execute_sql(&mut self, sql: &str, binds: &[Bind<'_>]) -> QueryResult<usize> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => prepared::<Sqlite>(sql, binds).execute(*c),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => prepared::<Pg>(sql, binds).execute(*c),
@@ -211,6 +216,7 @@ impl Conn<'_> {
     pub(crate) fn json_rows(&self, n: usize, columns: &[(&str, &str)]) -> String {
         let fields = columns.iter().enumerate();
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => {
                 // `jsonb_each` parses the text once; each row is then binary JSONB, which
                 // `->>` reads without parsing the row's text again for every column.
@@ -235,6 +241,7 @@ impl Conn<'_> {
     /// `column` is one of the ids bound (as [`Bind::Ids`]) to placeholder `$n`.
     pub(crate) fn in_ids(&self, column: &str, n: usize) -> String {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => format!("{column} IN (SELECT value FROM json_each(${n}))"),
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => format!("{column} = ANY(${n})"),
@@ -244,6 +251,7 @@ impl Conn<'_> {
     /// Runs `f` in a write transaction (a savepoint inside a caller's transaction).
     pub(crate) fn write<T>(&mut self, f: impl FnOnce(&mut Conn<'_>) -> Result<T>) -> Result<T> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => {
                 // BEGIN IMMEDIATE takes the write lock up front; a deferred transaction that
                 // later writes fails with SQLITE_BUSY instead of waiting (reference/deps.md).
@@ -261,6 +269,7 @@ impl Conn<'_> {
     /// Seconds from timestamp expression `from` to `to`, as a double.
     pub(crate) fn seconds_between(&self, from: &str, to: &str) -> String {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => format!("((julianday({to}) - julianday({from})) * 86400.0)"),
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => {
@@ -272,6 +281,7 @@ impl Conn<'_> {
     /// The database clock as a UTC timestamp expression.
     pub(crate) fn now_sql(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => SQLITE_NOW,
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => PG_NOW,
@@ -291,6 +301,7 @@ impl Conn<'_> {
     /// The database clock plus `seconds`, for hand-written SQL.
     pub(crate) fn now_plus_sql(&self, seconds: f64) -> String {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => format!(
                 concat!(
                     "strftime('%Y-%m-%d %H:%M:%f', 'now'",
@@ -307,6 +318,7 @@ impl Conn<'_> {
     /// The timestamp expression `base` plus `seconds`, for hand-written SQL.
     pub(crate) fn plus_seconds_sql(&self, base: &str, seconds: f64) -> String {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => {
                 format!("strftime('%Y-%m-%d %H:%M:%f', {base}, '{seconds:+.6} seconds')")
             }
@@ -319,6 +331,7 @@ impl Conn<'_> {
     /// the SQL text), in the form the backend's clock writes.
     pub(crate) fn timestamp_sql(&self, at: chrono::NaiveDateTime) -> String {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => format!("'{}'", at.format("%Y-%m-%d %H:%M:%S%.3f")),
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => format!("TIMESTAMP '{}'", at.format("%Y-%m-%d %H:%M:%S%.6f")),
@@ -328,6 +341,7 @@ impl Conn<'_> {
     /// The lock a worker takes on rows it selects to update while others may do the same.
     pub(crate) fn skip_locked(&self) -> &'static str {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => "",
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => "FOR UPDATE SKIP LOCKED",
@@ -344,6 +358,7 @@ impl Conn<'_> {
     pub(crate) fn claim_lock(&self) -> &'static str {
         match self {
             // One writer at a time: the write transaction is the lock.
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => "",
             #[cfg(feature = "postgres")]
             Conn::Postgres(_) => "FOR UPDATE OF s SKIP LOCKED",
@@ -354,6 +369,7 @@ impl Conn<'_> {
     /// SQLite has one process per file in practice and polls otherwise.
     pub(crate) fn notify_ready(&mut self) -> Result<()> {
         match self {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => Ok(()),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => Ok(c.batch_execute(&format!("NOTIFY {READY_CHANNEL}"))?),
@@ -361,6 +377,7 @@ impl Conn<'_> {
     }
 }
 
+#[cfg(feature = "sqlite")]
 fn in_transaction<C>(c: &mut C) -> bool
 where
     C: Connection<TransactionManager = AnsiTransactionManager>,
@@ -372,6 +389,7 @@ where
 }
 
 /// A comma-separated list of ids for hand-written SQL (integers only, never text).
-pub(crate) fn id_list(ids: &[i64]) -> String {
+#[cfg(feature = "sqlite")]
+fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }

@@ -15,6 +15,7 @@ use crate::state::StepState;
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 /// A task ready to insert, built and checked by the engine.
@@ -358,6 +359,7 @@ fn insert_tasks<'t>(
     let inserted: Vec<(i64, String)> = match c {
         #[cfg(feature = "postgres")]
         Conn::Postgres(pg) => postgres::insert_tasks(pg, &rows)?,
+        #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => sqlite::insert_tasks(c, &rows)?,
     };
     let inserted: HashMap<String, i64> = inserted.into_iter().map(|(id, h)| (h, id)).collect();
@@ -477,6 +479,7 @@ fn insert_step_rows(c: &mut Conn<'_>, rows: &[NewStepRow<'_>]) -> Result<Vec<(i6
     Ok(match c {
         #[cfg(feature = "postgres")]
         Conn::Postgres(pg) => postgres::insert_steps(pg, rows, super::conn::PG_NOW)?,
+        #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => sqlite::insert_steps(c, rows)?,
     })
 }
@@ -500,6 +503,7 @@ fn insert_edges(
         Conn::Postgres(pg) => {
             postgres::insert_edges(pg, &edges)?;
         }
+        #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => {
             sqlite::insert_edges(c, &edges)?;
         }

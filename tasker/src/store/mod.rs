@@ -12,6 +12,7 @@ mod claim;
 mod complete;
 mod conn;
 mod create;
+#[cfg(feature = "sqlite")]
 mod lane;
 #[cfg(feature = "postgres")]
 mod listener;
@@ -55,6 +56,7 @@ pub(crate) use pool::{with_deadlines, with_schema};
 pub(crate) use schedules::{Definition, Firing, ORIGIN_API, ORIGIN_TEMPLATE, ScheduleRow};
 pub(crate) use templates::TemplateIds;
 
+#[cfg(feature = "sqlite")]
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -111,6 +113,7 @@ impl Store {
     /// Which backend this store talks to.
     pub fn backend(&self) -> Backend {
         match &*self.pool {
+            #[cfg(feature = "sqlite")]
             Pool::Sqlite(..) => Backend::Sqlite,
             #[cfg(feature = "postgres")]
             Pool::Postgres(_) => Backend::Postgres,
@@ -138,6 +141,7 @@ impl Store {
     pub fn migrate(&self) -> Result<usize> {
         let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| Error::Migration(e);
         self.with(|c| match c {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => c.immediate_transaction(|c| {
                 c.run_pending_migrations(SQLITE_MIGRATIONS)
                     .map(|v| v.len())
@@ -181,6 +185,7 @@ impl Store {
                 .collect())
         }
         self.with(|c| match c {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(c) => status(*c, SQLITE_MIGRATIONS),
             #[cfg(feature = "postgres")]
             Conn::Postgres(c) => status(*c, POSTGRES_MIGRATIONS),
@@ -192,6 +197,7 @@ impl Store {
     #[cfg(feature = "postgres")]
     pub(crate) fn create_schema(&self, schema: &str) -> Result<()> {
         self.with(|c| match c {
+            #[cfg(feature = "sqlite")]
             Conn::Sqlite(_) => Ok(()),
             // An identifier cannot be bound; `with_schema` allowed only a plain lowercase name.
             Conn::Postgres(c) => {

@@ -1,7 +1,9 @@
 //! The connection pool: per-session settings, health checks without a round trip per checkout,
 //! and the per-file lane through which this process's SQLite writes go (`lane.rs`).
 
+#[cfg(feature = "sqlite")]
 use std::collections::HashMap;
+#[cfg(feature = "sqlite")]
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +11,20 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{
     ConnectionManager, CustomizeConnection, ManageConnection, Pool as R2d2Pool, R2D2Connection,
 };
+#[cfg(feature = "sqlite")]
 use diesel::sqlite::SqliteConnection;
 
+#[cfg(feature = "sqlite")]
 use super::lane::Lane;
 use crate::error::{Error, Result};
 
+#[cfg(feature = "sqlite")]
 #[derive(Debug)]
 pub(super) struct SqlitePragmas {
     pub(super) busy_timeout: Duration,
 }
 
+#[cfg(feature = "sqlite")]
 impl CustomizeConnection<Pooled<SqliteConnection>, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(
         &self,
@@ -126,6 +132,7 @@ pub struct ConnectOptions {
 /// a file shares it, so this process's writes to the file never contend with each other for
 /// SQLite's one write lock (contending connections meet `SQLITE_BUSY`, and SQLite's busy
 /// handler sleeps for milliseconds). Other processes on the same file wait in `busy_timeout`.
+#[cfg(feature = "sqlite")]
 fn sqlite_lane(path: &str) -> Arc<Lane> {
     static LANES: std::sync::OnceLock<std::sync::Mutex<HashMap<std::path::PathBuf, Arc<Lane>>>> =
         std::sync::OnceLock::new();
@@ -149,6 +156,7 @@ pub(crate) struct Pooled<C> {
 
 impl<C> Pooled<C> {
     /// Makes the pool drop this connection when it comes back.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn mark_failed(&mut self) {
         self.failed = true;
     }
@@ -201,6 +209,7 @@ impl<C: R2D2Connection + Send + 'static> ManageConnection for Manager<C> {
 }
 
 pub(crate) enum Pool {
+    #[cfg(feature = "sqlite")]
     Sqlite(R2d2Pool<Manager<SqliteConnection>>, Arc<Lane>),
     #[cfg(feature = "postgres")]
     Postgres(R2d2Pool<Manager<diesel::pg::PgConnection>>),
@@ -250,6 +259,16 @@ impl Pool {
         if path.is_empty() || path.contains("://") {
             return Err(Error::UnsupportedUrl(url.to_owned()));
         }
+        Self::open_sqlite_file(path, options)
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    fn open_sqlite_file(_: &str, _: ConnectOptions) -> Result<Self> {
+        Err(Error::SqliteDisabled)
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn open_sqlite_file(path: &str, options: ConnectOptions) -> Result<Self> {
         // Every connection to `:memory:` is its own database, so it gets exactly one.
         let size = if path == ":memory:" {
             1
@@ -280,6 +299,7 @@ impl Pool {
         f: impl FnOnce(&mut super::Conn<'_>) -> Result<T>,
     ) -> Result<T> {
         match self {
+            #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool, _) => {
                 let mut pooled = pool.get()?;
                 let result = f(&mut super::Conn::Sqlite(&mut pooled.conn));
@@ -303,6 +323,7 @@ impl Pool {
         f: impl FnOnce(&mut super::Conn<'_>) -> Result<T>,
     ) -> Result<T> {
         match self {
+            #[cfg(feature = "sqlite")]
             Pool::Sqlite(pool, lane) => lane.write(pool, f),
             #[cfg(feature = "postgres")]
             Pool::Postgres(_) => self.with_conn(f),

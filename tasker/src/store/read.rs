@@ -106,6 +106,7 @@ pub(crate) fn list_tasks(c: &mut Conn<'_>, filter: &TaskFilter) -> Result<Vec<Ta
     // JSON (`12`, `true`). SQLite's `->>` gives a number or a boolean as an SQL number, so its
     // text is taken from `->` (the value's JSON) unless the value is a string.
     let records = match c {
+        #[cfg(feature = "sqlite")]
         Conn::Sqlite(c) => listing!(*c, |annotation| {
             let key = || annotation.key.clone();
             sql::<Bool>("(CASE WHEN substr(tasker_task_annotations.annotation -> ")

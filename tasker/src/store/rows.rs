@@ -2,10 +2,10 @@
 //! that cannot be read is an [`Error::CorruptData`] naming the table, row and column.
 
 use diesel::prelude::*;
-use diesel::sqlite::Sqlite;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::conn::SomeBackend;
 use super::schema::*;
 use crate::error::{Error, Result};
 use crate::model::{StepInfo, TaskRow, TransitionInfo};
@@ -79,8 +79,8 @@ pub(crate) struct TaskRecord {
 
 impl TaskRecord {
     /// The columns to select (the derived selection is the same on both backends).
-    pub(crate) fn columns() -> <Self as Selectable<Sqlite>>::SelectExpression {
-        <Self as Selectable<Sqlite>>::construct_selection()
+    pub(crate) fn columns() -> <Self as Selectable<SomeBackend>>::SelectExpression {
+        <Self as Selectable<SomeBackend>>::construct_selection()
     }
 }
 
@@ -134,8 +134,8 @@ pub(crate) struct StepRecord {
 
 impl StepRecord {
     /// The columns to select (the derived selection is the same on both backends).
-    pub(crate) fn columns() -> <Self as Selectable<Sqlite>>::SelectExpression {
-        <Self as Selectable<Sqlite>>::construct_selection()
+    pub(crate) fn columns() -> <Self as Selectable<SomeBackend>>::SelectExpression {
+        <Self as Selectable<SomeBackend>>::construct_selection()
     }
 }
 

@@ -44,8 +44,8 @@ pub(crate) struct ScheduleRow {
 
 impl ScheduleRow {
     /// The columns to select (the derived selection is the same on both backends).
-    fn columns() -> <Self as Selectable<diesel::sqlite::Sqlite>>::SelectExpression {
-        <Self as Selectable<diesel::sqlite::Sqlite>>::construct_selection()
+    fn columns() -> <Self as Selectable<super::conn::SomeBackend>>::SelectExpression {
+        <Self as Selectable<super::conn::SomeBackend>>::construct_selection()
     }
 }
 

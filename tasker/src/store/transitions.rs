@@ -135,6 +135,7 @@ fn write(c: &mut Conn<'_>, entity: Entity, rows: &[TransitionRow], fresh: bool) 
     };
     let keys = keys(rows, next);
     match c {
+        #[cfg(feature = "sqlite")]
         Conn::Sqlite(_) => insert_json(c, entity, rows, &keys)?,
         #[cfg(feature = "postgres")]
         Conn::Postgres(pg) => insert_unnested(pg, entity, rows, &keys)?,
@@ -144,6 +145,7 @@ fn write(c: &mut Conn<'_>, entity: Entity, rows: &[TransitionRow], fresh: bool) 
 
 /// Inserts transition rows bound as one JSON value (SQLite has no arrays), so the statement's
 /// text is the same for every batch.
+#[cfg(feature = "sqlite")]
 fn insert_json(
     c: &mut Conn<'_>,
     entity: Entity,
