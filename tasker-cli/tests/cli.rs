@@ -258,7 +258,7 @@ fn workspace() -> PathBuf {
 }
 
 /// `cargo new`, `cargo tasker init`, `cargo tasker generate task-handler …`, `… authenticator`
-/// and `… authorizer`, then `cargo build` and `cargo test` pass without edits.
+/// and `… authorizer`, then `cargo test` passes without edits.
 #[test]
 fn a_fresh_crate_builds_and_passes_its_generated_tests() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -329,60 +329,61 @@ fn a_fresh_crate_builds_and_passes_its_generated_tests() {
     assert!(manifest.contains(r#"features = ["testing"]"#), "{manifest}");
     assert!(manifest.contains("path = "), "{manifest}");
 
-    // The workspace's lock pins the same versions, so the shared target directory (trybuild's,
-    // which is not locked while these tests run) already holds the dependencies.
+    // `cargo test` builds the crate's library and binary too, but with the dev-dependency's
+    // `testing` feature; a plain `cargo build` would build every dependency again without it.
+    // What it would catch, generated code outside the tests that needs `testing`, is checked
+    // here instead: only `tests/` may name the harness.
+    for (path, contents) in tree(&krate) {
+        if !path.starts_with("tests/") {
+            assert!(
+                !contents.contains("tasker::testing"),
+                "{path} names tasker::testing"
+            );
+        }
+    }
+
+    // The workspace's lock pins the versions tested here. The target directory is trybuild's
+    // (not locked while these tests run), where the build scripts and procedural macros the two
+    // have in common are built once; trybuild builds for the host triple by name, so this does.
     std::fs::copy(workspace().join("Cargo.lock"), krate.join("Cargo.lock")).expect("lock");
     let target = workspace().join("target/tests/trybuild");
-    // trybuild builds for the host triple by name, which puts its artifacts apart from a build
-    // without `--target`: naming it too shares them.
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let version = Command::new(rustc).arg("-vV").output().expect("rustc -vV");
     let host = String::from_utf8_lossy(&version.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
         .expect("host triple");
-    for command in ["build", "test"] {
-        let output = Command::new(&cargo)
-            .arg(command)
-            .args(["--target", &host])
-            .args([
-                "--offline",
-                "--config",
-                "profile.dev.package.\"*\".debug=false",
-                "--config",
-                "profile.dev.debug=\"line-tables-only\"",
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(&krate)
-            .output()
-            .expect("cargo");
-        assert!(
-            output.status.success(),
-            "cargo {command}:\n{}",
-            text(&output)
-        );
-        if command == "test" {
-            let out = text(&output);
-            assert!(
-                out.contains("order_process_runs_to_completion ... ok"),
-                "{out}"
-            );
-            assert!(
-                out.contains("order_process_retries_a_failed_step ... ok"),
-                "{out}"
-            );
-            for test in [
-                "custom_events_subscriber::tests::handles_its_events",
-                "hello_world_runs_to_completion",
-                "hello_world_retries_a_failed_step",
-                "sessions_names_the_caller_of_a_known_session",
-                "sessions_refuses_a_missing_or_unknown_session",
-                "task_owners_lets_owners_act_on_their_tasks",
-                "task_owners_refuses_what_permissions_do_not_grant",
-            ] {
-                assert!(out.contains(&format!("{test} ... ok")), "{test}:\n{out}");
-            }
-        }
+    let output = Command::new(&cargo)
+        .arg("test")
+        .args(["--target", &host])
+        .args([
+            "--offline",
+            // A build to run once: no debug information, not even the standard library's.
+            "--config",
+            "profile.dev.debug=false",
+            "--config",
+            "profile.dev.strip=\"debuginfo\"",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        // Incremental artifacts of a crate built once would only take space.
+        .env("CARGO_INCREMENTAL", "0")
+        .current_dir(&krate)
+        .output()
+        .expect("cargo");
+    let out = text(&output);
+    assert!(output.status.success(), "cargo test:\n{out}");
+    for test in [
+        "order_process_runs_to_completion",
+        "order_process_retries_a_failed_step",
+        "custom_events_subscriber::tests::handles_its_events",
+        "hello_world_runs_to_completion",
+        "hello_world_retries_a_failed_step",
+        "sessions_names_the_caller_of_a_known_session",
+        "sessions_refuses_a_missing_or_unknown_session",
+        "task_owners_lets_owners_act_on_their_tasks",
+        "task_owners_refuses_what_permissions_do_not_grant",
+    ] {
+        assert!(out.contains(&format!("{test} ... ok")), "{test}:\n{out}");
     }
 }
 

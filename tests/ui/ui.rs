@@ -1,4 +1,5 @@
-//! Compile-fail and compile-pass cases of the macros, each failure with its reviewed `.stderr`.
+//! Compile-fail cases of the macros, each with its reviewed `.stderr` (the pass cases are the
+//! `pass` test binary). Without a pass case trybuild only checks, never builds, the dependencies.
 //!
 //! `TRYBUILD=overwrite cargo test -p tasker-ui-tests` rewrites the `.stderr` files after a
 //! deliberate change to a message; review the diff before committing it.
@@ -8,8 +9,6 @@ use std::path::Path;
 #[test]
 fn ui() {
     let cases = trybuild::TestCases::new();
-    cases.pass("task_handler/pass/*.rs");
-    cases.pass("step_handler/pass/*.rs");
     cases.compile_fail("step_handler/fail/*.rs");
     cases.compile_fail("events/fail/*.rs");
     for entry in std::fs::read_dir("task_handler/fail").expect("ui cases") {

@@ -26,5 +26,3 @@ impl StepHandler for Shout {
         Ok(cx.step_name().to_uppercase().into())
     }
 }
-
-fn main() {}

@@ -46,14 +46,22 @@ impl Flow {
     }
 }
 
-fn main() {
+#[test]
+fn the_accepted_forms_generate_what_they_declare() {
     assert_eq!(Flow.helper(), 7);
     let template = <Flow as TaskHandler>::template(None).expect("template");
     assert_eq!(template.full_name(), "default/flow@0.1.0");
     assert!(!template.concurrent);
-    let names: Vec<&str> = template.step_templates.iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = template
+        .step_templates
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(names, ["first", "second-step", "third", "type"]);
     assert_eq!(Flow::TYPE.name(), "type");
-    assert_eq!(template.step_templates[2].dependencies(), ["first", "second-step"]);
+    assert_eq!(
+        template.step_templates[2].dependencies(),
+        ["first", "second-step"]
+    );
     assert_eq!(Flow::SECOND.name(), "second-step");
 }

@@ -27,11 +27,15 @@ impl Flow {
     }
 
     fn update_annotations(&self, task: &FinishedTask<Order>) -> Vec<Annotation> {
-        vec![Annotation::new("flow", tasker::serde_json::json!({ "rush": task.context.rush }))]
+        vec![Annotation::new(
+            "flow",
+            tasker::serde_json::json!({ "rush": task.context.rush }),
+        )]
     }
 }
 
-fn main() {
+#[test]
+fn both_hooks_are_found_by_name() {
     const _: () = assert!(<Flow as TaskHandler>::ESTABLISHES_STEPS);
     const _: () = assert!(<Flow as TaskHandler>::UPDATES_ANNOTATIONS);
 }

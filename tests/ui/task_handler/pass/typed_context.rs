@@ -27,12 +27,16 @@ impl Flow {
     }
 }
 
-fn main() {
+#[test]
+fn the_schema_and_the_request_follow_the_serde_attributes() {
     let template = <Flow as TaskHandler>::template(None).expect("template");
     let schema = template.schema.expect("schema");
     assert!(schema["properties"]["orderId"].is_object(), "{schema}");
     assert_eq!(template.description.as_deref(), Some("Charges an order."));
-    let request = TaskRequest::of::<Flow>(&OrderContext { order_id: 1, coupon_code: None })
-        .expect("request");
+    let request = TaskRequest::of::<Flow>(&OrderContext {
+        order_id: 1,
+        coupon_code: None,
+    })
+    .expect("request");
     assert_eq!(request.context["orderId"], 1);
 }
