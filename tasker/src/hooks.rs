@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::model::StepInfo;
 use crate::state::TaskState;
+use crate::template::TaskTemplate;
 use crate::workflow::TaskHandler;
 
 /// Why a task handler refused the plan of a task's steps; the task is not created.
@@ -115,6 +116,31 @@ impl StepPlan {
             )
             .collect();
         Self { steps, edges }
+    }
+
+    /// The plan every task of `template` starts from: its steps with their settings and
+    /// dependencies as the template declares them, none bypassed. The engine hands the hook
+    /// this plan (with a request's bypassed steps marked); a unit test of a hook can too:
+    ///
+    /// ```ignore
+    /// let template = <Shipping as TaskHandler>::template(None)?;
+    /// let mut plan = StepPlan::of_template(&template);
+    /// Shipping.establish_step_dependencies_and_defaults(&express, &mut plan)?;
+    /// assert!(plan.step("insure")?.bypassed());
+    /// ```
+    pub fn of_template(template: &TaskTemplate) -> Self {
+        Self::new(
+            template.step_templates.iter().map(|s| {
+                (
+                    s.name.clone(),
+                    i32::try_from(s.default_retry_limit).unwrap_or(i32::MAX),
+                    s.default_retryable,
+                    s.skippable,
+                    false,
+                )
+            }),
+            template.step_edges(),
+        )
     }
 
     /// The steps, in template order.

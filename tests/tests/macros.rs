@@ -517,6 +517,46 @@ async fn a_task_handler_timeout_gives_its_tasks_a_deadline() {
 
 /// `#[task_handler(schedule = …)]` declares the template's one schedule, and
 /// `schedule_context` builds each run's context from its slot.
+/// A hook is an ordinary method: a unit test runs it on the plan its template starts from, with
+/// no engine or database.
+#[test]
+fn a_hook_runs_on_the_plan_of_its_template_in_a_unit_test() {
+    let template = <Audited as TaskHandler>::template(None).expect("template");
+    let plan = StepPlan::of_template(&template);
+    let names: Vec<&str> = plan.steps().iter().map(|s| s.name()).collect();
+    assert_eq!(names, ["check", "charge", "notify"]);
+    assert_eq!(plan.dependencies("charge"), ["check"]);
+    let charge = &plan.steps()[1];
+    let declared = template.find_step("charge").expect("charge");
+    assert_eq!(charge.retry_limit(), declared.default_retry_limit);
+    assert!(charge.retryable() && !charge.bypassed());
+    assert!(plan.steps()[2].skippable());
+
+    let mut rushed = plan.clone();
+    let context = Audit {
+        rush: true,
+        quiet: true,
+        refuse: false,
+    };
+    Audited
+        .establish_step_dependencies_and_defaults(&context, &mut rushed)
+        .expect("plan");
+    let charge = rushed.step("charge").expect("charge");
+    assert_eq!((charge.retry_limit(), charge.retryable()), (1, false));
+    assert_eq!(rushed.dependencies("charge"), ["check", "notify"]);
+    assert!(rushed.step("notify").expect("notify").bypassed());
+
+    let refused = Audit {
+        rush: false,
+        quiet: false,
+        refuse: true,
+    };
+    let error = Audited
+        .establish_step_dependencies_and_defaults(&refused, &mut plan.clone())
+        .expect_err("refused");
+    assert_eq!(error.to_string(), "this account is frozen");
+}
+
 #[test]
 fn a_task_handler_schedule_is_declared_with_its_template() {
     let template = <WeekdayReport as TaskHandler>::template(None).expect("template");

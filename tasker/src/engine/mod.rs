@@ -1723,25 +1723,16 @@ fn build_steps(
     ids: &store::TemplateIds,
     bypass_steps: &[String],
 ) -> Result<(Vec<PreparedStep>, StepEdges)> {
-    let index: HashMap<&str, usize> = template
-        .step_templates
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
     let bypassed = |name: &str| bypass_steps.iter().any(|b| b == name);
-    let mut edges = Vec::new();
+    let edges = template.step_edges();
+    let mut remaining = vec![0; template.step_templates.len()];
+    for &(parent, child) in &edges {
+        if !bypassed(&template.step_templates[parent].name) {
+            remaining[child] += 1;
+        }
+    }
     let mut steps = Vec::with_capacity(template.step_templates.len());
     for (child, step) in template.step_templates.iter().enumerate() {
-        let mut remaining = 0;
-        for parent in step.dependencies() {
-            if let Some(&p) = index.get(parent) {
-                edges.push((p, child));
-                if !bypassed(parent) {
-                    remaining += 1;
-                }
-            }
-        }
         let named_step_id = ids
             .step_ids
             .get(&step.name)
@@ -1754,7 +1745,7 @@ fn build_steps(
             retry_limit: step.default_retry_limit as i32,
             skippable: step.skippable,
             bypassed: bypassed(&step.name),
-            remaining_parents: remaining,
+            remaining_parents: remaining[child],
         });
     }
     Ok((steps, edges))
