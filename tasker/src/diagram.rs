@@ -34,18 +34,7 @@ pub fn template(template: &TaskTemplate) -> String {
             class: None,
         })
         .collect();
-    let mut edges = Vec::new();
-    for (child, step) in template.step_templates.iter().enumerate() {
-        for parent in step.dependencies() {
-            if let Some(p) = template
-                .step_templates
-                .iter()
-                .position(|s| s.name == parent)
-            {
-                edges.push((p, child));
-            }
-        }
-    }
+    let edges = template.step_edges();
     render(
         &format!("{} ({})", template.full_name(), "template"),
         &nodes,

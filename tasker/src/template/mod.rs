@@ -201,26 +201,6 @@ impl TaskTemplate {
         format!("{}/{}@{}", self.namespace_name, self.name, self.version)
     }
 
-    /// Its dependencies as `(parent, child)` indexes into `step_templates`, each child's in
-    /// declaration order; a parent the template lacks is left out (validation reports it).
-    pub(crate) fn step_edges(&self) -> Vec<(usize, usize)> {
-        let index: std::collections::HashMap<&str, usize> = self
-            .step_templates
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        let mut edges = Vec::new();
-        for (child, step) in self.step_templates.iter().enumerate() {
-            for parent in step.dependencies() {
-                if let Some(&p) = index.get(parent) {
-                    edges.push((p, child));
-                }
-            }
-        }
-        edges
-    }
-
     /// Finds a step by name.
     pub fn find_step(&self, name: &str) -> Option<&StepTemplate> {
         self.step_templates.iter().find(|s| s.name == name)

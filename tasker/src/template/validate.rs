@@ -175,6 +175,17 @@ impl TaskTemplate {
             .collect()
     }
 
+    /// Its dependencies as `(parent, child)` indices into `step_templates`, each child's in
+    /// declaration order; unknown parents and self dependencies are dropped, as in
+    /// `parent_indices`.
+    pub(crate) fn step_edges(&self) -> Vec<(usize, usize)> {
+        self.parent_indices()
+            .into_iter()
+            .enumerate()
+            .flat_map(|(child, parents)| parents.into_iter().map(move |p| (p, child)))
+            .collect()
+    }
+
     fn first_index_by_name(&self) -> HashMap<&str, usize> {
         let mut index = HashMap::with_capacity(self.step_templates.len());
         for (i, step) in self.step_templates.iter().enumerate() {
