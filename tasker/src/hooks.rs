@@ -122,11 +122,42 @@ impl StepPlan {
     /// dependencies as the template declares them, none bypassed. The engine hands the hook
     /// this plan (with a request's bypassed steps marked); a unit test of a hook can too:
     ///
-    /// ```ignore
+    /// ```
+    /// # use tasker::prelude::*;
+    /// # use tasker::TaskHandler;
+    /// # #[tasker::data]
+    /// # struct Shipment { express: bool }
+    /// # #[derive(Default)]
+    /// # struct Shipping;
+    /// # #[task_handler(name = "shipping", context = Shipment)]
+    /// # impl Shipping {
+    /// #     #[step]
+    /// #     async fn pack(&self, _cx: &StepContext<Shipment>) -> Result<i64, StepError> {
+    /// #         Ok(1)
+    /// #     }
+    /// #     #[step(depends_on = pack, skippable)]
+    /// #     async fn insure(&self, _cx: &StepContext<Shipment>, _: i64) -> Result<(), StepError> {
+    /// #         Ok(())
+    /// #     }
+    /// #     fn establish_step_dependencies_and_defaults(
+    /// #         &self,
+    /// #         shipment: &Shipment,
+    /// #         steps: &mut StepPlan,
+    /// #     ) -> Result<(), PlanError> {
+    /// #         if shipment.express {
+    /// #             steps.step("insure")?.bypass();
+    /// #         }
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let template = <Shipping as TaskHandler>::template(None)?;
     /// let mut plan = StepPlan::of_template(&template);
+    /// let express = Shipment { express: true };
     /// Shipping.establish_step_dependencies_and_defaults(&express, &mut plan)?;
     /// assert!(plan.step("insure")?.bypassed());
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn of_template(template: &TaskTemplate) -> Self {
         Self::new(
