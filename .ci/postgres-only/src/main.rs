@@ -35,20 +35,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("TASKER_TEST_POSTGRES_URL")
         .map_err(|_| "TASKER_TEST_POSTGRES_URL must name a PostgreSQL server")?;
     let schema = format!("tasker_pg_only_{}", std::process::id());
+    let outcome = run(&url, &schema).await;
+    diesel::PgConnection::establish(&url)?
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))?;
+    println!("{}", outcome?);
+    Ok(())
+}
 
+/// Runs the workflow in `schema` and tries a SQLite URL; says what happened, or why it is wrong.
+async fn run(url: &str, schema: &str) -> Result<String, Box<dyn std::error::Error>> {
     let sqlite = sqlx::SqlitePool::connect("sqlite::memory:").await?;
     let one: (i64,) = sqlx::query_as("select 1").fetch_one(&sqlite).await?;
 
     let tasker = Tasker::builder()
-        .database_url(&url)
-        .configure(|config| config.postgres_schema = Some(schema.clone()))
+        .database_url(url)
+        .configure(|config| config.postgres_schema = Some(schema.to_owned()))
         .build()
         .await?;
     let worker = tasker.start_worker();
     let task = tasker
         .create_task(TaskRequest::of::<Arithmetic>(&Numbers { n: 20 })?)
         .await?;
-    let done = tasker.wait_for_task(task.id, Duration::from_secs(30)).await?;
+    let done = tasker
+        .wait_for_task(task.id, Duration::from_secs(30))
+        .await?;
     worker.shutdown().await;
     let answer = tasker
         .steps(task.id)
@@ -56,23 +66,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .find(|step| step.name == "add_one")
         .and_then(|step| step.results);
-    drop(tasker);
-
-    let sqlite_file = Tasker::builder().database_url("tasker.db").build().await;
-    diesel::PgConnection::establish(&url)?
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))?;
-
-    println!(
-        "sqlx 0.7 answered {}; tasker on PostgreSQL only: task {} is {}, add_one gave {}; \
-         a SQLite URL: {}",
-        one.0,
-        task.id,
-        done.state,
-        answer.map_or("nothing".to_owned(), |v| v.to_string()),
-        sqlite_file.err().map_or("accepted".to_owned(), |e| e.to_string()),
-    );
-    if done.state != TaskState::Complete {
-        return Err(format!("task ended in `{}`", done.state).into());
+    if done.state != TaskState::Complete || answer != Some(41.into()) {
+        return Err(format!("task ended in `{}` with {answer:?}, not 41", done.state).into());
     }
-    Ok(())
+
+    let refused = match Tasker::builder().database_url("tasker.db").build().await {
+        Ok(_) => return Err("a SQLite URL was accepted without the `sqlite` feature".into()),
+        Err(error) => error,
+    };
+    Ok(format!(
+        "sqlx 0.7 answered {}; tasker on PostgreSQL only: task {} is {}, add_one gave 41; \
+         a SQLite URL: {refused}",
+        one.0, task.id, done.state,
+    ))
 }
